@@ -1,0 +1,41 @@
+"""Physical constants and unit conversions.
+
+phasetune's interfaces use eV, Å, K, GPa and fs; internally everything runs in
+torch-sim's metal units (Å, eV, amu; time unit = Å·sqrt(amu/eV) ≈ 10.18 fs).
+Conversions happen once, at the edge, with these constants.
+"""
+
+from __future__ import annotations
+
+import math
+
+#: Boltzmann constant in eV/K (CODATA 2018, exact).
+KB_EV_PER_K: float = 8.617333262e-5
+#: 1 GPa expressed in eV/Å³.
+EV_PER_A3_PER_GPA: float = 1.0 / 160.21766208
+#: 1 bar expressed in eV/Å³.
+EV_PER_A3_PER_BAR: float = EV_PER_A3_PER_GPA * 1.0e-4
+#: torch-sim's internal time unit in fs: sqrt(amu·Å²/eV).
+_AMU_KG = 1.66053906660e-27
+_EV_J = 1.602176634e-19
+FS_PER_TIME_UNIT: float = math.sqrt(_AMU_KG * 1.0e-20 / _EV_J) * 1.0e15
+
+
+def kT_eV(temperature_K: float) -> float:
+    """Thermal energy k_B·T in eV."""
+    return KB_EV_PER_K * temperature_K
+
+
+def gpa_to_internal(pressure_GPa: float) -> float:
+    """GPa → eV/Å³."""
+    return pressure_GPa * EV_PER_A3_PER_GPA
+
+
+def internal_to_gpa(pressure_eV_A3: float) -> float:
+    """eV/Å³ → GPa."""
+    return pressure_eV_A3 / EV_PER_A3_PER_GPA
+
+
+def fs_to_internal(time_fs: float) -> float:
+    """fs → torch-sim time units."""
+    return time_fs / FS_PER_TIME_UNIT
