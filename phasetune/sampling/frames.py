@@ -1,0 +1,145 @@
+"""Stored frames of a batched sampling run, with lossless HDF5 persistence.
+
+All per-frame arrays share a leading frame axis. Units: positions and cells in Å (cells in
+ASE's row-vector convention), energies in eV, volumes in Å³, temperatures in K, pressures in
+GPa. ``enthalpy`` is H = U + K + P₀V with P₀ the state point's set pressure (the quantity
+Gibbs–Helmholtz integration needs), per system, in eV.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field, fields
+from pathlib import Path
+
+import h5py
+import numpy as np
+import torch
+
+_FRAME_ARRAYS = (
+    "positions",
+    "cell",
+    "potential_energy",
+    "kinetic_energy",
+    "volume",
+    "temperature",
+    "pressure",
+    "enthalpy",
+    "phase_ok",
+    "phase_fractions",
+    "step",
+)
+_SYSTEM_ARRAYS = ("system_idx", "atomic_numbers", "masses")
+FORMAT_VERSION = 1
+
+
+@dataclass
+class Frames:
+    """Frames of ``n_systems`` state points sampled together.
+
+    Per frame: positions [F, n_atoms, 3], cell [F, S, 3, 3], potential_energy,
+    kinetic_energy, volume, temperature, pressure, enthalpy [F, S], phase_ok [F, S] (bool,
+    False where the phase check flagged the frame), phase_fractions [F, S, n_phases],
+    step [F]. Per atom: system_idx, atomic_numbers, masses. ``state_points`` holds one
+    metadata dict per system (name, phase, temperature_K, pressure_GPa, cell_mode).
+    """
+
+    positions: torch.Tensor
+    cell: torch.Tensor
+    potential_energy: torch.Tensor
+    kinetic_energy: torch.Tensor
+    volume: torch.Tensor
+    temperature: torch.Tensor
+    pressure: torch.Tensor
+    enthalpy: torch.Tensor
+    phase_ok: torch.Tensor
+    phase_fractions: torch.Tensor
+    step: torch.Tensor
+    system_idx: torch.Tensor
+    atomic_numbers: torch.Tensor
+    masses: torch.Tensor
+    state_points: list[dict] = field(default_factory=list)
+    metadata: dict = field(default_factory=dict)
+
+    @property
+    def n_frames(self) -> int:
+        return int(self.positions.shape[0])
+
+    @property
+    def n_systems(self) -> int:
+        return int(self.cell.shape[1])
+
+    @property
+    def n_atoms_per_system(self) -> torch.Tensor:
+        return torch.bincount(self.system_idx, minlength=self.n_systems)
+
+    def valid_frames(self, system: int) -> torch.Tensor:
+        """Indices of the frames of ``system`` that passed the phase check."""
+        return torch.nonzero(self.phase_ok[:, system]).flatten()
+
+    def system_positions(self, system: int) -> torch.Tensor:
+        """Positions [F, n_atoms_of_system, 3] of one system."""
+        return self.positions[:, self.system_idx == system]
+
+    def summary(self) -> list[str]:
+        """One human-readable line per state point with means over valid frames."""
+        lines = []
+        n = self.n_atoms_per_system.to(self.volume.dtype)
+        for k, sp in enumerate(self.state_points):
+            ok = self.phase_ok[:, k]
+            n_ok = int(ok.sum())
+            if n_ok == 0:
+                lines.append(f"{sp['name']}: no valid frame (phase check failed in all)")
+                continue
+            mean = lambda x: float(x[ok, k].mean())  # noqa: E731
+            lines.append(
+                f"{sp['name']}: {n_ok}/{self.n_frames} valid frames, "
+                f"T = {mean(self.temperature):.1f} K (set {sp['temperature_K']:g}), "
+                f"P = {mean(self.pressure):.3f} GPa (set {sp['pressure_GPa']:g}), "
+                f"V/N = {mean(self.volume) / float(n[k]):.3f} Å³, "
+                f"U/N = {mean(self.potential_energy) / float(n[k]):.4f} eV"
+            )
+        return lines
+
+    def save(self, path: str | Path) -> Path:
+        """Write to HDF5 (float64 stays float64) via a temporary file and an atomic rename."""
+        path = Path(path)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_suffix(path.suffix + ".tmp")
+        with h5py.File(tmp, "w") as h5:
+            h5.attrs["format_version"] = FORMAT_VERSION
+            h5.attrs["state_points"] = json.dumps(self.state_points)
+            h5.attrs["metadata"] = json.dumps(self.metadata)
+            for name in _FRAME_ARRAYS + _SYSTEM_ARRAYS:
+                h5.create_dataset(name, data=getattr(self, name).detach().cpu().numpy())
+        tmp.replace(path)
+        return path
+
+    @classmethod
+    def load(cls, path: str | Path) -> Frames:
+        """Read frames written by :meth:`save`."""
+        path = Path(path)
+        if not path.exists():
+            raise FileNotFoundError(f"no frames file at {path}")
+        with h5py.File(path, "r") as h5:
+            version = int(h5.attrs.get("format_version", -1))
+            if version != FORMAT_VERSION:
+                raise ValueError(f"{path}: frames format {version}, expected {FORMAT_VERSION}")
+            arrays = {
+                name: torch.from_numpy(np.asarray(h5[name]))
+                for name in _FRAME_ARRAYS + _SYSTEM_ARRAYS
+            }
+            state_points = json.loads(h5.attrs["state_points"])
+            metadata = json.loads(h5.attrs["metadata"])
+        return cls(**arrays, state_points=state_points, metadata=metadata)
+
+    def equals(self, other: Frames) -> bool:
+        """Exact equality of every array and the metadata."""
+        for f in fields(self):
+            a, b = getattr(self, f.name), getattr(other, f.name)
+            if isinstance(a, torch.Tensor):
+                if a.dtype != b.dtype or not torch.equal(a, b):
+                    return False
+            elif a != b:
+                return False
+        return True

@@ -1,0 +1,161 @@
+"""Stochastic cell rescaling (C-rescale) NPT with per-system temperature, pressure and cell mode.
+
+One batch may hold liquids (isotropic cell), non-cubic solids (anisotropic, orthogonal cell
+axes scale independently) and fixed-cell systems (NVT), each at its own (T, P). The step is
+torch-sim's C-rescale splitting (Bernetti & Bussi, J. Chem. Phys. 153, 114107 (2020);
+Del Tatto et al., Appl. Sci. 12, 1139 (2022)), with a per-system mask on the cell update:
+
+    V-rescale(dt/2) → kick(dt/2) → cell + drift(dt) → forces → kick(dt/2) → V-rescale(dt/2)
+
+Volume, with λ = √V, per half step (Euler–Maruyama of the C-rescale SDE):
+
+    dλ = −(β_T λ / 2τ_p) (P₀ − Tr P_int/3 − k_BT/2V) dt + √(k_BT β_T / 2τ_p) dW
+
+Shape (anisotropic systems only), traceless diagonal log-strain per step:
+
+    ln μ_dev,a = (β_T / 3τ_p)(P_int,aa − Tr P_int/3) dt + √(2β_T k_BT dt / 3τ_p) / λ · R̃_a
+
+Positions and momenta: x ← μ x + (μ + μ⁻¹) p dt / 2m, p ← p / μ, cell ← μ cell.
+
+Why C-rescale: DiffTRe in NPT reweights over the sampled volume distribution, so that
+distribution must be right, not only its mean. C-rescale samples the isothermal–isobaric
+ensemble, first-order in time with the right fluctuations; ``tests/test_sampler.py`` checks
+⟨V⟩ and Var(V) of an ideal gas against the exact NPT result.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+from torch_sim.integrators.md import initialize_momenta, momentum_step
+from torch_sim.integrators.npt import NPTCRescaleState
+from torch_sim.integrators.nvt import _vrescale_update
+from torch_sim.models.interface import ModelInterface
+from torch_sim.quantities import compute_instantaneous_pressure_tensor
+from torch_sim.state import SimState
+
+#: Cell modes: 0 fixed cell (NVT), 1 isotropic NPT, 2 anisotropic NPT (orthogonal axes).
+CELL_MODES = {"fixed": 0, "isotropic": 1, "anisotropic": 2}
+
+
+@dataclass(frozen=True)
+class EnsembleTargets:
+    """Per-system set points, all in torch-sim units, each of shape [n_systems].
+
+    kT: k_B·T in eV; pressure: P₀ in eV/Å³; cell_mode: see ``CELL_MODES``;
+    tau_thermostat, tau_barostat: relaxation times in torch-sim time units;
+    compressibility: β_T in Å³/eV (sets the barostat's coupling, not the ensemble).
+    """
+
+    kT: torch.Tensor
+    pressure: torch.Tensor
+    cell_mode: torch.Tensor
+    tau_thermostat: torch.Tensor
+    tau_barostat: torch.Tensor
+    compressibility: torch.Tensor
+
+
+def crescale_init(
+    state: SimState, model: ModelInterface, *, targets: EnsembleTargets
+) -> NPTCRescaleState:
+    """Initial MD state: forces, stress and Maxwell–Boltzmann momenta drawn from ``state.rng``."""
+    output = model(state)
+    momenta = getattr(state, "momenta", None)
+    if momenta is None:
+        momenta = initialize_momenta(
+            state.positions, state.masses, state.system_idx, targets.kT, state.rng
+        )
+    cell = state.cell.clone()
+    return NPTCRescaleState.from_state(
+        state,
+        momenta=momenta,
+        energy=output["energy"].detach(),
+        forces=output["forces"].detach(),
+        stress=output["stress"].detach(),
+        tau_p=targets.tau_barostat,
+        isothermal_compressibility=targets.compressibility,
+        initial_cell=cell,
+        initial_cell_inv=torch.linalg.inv(cell),
+        initial_volume=torch.linalg.det(cell),
+    )
+
+
+def _cell_rescale(
+    state: NPTCRescaleState, targets: EnsembleTargets, dt: torch.Tensor
+) -> NPTCRescaleState:
+    """Barostat move of the cell plus the position drift, per system by its cell mode."""
+    kT, beta, tau_p = targets.kT, targets.compressibility, targets.tau_barostat
+    volume = torch.linalg.det(state.cell)
+    p_int = compute_instantaneous_pressure_tensor(
+        momenta=state.momenta,
+        masses=state.masses,
+        system_idx=state.system_idx,
+        stress=state.stress,
+        volumes=volume,
+    )
+    trace_p = torch.einsum("bii->b", p_int)
+    barostatted = (targets.cell_mode > 0).to(volume.dtype)
+    anisotropic = (targets.cell_mode == 2).to(volume.dtype)
+
+    sqrt_v = volume.sqrt()
+    drift = -beta * sqrt_v / (2 * tau_p) * (targets.pressure - trace_p / 3 - kT / (2 * volume))
+    noise = torch.sqrt(kT * beta * dt / (4 * tau_p))
+    n = volume.shape[0]
+    rng = state.rng
+    new_sqrt_v = sqrt_v + barostatted * (
+        drift * dt / 2
+        + noise * torch.randn(n, generator=rng, dtype=volume.dtype, device=volume.device)
+    )
+    deviation = (
+        beta[:, None]
+        / (3 * tau_p[:, None])
+        * (torch.diagonal(p_int, dim1=-2, dim2=-1) - trace_p[:, None] / 3)
+    )
+    r = torch.randn(n, 3, generator=rng, dtype=volume.dtype, device=volume.device)
+    r = r - r.mean(dim=1, keepdim=True)
+    amplitude = torch.sqrt(2 * beta * kT * dt / (3 * tau_p)) / new_sqrt_v
+    log_dev = anisotropic[:, None] * (deviation * dt + amplitude[:, None] * r)
+    new_sqrt_v = new_sqrt_v + barostatted * (
+        drift * dt / 2
+        + noise * torch.randn(n, generator=rng, dtype=volume.dtype, device=volume.device)
+    )
+    scale = torch.exp(log_dev) * (new_sqrt_v / sqrt_v).pow(2.0 / 3.0)[:, None]  # [n, 3]
+
+    mu = scale[state.system_idx]
+    state.positions = mu * state.positions + (mu + 1 / mu) * state.momenta * dt / (
+        2 * state.masses.unsqueeze(-1)
+    )
+    state.momenta = state.momenta / mu
+    state.cell = torch.diag_embed(scale) @ state.cell  # column-vector cell: scale x, y, z rows
+    return state
+
+
+def crescale_step(
+    state: NPTCRescaleState,
+    model: ModelInterface,
+    *,
+    dt: torch.Tensor,
+    targets: EnsembleTargets,
+) -> NPTCRescaleState:
+    """One C-rescale step (NVT for systems whose cell mode is ``fixed``)."""
+    state = _vrescale_update(state, targets.tau_thermostat, targets.kT, dt / 2)
+    state = momentum_step(state, dt / 2)
+    state = _cell_rescale(state, targets, dt)
+    output = model(state)
+    state.energy = output["energy"].detach()
+    state.forces = output["forces"].detach()
+    state.stress = output["stress"].detach()
+    state = momentum_step(state, dt / 2)
+    return _vrescale_update(state, targets.tau_thermostat, targets.kT, dt / 2)
+
+
+def nve_step(state: NPTCRescaleState, model: ModelInterface, *, dt: torch.Tensor):
+    """Velocity Verlet (microcanonical), on the same state type, for conservation checks."""
+    state = momentum_step(state, dt / 2)
+    state.positions = state.positions + state.momenta * dt / state.masses.unsqueeze(-1)
+    output = model(state)
+    state.energy = output["energy"].detach()
+    state.forces = output["forces"].detach()
+    state.stress = output["stress"].detach()
+    return momentum_step(state, dt / 2)

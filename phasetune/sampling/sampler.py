@@ -1,0 +1,288 @@
+"""Batched sampling of many (phase, T, P) state points in one torch-sim batch.
+
+Each state point is a starting structure of a phase with its own temperature, pressure and
+cell mode; all run together through :func:`~phasetune.sampling.integrator.crescale_step`.
+After ``equilibration_steps`` a frame is stored every ``stride`` steps (positions, cell,
+potential and kinetic energy, volume, temperature, pressure, enthalpy) and checked for
+phase identity; flagged frames stay in the record with ``phase_ok = False``.
+"""
+
+from __future__ import annotations
+
+import copy
+import dataclasses
+import logging
+from dataclasses import dataclass, field
+
+import torch
+import torch_sim as ts
+from ase import Atoms
+from tqdm.auto import tqdm
+
+from phasetune.sampling.frames import Frames
+from phasetune.sampling.integrator import (
+    CELL_MODES,
+    EnsembleTargets,
+    crescale_init,
+    crescale_step,
+)
+from phasetune.structures import PHASES
+from phasetune.units import (
+    EV_PER_A3_PER_GPA,
+    KB_EV_PER_K,
+    fs_to_internal,
+    internal_to_gpa,
+)
+
+log = logging.getLogger(__name__)
+
+#: Pressures beyond this magnitude (GPa) are treated as input errors.
+MAX_ABS_PRESSURE_GPA = 1000.0
+
+
+@dataclass(frozen=True)
+class StatePoint:
+    """One thermodynamic state point of one phase.
+
+    Args:
+        name: label used in logs and files.
+        phase: expected phase, one of ``PHASES`` (checked on every frame).
+        atoms: starting structure (periodic supercell).
+        temperature_K: set temperature in K.
+        pressure_GPa: set pressure in GPa (ignored for ``cell_mode="fixed"``).
+        cell_mode: ``"auto"`` (isotropic for liquid, fcc, bcc; anisotropic for hcp),
+            ``"isotropic"``, ``"anisotropic"`` or ``"fixed"`` (NVT).
+    """
+
+    name: str
+    phase: str
+    atoms: Atoms
+    temperature_K: float
+    pressure_GPa: float = 0.0
+    cell_mode: str = "auto"
+
+    def __post_init__(self) -> None:
+        if self.phase not in PHASES:
+            raise ValueError(
+                f"state point {self.name!r}: unknown phase {self.phase!r}; "
+                f"choose one of {', '.join(PHASES)}"
+            )
+        if not self.temperature_K > 0:
+            raise ValueError(
+                f"state point {self.name!r}: temperature_K must be > 0, got {self.temperature_K}"
+            )
+        if abs(self.pressure_GPa) > MAX_ABS_PRESSURE_GPA:
+            raise ValueError(
+                f"state point {self.name!r}: pressure_GPa={self.pressure_GPa} is beyond "
+                f"±{MAX_ABS_PRESSURE_GPA:g} GPa; give the pressure in GPa"
+            )
+        if self.cell_mode != "auto" and self.cell_mode not in CELL_MODES:
+            raise ValueError(
+                f"state point {self.name!r}: cell_mode {self.cell_mode!r} is not one of "
+                f"auto, {', '.join(CELL_MODES)}"
+            )
+        if len(self.atoms) == 0 or not all(self.atoms.pbc):
+            raise ValueError(f"state point {self.name!r}: atoms must be a non-empty periodic cell")
+
+    @property
+    def resolved_cell_mode(self) -> str:
+        if self.cell_mode != "auto":
+            return self.cell_mode
+        return "anisotropic" if self.phase == "hcp" else "isotropic"
+
+    def as_dict(self) -> dict:
+        return {
+            "name": self.name,
+            "phase": self.phase,
+            "temperature_K": float(self.temperature_K),
+            "pressure_GPa": float(self.pressure_GPa),
+            "cell_mode": self.resolved_cell_mode,
+            "n_atoms": len(self.atoms),
+        }
+
+
+@dataclass
+class SamplerSettings:
+    """MD settings shared by all state points of a batch (times in fs)."""
+
+    timestep_fs: float = 5.0
+    equilibration_steps: int = 1000
+    production_steps: int = 2000
+    stride: int = 20
+    thermostat_tau_fs: float = 100.0
+    barostat_tau_fs: float = 1000.0
+    #: β_T guess in 1/GPa, sets the barostat's coupling strength only (not the ensemble).
+    compressibility_per_GPa: float = 0.05
+    #: liquids equilibrate first at ``melt_temperature_factor``·T for this many steps.
+    melt_steps: int = 0
+    melt_temperature_factor: float = 2.0
+    seed: int = 0
+    check_phase: bool = True
+    progress: bool = True
+    extra: dict = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        for name in ("timestep_fs", "thermostat_tau_fs", "barostat_tau_fs"):
+            if not getattr(self, name) > 0:
+                raise ValueError(f"sampler setting {name} must be > 0, got {getattr(self, name)}")
+        if self.stride < 1 or self.production_steps < self.stride:
+            raise ValueError(
+                f"need stride >= 1 and production_steps >= stride, got stride={self.stride}, "
+                f"production_steps={self.production_steps}"
+            )
+        if self.equilibration_steps < 0 or self.melt_steps < 0:
+            raise ValueError("equilibration_steps and melt_steps must be >= 0")
+        if self.melt_steps > self.equilibration_steps:
+            raise ValueError(
+                f"melt_steps ({self.melt_steps}) must not exceed equilibration_steps "
+                f"({self.equilibration_steps})"
+            )
+
+
+def sampling_copy(model: torch.nn.Module) -> torch.nn.Module:
+    """A frozen, detached deep copy of ``model`` for MD (the live model stays trainable)."""
+    frozen = copy.deepcopy(model)
+    for p in frozen.parameters():
+        p.requires_grad_(False)
+    return frozen.eval()
+
+
+def _targets(
+    state_points: list[StatePoint], settings: SamplerSettings, device, dtype
+) -> EnsembleTargets:
+    n = len(state_points)
+
+    def full(value: float) -> torch.Tensor:
+        return torch.full((n,), value, device=device, dtype=dtype)
+
+    return EnsembleTargets(
+        kT=torch.tensor(
+            [KB_EV_PER_K * sp.temperature_K for sp in state_points], device=device, dtype=dtype
+        ),
+        pressure=torch.tensor(
+            [sp.pressure_GPa * EV_PER_A3_PER_GPA for sp in state_points],
+            device=device,
+            dtype=dtype,
+        ),
+        cell_mode=torch.tensor(
+            [CELL_MODES[sp.resolved_cell_mode] for sp in state_points], device=device
+        ),
+        tau_thermostat=full(fs_to_internal(settings.thermostat_tau_fs)),
+        tau_barostat=full(fs_to_internal(settings.barostat_tau_fs)),
+        compressibility=full(settings.compressibility_per_GPa / EV_PER_A3_PER_GPA),
+    )
+
+
+def _phase_check(md, expected: list[str]) -> tuple[torch.Tensor, torch.Tensor]:
+    from phasetune.sampling.phase_check import check_phase
+
+    result = check_phase(md.positions, md.row_vector_cell, md.system_idx, expected)
+    return result.ok, result.fractions
+
+
+def sample_state_points(
+    model: torch.nn.Module,
+    state_points: list[StatePoint],
+    settings: SamplerSettings,
+    *,
+    device: torch.device | str | None = None,
+    dtype: torch.dtype = torch.float64,
+) -> tuple[Frames, ts.SimState]:
+    """Run all ``state_points`` in one batch; return the frames and the final MD state.
+
+    ``model`` is used as given (pass :func:`sampling_copy` of a trainable model). The run
+    is reproducible from ``settings.seed`` (torch-sim draws all noise from ``state.rng``).
+    """
+    if not state_points:
+        raise ValueError("no state points to sample")
+    names = [sp.name for sp in state_points]
+    if len(set(names)) != len(names):
+        raise ValueError(f"state point names must be unique, got {names}")
+    device = torch.device(device) if device is not None else model.device
+    state = ts.io.atoms_to_state([sp.atoms for sp in state_points], device=device, dtype=dtype)
+    state.rng = settings.seed
+    targets = _targets(state_points, settings, device, dtype)
+    liquid = torch.tensor([sp.phase == "liquid" for sp in state_points], device=device)
+    melt_kT = torch.where(liquid, targets.kT * settings.melt_temperature_factor, targets.kT)
+    melt_targets = dataclasses.replace(targets, kT=melt_kT)
+    expected = [sp.phase for sp in state_points]
+    dt = torch.tensor(fs_to_internal(settings.timestep_fs), device=device, dtype=dtype)
+
+    md = crescale_init(state, model, targets=melt_targets if settings.melt_steps else targets)
+    records: dict[str, list[torch.Tensor]] = {k: [] for k in _RECORDED}
+    total = settings.equilibration_steps + settings.production_steps
+    bar = tqdm(total=total, desc="sampling", disable=not settings.progress, unit="step")
+    with torch.no_grad():
+        for step in range(total):
+            step_targets = melt_targets if step < settings.melt_steps else targets
+            md = crescale_step(md, model, dt=dt, targets=step_targets)
+            production = step - settings.equilibration_steps + 1
+            if production > 0 and production % settings.stride == 0:
+                _record(records, md, targets, step, expected, settings.check_phase)
+                if settings.progress:
+                    bar.set_postfix(
+                        T=f"{float(records['temperature'][-1].mean()):.0f}K",
+                        frames=len(records["step"]),
+                    )
+            bar.update(1)
+    bar.close()
+    frames = Frames(
+        **{k: torch.stack(v) for k, v in records.items()},
+        system_idx=md.system_idx.cpu(),
+        atomic_numbers=md.atomic_numbers.cpu(),
+        masses=md.masses.cpu(),
+        state_points=[sp.as_dict() for sp in state_points],
+        metadata={"timestep_fs": settings.timestep_fs, "seed": settings.seed},
+    )
+    bad = (~frames.phase_ok).sum(0)
+    for k, sp in enumerate(state_points):
+        if int(bad[k]):
+            log.warning(
+                "%s: %d/%d frames left the %s phase and are excluded",
+                sp.name,
+                int(bad[k]),
+                frames.n_frames,
+                sp.phase,
+            )
+    return frames, md
+
+
+_RECORDED = (
+    "positions",
+    "cell",
+    "potential_energy",
+    "kinetic_energy",
+    "volume",
+    "temperature",
+    "pressure",
+    "enthalpy",
+    "phase_ok",
+    "phase_fractions",
+    "step",
+)
+
+
+def _record(records, md, targets, step, expected, check) -> None:
+    volume = torch.linalg.det(md.cell)
+    kinetic = 0.5 * torch.zeros_like(volume).index_add(
+        0, md.system_idx, (md.momenta**2 / md.masses.unsqueeze(-1)).sum(-1)
+    )
+    dof = md.get_number_of_degrees_of_freedom().to(volume.dtype)
+    p_kin = 2.0 * kinetic / (3.0 * volume)
+    p_vir = -torch.einsum("bii->b", md.stress) / 3.0
+    if check:
+        ok, fractions = _phase_check(md, expected)
+    else:
+        ok = torch.ones_like(volume, dtype=torch.bool)
+        fractions = torch.full((volume.shape[0], 4), float("nan"), dtype=volume.dtype)
+    records["positions"].append(md.positions.detach().cpu().clone())
+    records["cell"].append(md.row_vector_cell.detach().cpu().clone())
+    records["potential_energy"].append(md.energy.detach().cpu().clone())
+    records["kinetic_energy"].append(kinetic.cpu())
+    records["volume"].append(volume.cpu())
+    records["temperature"].append((2.0 * kinetic / (dof * KB_EV_PER_K)).cpu())
+    records["pressure"].append(internal_to_gpa(1.0) * (p_kin + p_vir).cpu())
+    records["enthalpy"].append((md.energy + kinetic + targets.pressure * volume).cpu())
+    records["phase_ok"].append(ok.cpu())
+    records["phase_fractions"].append(fractions.cpu().to(volume.dtype))
+    records["step"].append(torch.tensor(step + 1))

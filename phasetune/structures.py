@@ -1,0 +1,61 @@
+"""Starting structures for each phase, as ASE ``Atoms`` supercells with orthogonal cells.
+
+Orthogonal cells let the anisotropic barostat relax every lattice parameter (for hcp, a and c
+independently through the orthorhombic a × √3a × c cell). A liquid starts as the fcc crystal
+at the requested density; the sampler melts it during equilibration (``melt_steps``).
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+from ase import Atoms
+from ase.build import bulk
+
+#: Phases phasetune knows how to build and check.
+PHASES = ("fcc", "hcp", "bcc", "liquid")
+
+
+def _unit_cell(phase: str, element: str, lattice_A: float, c_over_a: float | None) -> Atoms:
+    if phase in ("fcc", "liquid"):
+        return bulk(element, "fcc", a=lattice_A, cubic=True)
+    if phase == "bcc":
+        return bulk(element, "bcc", a=lattice_A, cubic=True)
+    if phase == "hcp":
+        ratio = math.sqrt(8.0 / 3.0) if c_over_a is None else c_over_a
+        return bulk(element, "hcp", a=lattice_A, c=ratio * lattice_A, orthorhombic=True)
+    raise ValueError(f"unknown phase {phase!r}; choose one of {', '.join(PHASES)}")
+
+
+def build_structure(
+    phase: str,
+    *,
+    element: str,
+    lattice_A: float,
+    n_atoms: int,
+    c_over_a: float | None = None,
+) -> Atoms:
+    """A near-cubic supercell of ``phase`` with about ``n_atoms`` atoms (at least that many).
+
+    Args:
+        phase: one of ``PHASES``.
+        element: chemical symbol.
+        lattice_A: cubic lattice constant (fcc, bcc, liquid-as-fcc) or hcp ``a``, in Å.
+        n_atoms: requested number of atoms; the supercell repeat is chosen to keep the box
+            as cubic as possible while holding at least this many atoms.
+        c_over_a: hcp axial ratio (default ideal √(8/3)).
+    """
+    if lattice_A <= 0:
+        raise ValueError(f"lattice_A must be positive, got {lattice_A}")
+    if n_atoms < 1:
+        raise ValueError(f"n_atoms must be >= 1, got {n_atoms}")
+    unit = _unit_cell(phase, element, lattice_A, c_over_a)
+    lengths = np.linalg.norm(unit.cell.array, axis=1)
+    side = (n_atoms * unit.get_volume() / len(unit)) ** (1.0 / 3.0)
+    reps = np.maximum(1, np.round(side / lengths)).astype(int)
+    while len(unit) * int(np.prod(reps)) < n_atoms:
+        reps[np.argmin(reps * lengths)] += 1
+    atoms = unit.repeat(tuple(int(r) for r in reps))
+    atoms.pbc = True
+    return atoms

@@ -1,0 +1,143 @@
+"""Lennard-Jones model: energies, forces, stress, parameter gradients, neighbour list."""
+
+import numpy as np
+import pytest
+import torch
+import torch_sim as ts
+from ase.build import bulk
+from torch_sim.models.lennard_jones import LennardJonesModel
+
+from phasetune.potentials.lennard_jones import LennardJones
+from phasetune.potentials.neighbors import VerletList
+from phasetune.sampling.sampler import sampling_copy
+
+
+def _states():
+    cubic = bulk("Ar", "fcc", a=5.3, cubic=True).repeat((4, 4, 4))
+    cubic.rattle(0.15, seed=1)
+    triclinic = bulk("Ar", "fcc", a=5.3).repeat((6, 6, 6))  # primitive, 60° cell
+    triclinic.rattle(0.15, seed=2)
+    return ts.io.atoms_to_state([cubic, triclinic], device="cpu", dtype=torch.float64)
+
+
+def test_matches_torch_sim_reference_and_autograd(argon):
+    state = _states()
+    ours = LennardJones(epsilon_eV=0.0104, sigma_A=3.4, cutoff_sigma=2.5, shift=False)
+    reference = LennardJonesModel(
+        sigma=3.4, epsilon=0.0104, cutoff=8.5, dtype=torch.float64, compute_stress=True
+    )
+    out, ref = ours(state), reference(state)
+    torch.testing.assert_close(out["energy"].detach(), ref["energy"], rtol=1e-12, atol=1e-12)
+    torch.testing.assert_close(out["forces"], ref["forces"], rtol=0, atol=1e-12)
+    torch.testing.assert_close(out["stress"], ref["stress"], rtol=0, atol=1e-14)
+    # forces are minus the gradient of the energy
+    positions = state.positions.clone().requires_grad_(True)
+    moved = state.clone()
+    moved.positions = positions
+    (grad,) = torch.autograd.grad(ours(moved)["energy"].sum(), positions)
+    torch.testing.assert_close(out["forces"], -grad, rtol=0, atol=1e-12)
+
+
+def test_stress_is_strain_derivative_of_energy():
+    """stress_ab = (1/V) ∂U/∂ε_ab, by central differences of a homogeneous strain."""
+    state = _states()
+    model = LennardJones(epsilon_eV=0.0104, sigma_A=3.4, cutoff_sigma=2.5, shift=True)
+    stress = model(state)["stress"]
+    volume = torch.linalg.det(state.row_vector_cell)
+    h = 1e-6
+    for a, b in [(0, 0), (1, 1), (0, 1), (1, 2)]:
+        energies = []
+        for sign in (1, -1):
+            strain = torch.eye(3, dtype=torch.float64)
+            strain[a, b] += sign * h / 2
+            strain[b, a] += sign * h / 2
+            strained = state.clone()
+            strained.positions = state.positions @ strain.T
+            strained.row_vector_cell = state.row_vector_cell @ strain.T
+            fresh = LennardJones(epsilon_eV=0.0104, sigma_A=3.4, cutoff_sigma=2.5, shift=True)
+            energies.append(fresh(strained)["energy"].detach())
+        numeric = (energies[0] - energies[1]) / (2 * h) / volume
+        torch.testing.assert_close(stress[:, a, b], numeric, rtol=1e-6, atol=1e-10)
+
+
+def test_parameter_gradients_match_finite_differences():
+    state = _states()
+    model = LennardJones(epsilon_eV=0.0104, sigma_A=3.4, cutoff_sigma=2.5, tail_correction=True)
+    energy = model(state)["energy"].sum()
+    d_eps, d_sig = torch.autograd.grad(energy, [model.epsilon, model.sigma])
+    # energy is linear in ε: ∂U/∂ε = U/ε
+    torch.testing.assert_close(d_eps, energy.detach() / model.epsilon.detach(), rtol=1e-12, atol=0)
+    h = 1e-6
+    values = []
+    for sign in (1, -1):
+        with torch.no_grad():
+            model.sigma.fill_(3.4 + sign * h)
+        values.append(model(state)["energy"].sum().detach())
+    torch.testing.assert_close(d_sig, (values[0] - values[1]) / (2 * h), rtol=1e-6, atol=0)
+
+
+def test_tail_correction_values(argon):
+    """E_tail and P_tail agree with the closed forms of Allen & Tildesley (g(r)=1 beyond r_c)."""
+    atoms = bulk("Ar", "fcc", a=5.6, cubic=True).repeat((4, 4, 4))
+    state = ts.io.atoms_to_state([atoms], device="cpu", dtype=torch.float64)
+    kwargs = dict(epsilon_eV=argon["epsilon_eV"], sigma_A=argon["sigma_A"], cutoff_sigma=3.0)
+    plain = LennardJones(**kwargs, shift=False)(state)
+    tail = LennardJones(**kwargs, shift=False, tail_correction=True)(state)
+    rho_star = len(atoms) / atoms.get_volume() * argon["sigma_A"] ** 3
+    e_tail = (8 / 3) * np.pi * rho_star * ((1 / 3) * 3.0**-9 - 3.0**-3)  # per atom, units of ε
+    p_tail = (16 / 3) * np.pi * rho_star**2 * ((2 / 3) * 3.0**-9 - 3.0**-3)  # units of ε/σ³
+    d_energy = (tail["energy"] - plain["energy"]).item() / len(atoms) / argon["epsilon_eV"]
+    d_pressure = -(tail["stress"] - plain["stress"])[0].diagonal().mean().item()
+    assert d_energy == pytest.approx(e_tail, rel=1e-10)
+    assert d_pressure * argon["sigma_A"] ** 3 / argon["epsilon_eV"] == pytest.approx(
+        p_tail, rel=1e-10
+    )
+
+
+def test_verlet_list_matches_brute_force_after_wrapping_and_deformation():
+    """The skin list sees every pair within the cutoff after moves, wraps and cell strain."""
+    rng = np.random.default_rng(0)
+    atoms = bulk("Ar", "fcc", a=5.3).repeat((5, 5, 5))
+    state = ts.io.atoms_to_state([atoms], device="cpu", dtype=torch.float64)
+    cutoff = 8.0
+    verlet = VerletList(cutoff, skin=1.0)
+    for _ in range(30):
+        state.positions = state.positions + torch.from_numpy(rng.normal(0, 0.08, (len(atoms), 3)))
+        strain = torch.eye(3, dtype=torch.float64) + torch.from_numpy(rng.normal(0, 0.004, (3, 3)))
+        state.positions = state.positions @ strain.T
+        state.row_vector_cell = state.row_vector_cell @ strain.T
+        # wrap positions back into the cell explicitly
+        frac = torch.linalg.solve(state.row_vector_cell[0].T, state.positions.T).T
+        state.positions = (frac % 1.0) @ state.row_vector_cell[0]
+        pairs = verlet.pair_vectors(state.positions, state.row_vector_cell, state.system_idx)
+        r = pairs.vectors.norm(dim=-1)
+        ours = np.sort(r[r < cutoff].numpy())
+        # brute force over images
+        pos = state.positions.numpy()
+        cell = state.row_vector_cell[0].numpy()
+        shifts = np.array(
+            [[i, j, k] for i in range(-2, 3) for j in range(-2, 3) for k in range(-2, 3)]
+        )
+        d = pos[None, :, None, :] - pos[:, None, None, :] + (shifts @ cell)[None, None]
+        dist = np.linalg.norm(d, axis=-1)
+        iu = np.triu_indices(len(pos), k=1)
+        brute = np.sort(dist[iu][dist[iu] < cutoff])
+        assert len(ours) == len(brute)
+        np.testing.assert_allclose(ours, brute, atol=1e-10)
+    assert 1 < verlet.n_builds < 30  # rebuilt when needed, not every call
+
+
+def test_sampling_copy_is_detached_and_equal():
+    model = LennardJones(epsilon_eV=0.0104, sigma_A=3.4)
+    frozen = sampling_copy(model)
+    assert all(p.requires_grad for p in model.parameters())
+    assert not any(p.requires_grad for p in frozen.parameters())
+    state = _states()
+    torch.testing.assert_close(frozen(state)["energy"], model(state)["energy"].detach())
+
+
+def test_bad_parameters_raise():
+    with pytest.raises(ValueError, match="epsilon_eV"):
+        LennardJones(epsilon_eV=-1.0, sigma_A=3.4)
+    with pytest.raises(ValueError, match="cutoff"):
+        VerletList(-1.0)
