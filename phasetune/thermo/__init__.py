@@ -1,0 +1,48 @@
+"""Free-energy estimators, reweighting, time-series statistics and phase-transition thermodynamics.
+
+Units: energies in eV, temperatures in K, volumes in Å³, pressures in GPa. Δ means phase
+(or state) B minus phase (or state) A everywhere.
+"""
+
+from phasetune.thermo.bar import BARResult, bennett_acceptance_ratio
+from phasetune.thermo.phase_transitions import (
+    clausius_clapeyron_slope_K_per_GPa,
+    gibbs_helmholtz_delta_g,
+    transition_temperature,
+)
+from phasetune.thermo.reweighting import (
+    effective_sample_size,
+    free_energy_perturbation,
+    free_energy_perturbation_error,
+    relative_effective_sample_size,
+    reweighted_average,
+    reweighting_weights,
+)
+from phasetune.thermo.statistics import (
+    autocorrelation_function,
+    blocking_standard_error,
+    effective_number_of_samples,
+    integrated_autocorrelation_time,
+    standard_error_of_mean,
+    statistical_inefficiency,
+)
+
+__all__ = [
+    "BARResult",
+    "autocorrelation_function",
+    "bennett_acceptance_ratio",
+    "blocking_standard_error",
+    "clausius_clapeyron_slope_K_per_GPa",
+    "effective_number_of_samples",
+    "effective_sample_size",
+    "free_energy_perturbation",
+    "free_energy_perturbation_error",
+    "gibbs_helmholtz_delta_g",
+    "integrated_autocorrelation_time",
+    "relative_effective_sample_size",
+    "reweighted_average",
+    "reweighting_weights",
+    "standard_error_of_mean",
+    "statistical_inefficiency",
+    "transition_temperature",
+]
