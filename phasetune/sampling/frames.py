@@ -91,7 +91,10 @@ class Frames:
             if n_ok == 0:
                 lines.append(f"{sp['name']}: no valid frame (phase check failed in all)")
                 continue
-            mean = lambda x: float(x[ok, k].mean())  # noqa: E731
+
+            def mean(x: torch.Tensor, ok=ok, k=k) -> float:
+                return float(x[ok, k].mean())
+
             lines.append(
                 f"{sp['name']}: {n_ok}/{self.n_frames} valid frames, "
                 f"T = {mean(self.temperature):.1f} K (set {sp['temperature_K']:g}), "

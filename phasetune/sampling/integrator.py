@@ -103,23 +103,21 @@ def _cell_rescale(
     noise = torch.sqrt(kT * beta * dt / (4 * tau_p))
     n = volume.shape[0]
     rng = state.rng
-    new_sqrt_v = sqrt_v + barostatted * (
-        drift * dt / 2
-        + noise * torch.randn(n, generator=rng, dtype=volume.dtype, device=volume.device)
-    )
+
+    def gaussian(*shape: int) -> torch.Tensor:
+        return torch.randn(*shape, generator=rng, dtype=volume.dtype, device=volume.device)
+
+    new_sqrt_v = sqrt_v + barostatted * (drift * dt / 2 + noise * gaussian(n))
     deviation = (
         beta[:, None]
         / (3 * tau_p[:, None])
         * (torch.diagonal(p_int, dim1=-2, dim2=-1) - trace_p[:, None] / 3)
     )
-    r = torch.randn(n, 3, generator=rng, dtype=volume.dtype, device=volume.device)
+    r = gaussian(n, 3)
     r = r - r.mean(dim=1, keepdim=True)
     amplitude = torch.sqrt(2 * beta * kT * dt / (3 * tau_p)) / new_sqrt_v
     log_dev = anisotropic[:, None] * (deviation * dt + amplitude[:, None] * r)
-    new_sqrt_v = new_sqrt_v + barostatted * (
-        drift * dt / 2
-        + noise * torch.randn(n, generator=rng, dtype=volume.dtype, device=volume.device)
-    )
+    new_sqrt_v = new_sqrt_v + barostatted * (drift * dt / 2 + noise * gaussian(n))
     scale = torch.exp(log_dev) * (new_sqrt_v / sqrt_v).pow(2.0 / 3.0)[:, None]  # [n, 3]
 
     mu = scale[state.system_idx]
