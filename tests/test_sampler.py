@@ -92,9 +92,9 @@ def test_lennard_jones_liquid_matches_nist_equation_of_state(argon):
     ]
     settings = SamplerSettings(
         timestep_fs=10.0,
-        equilibration_steps=900,
+        equilibration_steps=1500,
         melt_steps=300,
-        melt_temperature_factor=2.5,
+        melt_temperature_factor=1.6,
         production_steps=1800,
         stride=10,
         compressibility_per_GPa=1.0,

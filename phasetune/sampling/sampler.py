@@ -176,7 +176,8 @@ def _targets(
 def _phase_check(md, expected: list[str]) -> tuple[torch.Tensor, torch.Tensor]:
     from phasetune.sampling.phase_check import check_phase
 
-    result = check_phase(md.positions, md.row_vector_cell, md.system_idx, expected)
+    with torch.no_grad():
+        result = check_phase(md.positions, md.row_vector_cell, md.system_idx, expected)
     return result.ok, result.fractions
 
 
@@ -212,19 +213,19 @@ def sample_state_points(
     records: dict[str, list[torch.Tensor]] = {k: [] for k in _RECORDED}
     total = settings.equilibration_steps + settings.production_steps
     bar = tqdm(total=total, desc="sampling", disable=not settings.progress, unit="step")
-    with torch.no_grad():
-        for step in range(total):
-            step_targets = melt_targets if step < settings.melt_steps else targets
-            md = crescale_step(md, model, dt=dt, targets=step_targets)
-            production = step - settings.equilibration_steps + 1
-            if production > 0 and production % settings.stride == 0:
-                _record(records, md, targets, step, expected, settings.check_phase)
-                if settings.progress:
-                    bar.set_postfix(
-                        T=f"{float(records['temperature'][-1].mean()):.0f}K",
-                        frames=len(records["step"]),
-                    )
-            bar.update(1)
+    # no torch.no_grad() here: models that take forces by autograd (MACE) need grad mode
+    for step in range(total):
+        step_targets = melt_targets if step < settings.melt_steps else targets
+        md = crescale_step(md, model, dt=dt, targets=step_targets)
+        production = step - settings.equilibration_steps + 1
+        if production > 0 and production % settings.stride == 0:
+            _record(records, md, targets, step, expected, settings.check_phase)
+            if settings.progress:
+                bar.set_postfix(
+                    T=f"{float(records['temperature'][-1].mean()):.0f}K",
+                    frames=len(records["step"]),
+                )
+        bar.update(1)
     bar.close()
     frames = Frames(
         **{k: torch.stack(v) for k, v in records.items()},
