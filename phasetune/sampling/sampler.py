@@ -9,7 +9,6 @@ phase identity; flagged frames stay in the record with ``phase_ok = False``.
 
 from __future__ import annotations
 
-import copy
 import dataclasses
 import logging
 from dataclasses import dataclass, field
@@ -19,6 +18,7 @@ import torch_sim as ts
 from ase import Atoms
 from tqdm.auto import tqdm
 
+from phasetune.potentials.base import sampling_copy  # noqa: F401  (re-exported)
 from phasetune.sampling.frames import Frames
 from phasetune.sampling.integrator import (
     CELL_MODES,
@@ -137,14 +137,6 @@ class SamplerSettings:
                 f"melt_steps ({self.melt_steps}) must not exceed equilibration_steps "
                 f"({self.equilibration_steps})"
             )
-
-
-def sampling_copy(model: torch.nn.Module) -> torch.nn.Module:
-    """A frozen, detached deep copy of ``model`` for MD (the live model stays trainable)."""
-    frozen = copy.deepcopy(model)
-    for p in frozen.parameters():
-        p.requires_grad_(False)
-    return frozen.eval()
 
 
 def _targets(

@@ -1,0 +1,73 @@
+"""The potential protocol: any torch-sim ``ModelInterface``, used in two roles.
+
+* Sampling: MD runs with a frozen, detached copy (:func:`sampling_copy`), refreshed from the
+  trained weights before each sampling round (:func:`refresh_sampling_copy`).
+* Reweighting: :func:`frame_energies` evaluates the LIVE module on stored frames, with
+  gradients to its parameters, in chunks of frames so that memory does not grow with the
+  number of frames. DiffTRe's estimates are built on these energies:
+  ΔU_k(θ) = U_θ(x_k) − U_ref(x_k).
+"""
+
+from __future__ import annotations
+
+import copy
+
+import torch
+import torch_sim as ts
+
+from phasetune.sampling.frames import Frames
+
+
+def sampling_copy(model: torch.nn.Module) -> torch.nn.Module:
+    """A frozen, detached deep copy of ``model`` for MD (the live model stays trainable)."""
+    frozen = copy.deepcopy(model)
+    for p in frozen.parameters():
+        p.requires_grad_(False)
+    return frozen.eval()
+
+
+def refresh_sampling_copy(frozen: torch.nn.Module, live: torch.nn.Module) -> torch.nn.Module:
+    """Load the live model's current weights into its frozen sampling copy (in place)."""
+    with torch.no_grad():
+        for target, source in zip(frozen.parameters(), live.parameters(), strict=True):
+            target.copy_(source.detach())
+        for target, source in zip(frozen.buffers(), live.buffers(), strict=True):
+            target.copy_(source)
+    return frozen
+
+
+def frame_energies(
+    model: torch.nn.Module,
+    frames: Frames,
+    *,
+    frame_indices: torch.Tensor | None = None,
+    chunk_frames: int = 16,
+) -> torch.Tensor:
+    """Potential energies U_θ [n_selected_frames, n_systems] in eV of stored frames.
+
+    Differentiable with respect to the model's parameters. Frames are evaluated
+    ``chunk_frames`` at a time (each chunk is one torch-sim batch of chunk × n_systems
+    systems); autograd keeps only what each chunk's energies need.
+    """
+    if chunk_frames < 1:
+        raise ValueError(f"chunk_frames must be >= 1, got {chunk_frames}")
+    device, dtype = model.device, model.dtype
+    indices = torch.arange(frames.n_frames) if frame_indices is None else frame_indices
+    n_systems = frames.n_systems
+    out = []
+    for start in range(0, len(indices), chunk_frames):
+        chunk = indices[start : start + chunk_frames]
+        n_chunk = len(chunk)
+        positions = frames.positions[chunk].reshape(-1, 3)
+        offsets = (torch.arange(n_chunk) * n_systems).repeat_interleave(len(frames.system_idx))
+        system_idx = frames.system_idx.repeat(n_chunk) + offsets
+        state = ts.SimState(
+            positions=positions.to(device=device, dtype=dtype),
+            masses=frames.masses.repeat(n_chunk).to(device=device, dtype=dtype),
+            cell=frames.cell[chunk].reshape(-1, 3, 3).transpose(-1, -2).to(device, dtype),
+            pbc=True,
+            atomic_numbers=frames.atomic_numbers.repeat(n_chunk).to(device),
+            system_idx=system_idx.to(device),
+        )
+        out.append(model(state)["energy"].reshape(n_chunk, n_systems))
+    return torch.cat(out)
