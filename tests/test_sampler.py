@@ -134,7 +134,7 @@ def test_hcp_stays_hcp_and_relaxes_c_over_a(argon):
     settings = SamplerSettings(
         timestep_fs=10.0,
         equilibration_steps=1000,
-        production_steps=500,
+        production_steps=1500,
         stride=50,
         compressibility_per_GPa=0.5,
         progress=False,
@@ -147,12 +147,13 @@ def test_hcp_stays_hcp_and_relaxes_c_over_a(argon):
         a_start = a0 * starts[point.name][0]
         c_start = a_start * starts[point.name][1]
         n_x, _, n_z = np.round(point.atoms.cell.lengths() / [a_start, 1.0, c_start])
-        lengths = frames.cell[-5:, k].diagonal(dim1=-2, dim2=-1).mean(0).numpy()
+        lengths = frames.cell[:, k].diagonal(dim1=-2, dim2=-1).mean(0).numpy()
         ratios.append((lengths[2] / n_z) / (lengths[0] / n_x))
     ideal = np.sqrt(8 / 3)
-    assert ratios[0] == pytest.approx(ideal, abs=0.01)
-    assert ratios[1] == pytest.approx(ideal, abs=0.01)
-    assert abs(ratios[0] - ratios[1]) < 0.01
+    # started 0.08 below and 0.09 above; instantaneous c/a fluctuates by ≈ 0.007 (std)
+    assert ratios[0] == pytest.approx(ideal, abs=0.012)
+    assert ratios[1] == pytest.approx(ideal, abs=0.012)
+    assert abs(ratios[0] - ratios[1]) < 0.012
 
 
 def test_nve_energy_drift_is_small(argon):
@@ -256,3 +257,25 @@ def test_bad_settings_are_refused():
         SamplerSettings(production_steps=10, stride=20)
     with pytest.raises(ValueError, match="timestep_fs"):
         SamplerSettings(timestep_fs=0.0)
+
+
+def test_sampler_flags_frames_of_a_solid_that_melts(argon, caplog):
+    """fcc argon held at 3× its melting point melts: its frames are flagged, a cold one is not."""
+    eps, sigma = argon["epsilon_eV"], argon["sigma_A"]
+    atoms = build_structure("fcc", element="Ar", lattice_A=5.45, n_atoms=108)
+    points = [
+        StatePoint(name="cold", phase="fcc", atoms=atoms, temperature_K=30.0, cell_mode="fixed"),
+        StatePoint(name="hot", phase="fcc", atoms=atoms, temperature_K=260.0, cell_mode="fixed"),
+    ]
+    settings = SamplerSettings(
+        timestep_fs=5.0, equilibration_steps=300, production_steps=200, stride=20, progress=False
+    )
+    model = LennardJones(epsilon_eV=eps, sigma_A=sigma, cutoff_sigma=2.5)
+    with caplog.at_level("WARNING"):
+        frames, _ = sample_state_points(sampling_copy(model), points, settings)
+    assert bool(frames.phase_ok[:, 0].all())
+    assert not bool(frames.phase_ok[:, 1].any())
+    liquid = frames.phase_fractions[:, 1, 3]  # PHASES = (fcc, hcp, bcc, liquid)
+    assert float(liquid.mean()) > 0.5
+    assert "hot: 10/10 frames left the fcc phase" in caplog.text
+    assert "no valid frame" in frames.summary()[1]
