@@ -16,7 +16,8 @@ import h5py
 import numpy as np
 import torch
 
-_FRAME_ARRAYS = (
+#: Names of the per-frame arrays, in storage order.
+FRAME_ARRAYS = (
     "positions",
     "cell",
     "potential_energy",
@@ -113,7 +114,7 @@ class Frames:
             h5.attrs["format_version"] = FORMAT_VERSION
             h5.attrs["state_points"] = json.dumps(self.state_points)
             h5.attrs["metadata"] = json.dumps(self.metadata)
-            for name in _FRAME_ARRAYS + _SYSTEM_ARRAYS:
+            for name in FRAME_ARRAYS + _SYSTEM_ARRAYS:
                 h5.create_dataset(name, data=getattr(self, name).detach().cpu().numpy())
         tmp.replace(path)
         return path
@@ -130,7 +131,7 @@ class Frames:
                 raise ValueError(f"{path}: frames format {version}, expected {FORMAT_VERSION}")
             arrays = {
                 name: torch.from_numpy(np.asarray(h5[name]))
-                for name in _FRAME_ARRAYS + _SYSTEM_ARRAYS
+                for name in FRAME_ARRAYS + _SYSTEM_ARRAYS
             }
             state_points = json.loads(h5.attrs["state_points"])
             metadata = json.loads(h5.attrs["metadata"])

@@ -19,7 +19,7 @@ from ase import Atoms
 from tqdm.auto import tqdm
 
 from phasetune.potentials.base import sampling_copy  # noqa: F401  (re-exported)
-from phasetune.sampling.frames import Frames
+from phasetune.sampling.frames import FRAME_ARRAYS, Frames
 from phasetune.sampling.integrator import (
     CELL_MODES,
     EnsembleTargets,
@@ -202,7 +202,7 @@ def sample_state_points(
     dt = torch.tensor(fs_to_internal(settings.timestep_fs), device=device, dtype=dtype)
 
     md = crescale_init(state, model, targets=melt_targets if settings.melt_steps else targets)
-    records: dict[str, list[torch.Tensor]] = {k: [] for k in _RECORDED}
+    records: dict[str, list[torch.Tensor]] = {k: [] for k in FRAME_ARRAYS}
     total = settings.equilibration_steps + settings.production_steps
     bar = tqdm(total=total, desc="sampling", disable=not settings.progress, unit="step")
     # no torch.no_grad() here: models that take forces by autograd (MACE) need grad mode
@@ -238,21 +238,6 @@ def sample_state_points(
                 sp.phase,
             )
     return frames, md
-
-
-_RECORDED = (
-    "positions",
-    "cell",
-    "potential_energy",
-    "kinetic_energy",
-    "volume",
-    "temperature",
-    "pressure",
-    "enthalpy",
-    "phase_ok",
-    "phase_fractions",
-    "step",
-)
 
 
 def _record(records, md, targets, step, expected, check) -> None:
