@@ -99,8 +99,9 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-#: Phases, in the column order of :func:`phase_fractions`.
-PHASES = ("fcc", "hcp", "bcc", "liquid")
+from phasetune.structures import PHASES
+
+# PHASES (shared with phasetune.structures) gives the column order of phase_fractions.
 _LIQUID = PHASES.index("liquid")
 
 #: q̄₆ at or above which an atom is solid-like.

@@ -252,7 +252,7 @@ def _record(records, md, targets, step, expected, check) -> None:
         ok, fractions = _phase_check(md, expected)
     else:
         ok = torch.ones_like(volume, dtype=torch.bool)
-        fractions = torch.full((volume.shape[0], 4), float("nan"), dtype=volume.dtype)
+        fractions = torch.full((volume.shape[0], len(PHASES)), float("nan"), dtype=volume.dtype)
     records["positions"].append(md.positions.detach().cpu().clone())
     records["cell"].append(md.row_vector_cell.detach().cpu().clone())
     records["potential_energy"].append(md.energy.detach().cpu().clone())
