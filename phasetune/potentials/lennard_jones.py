@@ -39,7 +39,7 @@ class LennardJones(ModelInterface):
         cutoff_sigma: cutoff r_c in units of σ (fixed at construction: r_c = cutoff_sigma·σ₀).
         shift: shift the energy to zero at r_c.
         tail_correction: add the analytic long-range energy and pressure corrections.
-        skin_A: Verlet-list skin in Å.
+        skin_A: Verlet-list skin in Å (default 0.2σ: fewest rebuilds per force cost, measured).
         device, dtype: where and in which precision to compute.
     """
 
@@ -70,7 +70,7 @@ class LennardJones(ModelInterface):
         self.cutoff = float(cutoff_sigma * sigma_A)
         self.shift = bool(shift)
         self.tail_correction = bool(tail_correction)
-        skin = 0.1 * sigma_A if skin_A is None else skin_A
+        skin = 0.2 * sigma_A if skin_A is None else skin_A
         self.neighbors = VerletList(self.cutoff, skin)
 
     def extra_repr(self) -> str:
