@@ -133,6 +133,8 @@ def sample(cfg: DictConfig, output_dir: Path) -> Frames:
     settings = instantiate(cfg.sampler)
     points = state_points_from_config(cfg.state_points)
     output_dir.mkdir(parents=True, exist_ok=True)
+    if settings.frames_path is None:  # keep frames on disk as they come: a crash loses few
+        settings.frames_path = str(output_dir / "frames.h5")
     n_atoms = sum(len(p.atoms) for p in points)
     log.info("sampling %d state points (%d atoms) in one batch", len(points), n_atoms)
     frames, _ = sample_state_points(

@@ -1,5 +1,7 @@
 """Batched sampler: ensembles, literature equation of state, barostat modes, conservation, I/O."""
 
+import dataclasses
+
 import numpy as np
 import pytest
 import torch
@@ -279,3 +281,49 @@ def test_sampler_flags_frames_of_a_solid_that_melts(argon, caplog):
     assert float(liquid.mean()) > 0.5
     assert "hot: 10/10 frames left the fcc phase" in caplog.text
     assert "no valid frame" in frames.summary()[1]
+
+
+class _FailsAtCall(LennardJones):
+    """A model that raises on its n-th call, to simulate a crash in the middle of a run."""
+
+    def __init__(self, fail_at: int, **kwargs):
+        super().__init__(**kwargs)
+        self.calls, self.fail_at = 0, fail_at
+
+    def forward(self, state, **kwargs):
+        self.calls += 1
+        if self.calls == self.fail_at:
+            raise RuntimeError("injected crash")
+        return super().forward(state, **kwargs)
+
+
+def test_frames_written_before_a_crash_survive_it(tmp_path):
+    """Frames are saved every few frames, so a crash loses at most that many."""
+    atoms = build_structure("fcc", element="Ar", lattice_A=5.3, n_atoms=32)
+    point = StatePoint(name="solid", phase="fcc", atoms=atoms, temperature_K=40.0)
+    path = tmp_path / "frames.h5"
+    settings = SamplerSettings(
+        timestep_fs=5.0,
+        equilibration_steps=10,
+        production_steps=100,
+        stride=5,
+        frames_path=str(path),
+        save_every_frames=4,
+        check_phase=False,
+        progress=False,
+    )
+    # call 1 is the initial force evaluation, then one per step: crash at step 57
+    model = _FailsAtCall(fail_at=58, epsilon_eV=0.0104, sigma_A=3.4, cutoff_sigma=2.2)
+    with pytest.raises(RuntimeError, match="injected crash"):
+        sample_state_points(model, [point], settings)
+    saved = Frames.load(path)
+    # steps 15, 20, ..., 55 made 9 frames; the last save was after frame 8 (step 50)
+    assert saved.n_frames == 8
+    assert saved.step.tolist() == list(range(15, 55, 5))
+    # the saved frames are exactly those of an uninterrupted run with the same seed
+    complete, _ = sample_state_points(
+        LennardJones(epsilon_eV=0.0104, sigma_A=3.4, cutoff_sigma=2.2),
+        [point],
+        dataclasses.replace(settings, frames_path=None),
+    )
+    assert torch.equal(saved.positions, complete.positions[:8])

@@ -119,6 +119,10 @@ class SamplerSettings:
     seed: int = 0
     check_phase: bool = True
     progress: bool = True
+    #: if set, the frames so far are written (atomically) to this HDF5 file every
+    #: ``save_every_frames`` frames and at the end, so a crash loses at most that many frames.
+    frames_path: str | None = None
+    save_every_frames: int = 10
     extra: dict = field(default_factory=dict)
 
     def __post_init__(self) -> None:
@@ -130,6 +134,8 @@ class SamplerSettings:
                 f"need stride >= 1 and production_steps >= stride, got stride={self.stride}, "
                 f"production_steps={self.production_steps}"
             )
+        if self.save_every_frames < 1:
+            raise ValueError(f"save_every_frames must be >= 1, got {self.save_every_frames}")
         if self.equilibration_steps < 0 or self.melt_steps < 0:
             raise ValueError("equilibration_steps and melt_steps must be >= 0")
         if self.melt_steps > self.equilibration_steps:
@@ -203,6 +209,18 @@ def sample_state_points(
 
     md = crescale_init(state, model, targets=melt_targets if settings.melt_steps else targets)
     records: dict[str, list[torch.Tensor]] = {k: [] for k in FRAME_ARRAYS}
+    metadata = {"timestep_fs": settings.timestep_fs, "seed": settings.seed}
+
+    def collected() -> Frames:
+        return Frames(
+            **{k: torch.stack(v) for k, v in records.items()},
+            system_idx=md.system_idx.cpu(),
+            atomic_numbers=md.atomic_numbers.cpu(),
+            masses=md.masses.cpu(),
+            state_points=[sp.as_dict() for sp in state_points],
+            metadata=dict(metadata),
+        )
+
     total = settings.equilibration_steps + settings.production_steps
     bar = tqdm(total=total, desc="sampling", disable=not settings.progress, unit="step")
     # no torch.no_grad() here: models that take forces by autograd (MACE) need grad mode
@@ -212,21 +230,19 @@ def sample_state_points(
         production = step - settings.equilibration_steps + 1
         if production > 0 and production % settings.stride == 0:
             _record(records, md, targets, step, expected, settings.check_phase)
+            n_frames = len(records["step"])
+            if settings.frames_path and n_frames % settings.save_every_frames == 0:
+                collected().save(settings.frames_path)
             if settings.progress:
                 bar.set_postfix(
                     T=f"{float(records['temperature'][-1].mean()):.0f}K",
-                    frames=len(records["step"]),
+                    frames=n_frames,
                 )
         bar.update(1)
     bar.close()
-    frames = Frames(
-        **{k: torch.stack(v) for k, v in records.items()},
-        system_idx=md.system_idx.cpu(),
-        atomic_numbers=md.atomic_numbers.cpu(),
-        masses=md.masses.cpu(),
-        state_points=[sp.as_dict() for sp in state_points],
-        metadata={"timestep_fs": settings.timestep_fs, "seed": settings.seed},
-    )
+    frames = collected()
+    if settings.frames_path:
+        frames.save(settings.frames_path)
     bad = (~frames.phase_ok).sum(0)
     for k, sp in enumerate(state_points):
         if int(bad[k]):
