@@ -20,6 +20,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import torch
+from torch_sim.neighbors import VESIN_AVAILABLE, torch_nl_linked_cell, vesin_nl
 
 
 def _build_pairs(
@@ -31,13 +32,8 @@ def _build_pairs(
     """All pairs (i, j, S) within ``cutoff`` (full list), using vesin when available."""
     pbc = torch.ones(3, dtype=torch.bool, device=positions.device)
     cutoff_t = torch.tensor(cutoff, dtype=positions.dtype, device=positions.device)
-    try:
-        from torch_sim.neighbors import VESIN_AVAILABLE, torch_nl_linked_cell, vesin_nl
-    except ImportError as exc:  # pragma: no cover - torch-sim is a hard dependency
-        raise ImportError("phasetune needs torch-sim-atomistic for neighbour lists") from exc
-    builder = vesin_nl if VESIN_AVAILABLE and positions.device.type == "cpu" else None
-    if builder is None:
-        builder = torch_nl_linked_cell
+    on_cpu = positions.device.type == "cpu"
+    builder = vesin_nl if VESIN_AVAILABLE and on_cpu else torch_nl_linked_cell
     # torch-sim's neighbour lists take the row-vector cell
     mapping, _, shifts = builder(positions, row_cell, pbc, cutoff_t, system_idx)
     return mapping[0].long(), mapping[1].long(), shifts.round().to(torch.long)
@@ -59,7 +55,7 @@ class NeighborPairs:
 
     i: torch.Tensor  # [n_pairs]
     j: torch.Tensor  # [n_pairs]
-    vectors: torch.Tensor  # [n_pairs, 3], r_ij = x_j - x_i (minimum-image consistent)
+    vectors: torch.Tensor  # [n_pairs, 3], r_ij = x_j - x_i + image shift
     system: torch.Tensor  # [n_pairs]
 
 
@@ -79,11 +75,10 @@ class VerletList:
         self.n_builds = 0
         self._key: tuple | None = None
 
-    def _needs_rebuild(self, positions, row_cell, system_idx) -> bool:
-        key = (positions.shape[0], positions.device, positions.dtype, row_cell.shape[0])
+    def _needs_rebuild(self, frac, row_cell, system_idx) -> bool:
+        key = (frac.shape[0], frac.device, frac.dtype, row_cell.shape[0])
         if self._key != key or not torch.equal(system_idx, self._system_idx):
             return True
-        frac = self._fractional(positions, row_cell, system_idx)
         wraps = torch.round(frac - self._frac0)
         drift = torch.einsum("nk,nkl->nl", frac - wraps - self._frac0, row_cell[system_idx])
         max_disp = drift.norm(dim=-1).max()
@@ -91,11 +86,6 @@ class VerletList:
         s_min = torch.linalg.svdvals(deformation).min()
         reach = (self.cutoff + self.skin) * s_min - 2.0 * max_disp
         return bool(reach < self.cutoff)
-
-    @staticmethod
-    def _fractional(positions, row_cell, system_idx) -> torch.Tensor:
-        inv = torch.linalg.inv(row_cell)
-        return torch.einsum("nk,nkl->nl", positions, inv[system_idx])
 
     def pair_vectors(
         self, positions: torch.Tensor, row_cell: torch.Tensor, system_idx: torch.Tensor
@@ -106,18 +96,19 @@ class VerletList:
         """
         positions_d = positions.detach()
         row_cell_d = row_cell.detach()
-        if self._needs_rebuild(positions_d, row_cell_d, system_idx):
+        inverse = torch.linalg.inv(row_cell_d)
+        frac = torch.einsum("nk,nkl->nl", positions_d, inverse[system_idx])
+        if self._needs_rebuild(frac, row_cell_d, system_idx):
             i, j, shifts = _build_pairs(
                 positions_d, row_cell_d, system_idx, self.cutoff + self.skin
             )
             self._i, self._j, self._shifts = _half_list(i, j, shifts)
             self._pair_system = system_idx[self._i]
-            self._frac0 = self._fractional(positions_d, row_cell_d, system_idx)
+            self._frac0 = frac
             self._cell0 = row_cell_d.clone()
             self._system_idx = system_idx.clone()
-            self._key = (positions.shape[0], positions.device, positions.dtype, row_cell.shape[0])
+            self._key = (frac.shape[0], frac.device, frac.dtype, row_cell.shape[0])
             self.n_builds += 1
-        frac = self._fractional(positions_d, row_cell_d, system_idx)
         wraps = torch.round(frac - self._frac0).to(torch.long)
         image = (self._shifts - wraps[self._j] + wraps[self._i]).to(row_cell.dtype)
         vectors = (
