@@ -72,20 +72,23 @@ def write_summary_csv(frames: Frames, path: Path) -> Path:
         )
         for k, sp in enumerate(frames.state_points):
             ok = frames.phase_ok[:, k]
-            if not bool(ok.any()):
-                ok = torch.ones_like(ok)
+
+            def mean(x: torch.Tensor, ok=ok, k=k) -> float:
+                # no valid frame: NaN rather than means over frames that left the phase
+                return float(x[ok, k].mean()) if bool(ok.any()) else float("nan")
+
             writer.writerow(
                 [
                     sp["name"],
                     sp["phase"],
                     sp["temperature_K"],
                     sp["pressure_GPa"],
-                    int(frames.phase_ok[:, k].sum()),
-                    f"{float(frames.temperature[ok, k].mean()):.3f}",
-                    f"{float(frames.pressure[ok, k].mean()):.5f}",
-                    f"{float(frames.volume[ok, k].mean() / n[k]):.5f}",
-                    f"{float(frames.potential_energy[ok, k].mean() / n[k]):.6f}",
-                    f"{float(frames.enthalpy[ok, k].mean() / n[k]):.6f}",
+                    int(ok.sum()),
+                    f"{mean(frames.temperature):.3f}",
+                    f"{mean(frames.pressure):.5f}",
+                    f"{mean(frames.volume) / float(n[k]):.5f}",
+                    f"{mean(frames.potential_energy) / float(n[k]):.6f}",
+                    f"{mean(frames.enthalpy) / float(n[k]):.6f}",
                 ]
             )
     return path
