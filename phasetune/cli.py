@@ -70,25 +70,23 @@ def write_summary_csv(frames: Frames, path: Path) -> Path:
                 "enthalpy_per_atom_eV",
             ]
         )
+        means = {
+            name: frames.valid_mean(name)
+            for name in ("temperature", "pressure", "volume", "potential_energy", "enthalpy")
+        }
         for k, sp in enumerate(frames.state_points):
-            ok = frames.phase_ok[:, k]
-
-            def mean(x: torch.Tensor, ok=ok, k=k) -> float:
-                # no valid frame: NaN rather than means over frames that left the phase
-                return float(x[ok, k].mean()) if bool(ok.any()) else float("nan")
-
             writer.writerow(
                 [
                     sp["name"],
                     sp["phase"],
                     sp["temperature_K"],
                     sp["pressure_GPa"],
-                    int(ok.sum()),
-                    f"{mean(frames.temperature):.3f}",
-                    f"{mean(frames.pressure):.5f}",
-                    f"{mean(frames.volume) / float(n[k]):.5f}",
-                    f"{mean(frames.potential_energy) / float(n[k]):.6f}",
-                    f"{mean(frames.enthalpy) / float(n[k]):.6f}",
+                    int(frames.phase_ok[:, k].sum()),
+                    f"{float(means['temperature'][k]):.3f}",
+                    f"{float(means['pressure'][k]):.5f}",
+                    f"{float(means['volume'][k] / n[k]):.5f}",
+                    f"{float(means['potential_energy'][k] / n[k]):.6f}",
+                    f"{float(means['enthalpy'][k] / n[k]):.6f}",
                 ]
             )
     return path

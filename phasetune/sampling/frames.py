@@ -82,26 +82,33 @@ class Frames:
         """Positions [F, n_atoms_of_system, 3] of one system."""
         return self.positions[:, self.system_idx == system]
 
+    def valid_mean(self, name: str) -> torch.Tensor:
+        """Mean of a per-frame, per-system array over each system's valid frames [n_systems].
+
+        NaN for a system without a valid frame (never a mean over frames that left the phase).
+        """
+        values = getattr(self, name)
+        kept = torch.where(self.phase_ok, values, torch.zeros_like(values))  # NaN-safe
+        return kept.sum(0) / self.phase_ok.sum(0).to(values.dtype)
+
     def summary(self) -> list[str]:
         """One human-readable line per state point with means over valid frames."""
-        lines = []
         n = self.n_atoms_per_system.to(self.volume.dtype)
+        temperature, pressure = self.valid_mean("temperature"), self.valid_mean("pressure")
+        volume = self.valid_mean("volume") / n
+        energy = self.valid_mean("potential_energy") / n
+        lines = []
         for k, sp in enumerate(self.state_points):
-            ok = self.phase_ok[:, k]
-            n_ok = int(ok.sum())
+            n_ok = int(self.phase_ok[:, k].sum())
             if n_ok == 0:
                 lines.append(f"{sp['name']}: no valid frame (phase check failed in all)")
                 continue
-
-            def mean(x: torch.Tensor, ok=ok, k=k) -> float:
-                return float(x[ok, k].mean())
-
             lines.append(
                 f"{sp['name']}: {n_ok}/{self.n_frames} valid frames, "
-                f"T = {mean(self.temperature):.1f} K (set {sp['temperature_K']:g}), "
-                f"P = {mean(self.pressure):.3f} GPa (set {sp['pressure_GPa']:g}), "
-                f"V/N = {mean(self.volume) / float(n[k]):.3f} Å³, "
-                f"U/N = {mean(self.potential_energy) / float(n[k]):.4f} eV"
+                f"T = {float(temperature[k]):.1f} K (set {sp['temperature_K']:g}), "
+                f"P = {float(pressure[k]):.3f} GPa (set {sp['pressure_GPa']:g}), "
+                f"V/N = {float(volume[k]):.3f} Å³, "
+                f"U/N = {float(energy[k]):.4f} eV"
             )
         return lines
 
