@@ -16,6 +16,7 @@ from phasetune.free_energy.switching import (
     nonequilibrium_switching,
     switching_schedule,
 )
+from phasetune.potentials.lennard_jones import LennardJones
 from phasetune.structures import build_structure
 from phasetune.units import KB_EV_PER_K
 
@@ -71,3 +72,54 @@ def test_switching_between_einstein_crystals_recovers_exact_free_energy():
         error,
     )
     assert float(result.dissipation.mean()) > -3 * float(result.dissipation.std())
+
+
+def test_frenkel_ladd_on_a_cold_lj_crystal_matches_its_harmonic_lattice():
+    """LJ fcc at 4 K (T* = 0.033), centre of mass fixed, switched to Einstein springs.
+
+    With the centre of mass fixed in both, the exact harmonic-lattice result is
+        ΔF = F_E − F_LJ = −U₀ + (kT/2) Σ_{3N−3 modes} ln(k/λ_m),
+    with λ_m the non-zero eigenvalues of the Hessian at the lattice (autograd). Anharmonic
+    corrections are ≪ kT here. A global thermostat (velocity rescaling) misses this by
+    5–10 kT because the modes of a cold crystal barely exchange energy; Langevin does not.
+    """
+    eps, sigma, temperature, n_replicas = 119.8 * KB_EV_PER_K, 3.405, 4.0, 8
+    atoms = build_structure("fcc", element="Ar", lattice_A=5.26, n_atoms=32)
+    one = ts.io.atoms_to_state([atoms], device="cpu", dtype=torch.float64)
+
+    def lj():
+        return LennardJones(epsilon_eV=eps, sigma_A=sigma, cutoff_sigma=2.5)
+
+    u0 = float(lj()(one)["energy"])
+
+    def energy(positions):
+        moved = one.clone()
+        moved.positions = positions
+        return lj()(moved)["energy"].sum()
+
+    hessian = torch.autograd.functional.hessian(energy, one.positions.clone())
+    eigenvalues = torch.linalg.eigvalsh(hessian.reshape(96, 96))
+    assert float(eigenvalues[:3].abs().max()) < 1e-10  # three translations
+    modes = eigenvalues[3:]
+    assert float(modes.min()) > 0.1  # a stable lattice
+    spring = 2.0 * float(torch.exp(torch.log(modes).mean()))
+    kT = KB_EV_PER_K * temperature
+    expected = -u0 + 0.5 * kT * float(torch.log(spring / modes).sum())
+
+    state = ts.io.atoms_to_state([atoms] * n_replicas, device="cpu", dtype=torch.float64)
+    path = LambdaPath(
+        lj(), EinsteinCrystal(sites=state.positions, spring_eV_A2=spring), fix_center_of_mass=True
+    )
+    result = nonequilibrium_switching(
+        path,
+        state,
+        temperature_K=torch.tensor(temperature),
+        timestep_fs=5.0,
+        equilibration_steps=300,
+        switching_steps=1000,
+        seed=1,
+    )
+    estimate = float(result.delta_f.mean())
+    error = float(result.delta_f.std()) / math.sqrt(n_replicas)
+    assert abs(estimate - expected) < 3 * error + 0.2 * kT, (estimate, expected, error, kT)
+    assert error < kT  # precise enough to see a few-kT thermostat bias

@@ -15,20 +15,14 @@ Each system of the batch follows its own path; replicas give the statistical err
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 import torch
-from torch_sim.integrators.md import MDState
-from torch_sim.integrators.npt import NPTCRescaleState
+from torch_sim.integrators.md import initialize_momenta
 from torch_sim.models.interface import ModelInterface
 from torch_sim.state import SimState
 
-from phasetune.sampling.integrator import (
-    CELL_MODES,
-    EnsembleTargets,
-    crescale_init,
-    crescale_step,
-)
 from phasetune.units import KB_EV_PER_K, fs_to_internal
 
 
@@ -39,11 +33,19 @@ def switching_schedule(tau: torch.Tensor | float) -> torch.Tensor:
 
 
 class LambdaPath(ModelInterface):
-    """(1 − λ_s) U_A + λ_s U_B per system s; ``delta_u`` holds U_B − U_A per system."""
+    """(1 − λ_s) U_A + λ_s U_B per system s; ``delta_u`` holds U_B − U_A per system.
 
-    def __init__(self, model_a: ModelInterface, model_b: ModelInterface) -> None:
+    With ``fix_center_of_mass`` the forces are projected onto the constraint Σ m_i r_i = const
+    per system, F_i − (m_i/M) Σ_j F_j, so that a centre of mass at rest stays put: the
+    Frenkel–Ladd path from a translation-invariant solid to springs then has no free drift.
+    """
+
+    def __init__(
+        self, model_a: ModelInterface, model_b: ModelInterface, *, fix_center_of_mass=False
+    ) -> None:
         super().__init__()
         self.model_a, self.model_b = model_a, model_b
+        self.fix_center_of_mass = bool(fix_center_of_mass)
         self._device, self._dtype = model_a.device, model_a.dtype
         self._compute_forces = True
         self._compute_stress = True
@@ -56,19 +58,19 @@ class LambdaPath(ModelInterface):
         lam = lam.to(self._device, self._dtype)
         lam_atoms = lam[state.system_idx].unsqueeze(-1)
         self.delta_u = (b["energy"] - a["energy"]).detach()
+        forces = (1 - lam_atoms) * a["forces"] + lam_atoms * b["forces"]
+        if self.fix_center_of_mass:
+            total = torch.zeros(state.n_systems, 3, device=forces.device, dtype=forces.dtype)
+            total = total.index_add(0, state.system_idx, forces)
+            mass = torch.zeros(state.n_systems, device=forces.device, dtype=forces.dtype)
+            mass = mass.index_add(0, state.system_idx, state.masses.to(forces.dtype))
+            share = (state.masses.to(forces.dtype) / mass[state.system_idx]).unsqueeze(-1)
+            forces = forces - share * total[state.system_idx]
         return {
             "energy": (1 - lam) * a["energy"] + lam * b["energy"],
-            "forces": (1 - lam_atoms) * a["forces"] + lam_atoms * b["forces"],
+            "forces": forces,
             "stress": (1 - lam)[:, None, None] * a["stress"] + lam[:, None, None] * b["stress"],
         }
-
-
-class _AllDegreesOfFreedom(NPTCRescaleState):
-    """MD state counting all 3N momenta: springs tie atoms to sites, so the centre of mass is
-    not conserved and must be thermalised like every other degree of freedom."""
-
-    def get_number_of_degrees_of_freedom(self) -> torch.Tensor:
-        return MDState.get_number_of_degrees_of_freedom(self)
 
 
 @dataclass
@@ -87,6 +89,15 @@ class SwitchingResult:
         return 0.5 * (self.work_forward + self.work_backward)
 
 
+def _remove_center_of_mass(vectors, masses, system_idx, n_systems):
+    """v_i − (m_i/M) Σ_j v_j per system (momenta or forces): no centre-of-mass component."""
+    total = torch.zeros(n_systems, 3, device=vectors.device, dtype=vectors.dtype)
+    total = total.index_add(0, system_idx, vectors)
+    mass = torch.zeros(n_systems, device=vectors.device, dtype=vectors.dtype)
+    mass = mass.index_add(0, system_idx, masses)
+    return vectors - (masses / mass[system_idx]).unsqueeze(-1) * total[system_idx]
+
+
 def nonequilibrium_switching(
     path: LambdaPath,
     state: SimState,
@@ -95,42 +106,63 @@ def nonequilibrium_switching(
     timestep_fs: float,
     equilibration_steps: int,
     switching_steps: int,
-    thermostat_tau_fs: float = 100.0,
+    friction_time_fs: float = 100.0,
     seed: int = 0,
 ) -> SwitchingResult:
-    """Equilibrate at λ=0, switch to 1, equilibrate at λ=1, switch back; fixed cells (NVT)."""
+    """Equilibrate at λ=0, switch to 1, equilibrate at λ=1, switch back; fixed cells (NVT).
+
+    Dynamics: Langevin BAOAB with friction 1/``friction_time_fs`` on every atom. A global
+    thermostat (velocity rescaling) would not do: in a (nearly) harmonic solid the normal
+    modes hardly exchange energy, so only per-atom noise makes the sampling canonical.
+    With ``path.fix_center_of_mass`` the noise is projected like the forces, and the centre
+    of mass stays where it started.
+    """
     if switching_steps < 1 or equilibration_steps < 0:
         raise ValueError("need switching_steps >= 1 and equilibration_steps >= 0")
     n = state.n_systems
     device, dtype = path.device, path.dtype
-    temperature_K = torch.as_tensor(temperature_K, device=device, dtype=dtype).expand(n)
-    targets = EnsembleTargets(
-        kT=KB_EV_PER_K * temperature_K,
-        pressure=torch.zeros(n, device=device, dtype=dtype),
-        cell_mode=torch.full((n,), CELL_MODES["fixed"], device=device),
-        tau_thermostat=torch.full(
-            (n,), fs_to_internal(thermostat_tau_fs), device=device, dtype=dtype
-        ),
-        tau_barostat=torch.ones(n, device=device, dtype=dtype),
-        compressibility=torch.ones(n, device=device, dtype=dtype),
-    )
-    dt = torch.tensor(fs_to_internal(timestep_fs), device=device, dtype=dtype)
-    state.rng = seed
-    path.lam = torch.zeros(n, device=device, dtype=dtype)
-    md = crescale_init(state, path, targets=targets)
-    md = _AllDegreesOfFreedom.from_state(md)
-    lambdas = switching_schedule(torch.linspace(0, 1, switching_steps + 1)).to(device, dtype)
+    kT = KB_EV_PER_K * torch.as_tensor(temperature_K, device=device, dtype=dtype).expand(n)
+    dt = fs_to_internal(timestep_fs)
+    c1 = math.exp(-dt / fs_to_internal(friction_time_fs))
+    generator = torch.Generator(device=device).manual_seed(seed)
+    masses = state.masses.to(dtype)
+    kT_atoms = kT[state.system_idx].unsqueeze(-1)
+    positions = state.positions.to(dtype).clone()
+    momenta = initialize_momenta(positions, masses, state.system_idx, kT, generator)
+    if path.fix_center_of_mass:
+        momenta = _remove_center_of_mass(momenta, masses, state.system_idx, n)
+    work_state = state.clone()
+
+    def forces_at(lam: float) -> torch.Tensor:
+        path.lam = torch.full((n,), lam, device=device, dtype=dtype)
+        work_state.positions = positions
+        return path(work_state)["forces"].detach()
+
+    def step(forces: torch.Tensor, lam: float) -> torch.Tensor:
+        nonlocal positions, momenta
+        momenta = momenta + 0.5 * dt * forces
+        positions = positions + 0.5 * dt * momenta / masses.unsqueeze(-1)
+        noise = torch.randn(momenta.shape, generator=generator, device=device, dtype=dtype)
+        noise = noise * torch.sqrt(masses.unsqueeze(-1) * kT_atoms * (1 - c1 * c1))
+        if path.fix_center_of_mass:
+            noise = _remove_center_of_mass(noise, masses, state.system_idx, n)
+        momenta = c1 * momenta + noise
+        positions = positions + 0.5 * dt * momenta / masses.unsqueeze(-1)
+        forces = forces_at(lam)
+        momenta = momenta + 0.5 * dt * forces
+        return forces
+
+    lambdas = switching_schedule(torch.linspace(0, 1, switching_steps + 1)).tolist()
     works = []
-    for schedule in (lambdas, lambdas.flip(0)):
-        path.lam = torch.full((n,), float(schedule[0]), device=device, dtype=dtype)
+    forces = forces_at(0.0)
+    for schedule in (lambdas, lambdas[::-1]):
+        forces = forces_at(schedule[0])
         for _ in range(equilibration_steps):
-            md = crescale_step(md, path, dt=dt, targets=targets)
-        path(md)  # ΔU at the starting λ
+            forces = step(forces, schedule[0])
         work = torch.zeros(n, device=device, dtype=dtype)
         for k in range(switching_steps):
             # work of changing λ at fixed configuration, then dynamics at the new λ
             work = work + path.delta_u * (schedule[k + 1] - schedule[k])
-            path.lam = torch.full((n,), float(schedule[k + 1]), device=device, dtype=dtype)
-            md = crescale_step(md, path, dt=dt, targets=targets)
+            forces = step(forces, schedule[k + 1])
         works.append(work)
     return SwitchingResult(work_forward=works[0], work_backward=works[1])
