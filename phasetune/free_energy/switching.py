@@ -32,6 +32,15 @@ def switching_schedule(tau: torch.Tensor | float) -> torch.Tensor:
     return tau**5 * (70 * tau**4 - 315 * tau**3 + 540 * tau**2 - 420 * tau + 126)
 
 
+def _remove_center_of_mass(vectors, masses, system_idx, n_systems):
+    """v_i − (m_i/M) Σ_j v_j per system (momenta or forces): no centre-of-mass component."""
+    total = torch.zeros(n_systems, 3, device=vectors.device, dtype=vectors.dtype)
+    total = total.index_add(0, system_idx, vectors)
+    mass = torch.zeros(n_systems, device=vectors.device, dtype=vectors.dtype)
+    mass = mass.index_add(0, system_idx, masses)
+    return vectors - (masses / mass[system_idx]).unsqueeze(-1) * total[system_idx]
+
+
 class LambdaPath(ModelInterface):
     """(1 − λ_s) U_A + λ_s U_B per system s; ``delta_u`` holds U_B − U_A per system.
 
@@ -60,12 +69,8 @@ class LambdaPath(ModelInterface):
         self.delta_u = (b["energy"] - a["energy"]).detach()
         forces = (1 - lam_atoms) * a["forces"] + lam_atoms * b["forces"]
         if self.fix_center_of_mass:
-            total = torch.zeros(state.n_systems, 3, device=forces.device, dtype=forces.dtype)
-            total = total.index_add(0, state.system_idx, forces)
-            mass = torch.zeros(state.n_systems, device=forces.device, dtype=forces.dtype)
-            mass = mass.index_add(0, state.system_idx, state.masses.to(forces.dtype))
-            share = (state.masses.to(forces.dtype) / mass[state.system_idx]).unsqueeze(-1)
-            forces = forces - share * total[state.system_idx]
+            masses = state.masses.to(forces.dtype)
+            forces = _remove_center_of_mass(forces, masses, state.system_idx, state.n_systems)
         return {
             "energy": (1 - lam) * a["energy"] + lam * b["energy"],
             "forces": forces,
@@ -87,15 +92,6 @@ class SwitchingResult:
     @property
     def dissipation(self) -> torch.Tensor:
         return 0.5 * (self.work_forward + self.work_backward)
-
-
-def _remove_center_of_mass(vectors, masses, system_idx, n_systems):
-    """v_i − (m_i/M) Σ_j v_j per system (momenta or forces): no centre-of-mass component."""
-    total = torch.zeros(n_systems, 3, device=vectors.device, dtype=vectors.dtype)
-    total = total.index_add(0, system_idx, vectors)
-    mass = torch.zeros(n_systems, device=vectors.device, dtype=vectors.dtype)
-    mass = mass.index_add(0, system_idx, masses)
-    return vectors - (masses / mass[system_idx]).unsqueeze(-1) * total[system_idx]
 
 
 def nonequilibrium_switching(
