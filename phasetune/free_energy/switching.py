@@ -150,7 +150,6 @@ def nonequilibrium_switching(
 
     lambdas = switching_schedule(torch.linspace(0, 1, switching_steps + 1)).tolist()
     works = []
-    forces = forces_at(0.0)
     for schedule in (lambdas, lambdas[::-1]):
         forces = forces_at(schedule[0])
         for _ in range(equilibration_steps):
