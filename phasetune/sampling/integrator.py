@@ -81,6 +81,15 @@ def crescale_init(
     )
 
 
+def _evaluate(state: NPTCRescaleState, model: ModelInterface) -> NPTCRescaleState:
+    """Store the model's energy, forces and stress at the current positions and cell."""
+    output = model(state)
+    state.energy = output["energy"].detach()
+    state.forces = output["forces"].detach()
+    state.stress = output["stress"].detach()
+    return state
+
+
 def _cell_rescale(
     state: NPTCRescaleState, targets: EnsembleTargets, dt: torch.Tensor
 ) -> NPTCRescaleState:
@@ -140,10 +149,7 @@ def crescale_step(
     state = _vrescale_update(state, targets.tau_thermostat, targets.kT, dt / 2)
     state = momentum_step(state, dt / 2)
     state = _cell_rescale(state, targets, dt)
-    output = model(state)
-    state.energy = output["energy"].detach()
-    state.forces = output["forces"].detach()
-    state.stress = output["stress"].detach()
+    state = _evaluate(state, model)
     state = momentum_step(state, dt / 2)
     return _vrescale_update(state, targets.tau_thermostat, targets.kT, dt / 2)
 
@@ -152,8 +158,5 @@ def nve_step(state: NPTCRescaleState, model: ModelInterface, *, dt: torch.Tensor
     """Velocity Verlet (microcanonical), on the same state type, for conservation checks."""
     state = momentum_step(state, dt / 2)
     state.positions = state.positions + state.momenta * dt / state.masses.unsqueeze(-1)
-    output = model(state)
-    state.energy = output["energy"].detach()
-    state.forces = output["forces"].detach()
-    state.stress = output["stress"].detach()
+    state = _evaluate(state, model)
     return momentum_step(state, dt / 2)

@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 import torch
 import torch_sim as ts
 from ase import Atoms
+from torch_sim.quantities import compute_instantaneous_pressure_tensor
 from tqdm.auto import tqdm
 
 from phasetune.potentials.base import sampling_copy  # noqa: F401  (re-exported)
@@ -262,8 +263,13 @@ def _record(records, md, targets, step, expected, check) -> None:
         0, md.system_idx, (md.momenta**2 / md.masses.unsqueeze(-1)).sum(-1)
     )
     dof = md.get_number_of_degrees_of_freedom().to(volume.dtype)
-    p_kin = 2.0 * kinetic / (3.0 * volume)
-    p_vir = -torch.einsum("bii->b", md.stress) / 3.0
+    pressure_tensor = compute_instantaneous_pressure_tensor(
+        momenta=md.momenta,
+        masses=md.masses,
+        system_idx=md.system_idx,
+        stress=md.stress,
+        volumes=volume,
+    )
     if check:
         ok, fractions = _phase_check(md, expected)
     else:
@@ -275,7 +281,9 @@ def _record(records, md, targets, step, expected, check) -> None:
     records["kinetic_energy"].append(kinetic.cpu())
     records["volume"].append(volume.cpu())
     records["temperature"].append((2.0 * kinetic / (dof * KB_EV_PER_K)).cpu())
-    records["pressure"].append(internal_to_gpa(1.0) * (p_kin + p_vir).cpu())
+    records["pressure"].append(
+        internal_to_gpa(1.0) * torch.einsum("bii->b", pressure_tensor).cpu() / 3.0
+    )
     records["enthalpy"].append((md.energy + kinetic + targets.pressure * volume).cpu())
     records["phase_ok"].append(ok.cpu())
     records["phase_fractions"].append(fractions.cpu().to(volume.dtype))
