@@ -28,9 +28,17 @@ def _combined_mean_and_error(series: torch.Tensor) -> tuple[float, float]:
     return float(series.mean()), float(errors.pow(2).sum().sqrt() / series.shape[1])
 
 
-@pytest.mark.parametrize("cell_mode", ["isotropic", "anisotropic"])
-def test_crescale_samples_exact_ideal_gas_volume_distribution(cell_mode):
+@pytest.mark.parametrize(
+    ("cell_mode", "thermostat"),
+    [("isotropic", "vrescale"), ("anisotropic", "vrescale"), ("axial", "langevin")],
+)
+def test_crescale_samples_exact_ideal_gas_volume_distribution(cell_mode, thermostat):
     """⟨V⟩ = N kT/P and Var V = N (kT/P)² (NPT with fixed centre of mass, exact).
+
+    Holds for every cell mode (axial: only L_z moves). Velocity rescaling conserves the total
+    momentum (3N − 3 kinetic degrees of freedom); the Langevin thermostat thermalises the
+    centre of mass too, and the exact result becomes ⟨V⟩ = (N + 1) kT/P,
+    Var V = (N + 1)(kT/P)²: the test tells the two apart.
 
     A barostat that got the Jacobian wrong would give (N+1) kT/P (25% more for N = 4);
     one that only controls the mean (Berendsen) would give far too small a variance.
@@ -60,14 +68,20 @@ def test_crescale_samples_exact_ideal_gas_volume_distribution(cell_mode):
         check_phase=False,
         progress=False,
         seed=3,
+        thermostat=thermostat,
     )
     frames, _ = sample_state_points(IdealGas(), points, settings)
+    if cell_mode == "axial":
+        lateral = frames.cell[:, :, :2, :2]
+        assert torch.equal(lateral, lateral[:1].expand_as(lateral))
     mean, error = _combined_mean_and_error(frames.volume)
-    expected = n_atoms * kT / pressure
+    n_eff = n_atoms + (thermostat == "langevin")
+    expected = n_eff * kT / pressure
     assert abs(mean - expected) < 4 * error, (mean, expected, error)
-    assert abs(mean - (n_atoms + 1) * kT / pressure) > 6 * error
+    wrong = (2 * n_atoms + 1 - n_eff) * kT / pressure  # the other thermostat's answer
+    assert abs(mean - wrong) > 6 * error
     variance = float(frames.volume.var())
-    assert variance == pytest.approx(n_atoms * (kT / pressure) ** 2, rel=0.12)
+    assert variance == pytest.approx(n_eff * (kT / pressure) ** 2, rel=0.12)
 
 
 def test_lennard_jones_liquid_matches_nist_equation_of_state(argon):

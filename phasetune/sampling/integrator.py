@@ -11,6 +11,9 @@ Volume, with λ = √V, per half step (Euler–Maruyama of the C-rescale SDE):
 
     dλ = −(β_T λ / 2τ_p) (P₀ − Tr P_int/3 − k_BT/2V) dt + √(k_BT β_T / 2τ_p) dW
 
+Axial systems use the same equation with P_int,zz in place of Tr P_int/3 and put the whole
+volume change on the z axis.
+
 Shape (anisotropic systems only), traceless diagonal log-strain per step:
 
     ln μ_dev,a = (β_T / 3τ_p)(P_int,aa − Tr P_int/3) dt + √(2β_T k_BT dt / 3τ_p) / λ · R̃_a
@@ -35,8 +38,9 @@ from torch_sim.models.interface import ModelInterface
 from torch_sim.quantities import compute_instantaneous_pressure_tensor
 from torch_sim.state import SimState
 
-#: Cell modes: 0 fixed cell (NVT), 1 isotropic NPT, 2 anisotropic NPT (orthogonal axes).
-CELL_MODES = {"fixed": 0, "isotropic": 1, "anisotropic": 2}
+#: Cell modes: 0 fixed cell (NVT), 1 isotropic NPT, 2 anisotropic NPT (orthogonal axes),
+#: 3 axial NPT (only the z axis moves, driven by P_zz: slabs and two-phase boxes).
+CELL_MODES = {"fixed": 0, "isotropic": 1, "anisotropic": 2, "axial": 3}
 
 
 @dataclass(frozen=True)
@@ -106,9 +110,11 @@ def _cell_rescale(
     trace_p = torch.einsum("bii->b", p_int)
     barostatted = (targets.cell_mode > 0).to(volume.dtype)
     anisotropic = (targets.cell_mode == 2).to(volume.dtype)
+    axial = targets.cell_mode == 3
+    driving = torch.where(axial, p_int[:, 2, 2], trace_p / 3)
 
     sqrt_v = volume.sqrt()
-    drift = -beta * sqrt_v / (2 * tau_p) * (targets.pressure - trace_p / 3 - kT / (2 * volume))
+    drift = -beta * sqrt_v / (2 * tau_p) * (targets.pressure - driving - kT / (2 * volume))
     noise = torch.sqrt(kT * beta * dt / (4 * tau_p))
     n = volume.shape[0]
     rng = state.rng
@@ -128,6 +134,9 @@ def _cell_rescale(
     log_dev = anisotropic[:, None] * (deviation * dt + amplitude[:, None] * r)
     new_sqrt_v = new_sqrt_v + barostatted * (drift * dt / 2 + noise * gaussian(n))
     scale = torch.exp(log_dev) * (new_sqrt_v / sqrt_v).pow(2.0 / 3.0)[:, None]  # [n, 3]
+    axial_scale = torch.ones_like(scale)
+    axial_scale[:, 2] = (new_sqrt_v / sqrt_v).pow(2.0)
+    scale = torch.where(axial[:, None], axial_scale, scale)
 
     mu = scale[state.system_idx]
     state.positions = mu * state.positions + (mu + 1 / mu) * state.momenta * dt / (
@@ -138,20 +147,52 @@ def _cell_rescale(
     return state
 
 
+def langevin_update(
+    state: NPTCRescaleState, tau: torch.Tensor, kT: torch.Tensor, dt: torch.Tensor
+) -> NPTCRescaleState:
+    """Ornstein–Uhlenbeck step on every momentum: p ← c p + √((1 − c²) m k_BT) ξ, c = e^(−dt/τ).
+
+    Per-atom noise thermalises every mode, which a global velocity rescaling cannot do in a
+    nearly harmonic (cold) crystal whose normal modes hardly exchange energy.
+    """
+    c = torch.exp(-dt / tau)[state.system_idx].unsqueeze(-1)
+    scale = torch.sqrt((1 - c * c) * state.masses.unsqueeze(-1) * kT[state.system_idx, None])
+    noise = torch.randn(
+        state.momenta.shape, generator=state.rng, device=state.device, dtype=state.momenta.dtype
+    )
+    state.momenta = c * state.momenta + scale * noise
+    return state
+
+
+#: Thermostats available to :func:`crescale_step`.
+THERMOSTATS = {"vrescale": _vrescale_update, "langevin": langevin_update}
+
+
 def crescale_step(
     state: NPTCRescaleState,
     model: ModelInterface,
     *,
     dt: torch.Tensor,
     targets: EnsembleTargets,
+    thermostat: str = "vrescale",
 ) -> NPTCRescaleState:
-    """One C-rescale step (NVT for systems whose cell mode is ``fixed``)."""
-    state = _vrescale_update(state, targets.tau_thermostat, targets.kT, dt / 2)
+    """One C-rescale step (NVT for systems whose cell mode is ``fixed``).
+
+    ``thermostat``: ``"vrescale"`` (Bussi velocity rescaling, gentle on dynamics) or
+    ``"langevin"`` (per-atom noise; use it for cold or nearly harmonic solids).
+    """
+    try:
+        thermostat_half_step = THERMOSTATS[thermostat]
+    except KeyError:
+        raise ValueError(
+            f"unknown thermostat {thermostat!r}; choose one of {', '.join(THERMOSTATS)}"
+        ) from None
+    state = thermostat_half_step(state, targets.tau_thermostat, targets.kT, dt / 2)
     state = momentum_step(state, dt / 2)
     state = _cell_rescale(state, targets, dt)
     state = _evaluate(state, model)
     state = momentum_step(state, dt / 2)
-    return _vrescale_update(state, targets.tau_thermostat, targets.kT, dt / 2)
+    return thermostat_half_step(state, targets.tau_thermostat, targets.kT, dt / 2)
 
 
 def nve_step(state: NPTCRescaleState, model: ModelInterface, *, dt: torch.Tensor):

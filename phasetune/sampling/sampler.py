@@ -23,6 +23,7 @@ from phasetune.potentials.base import sampling_copy  # noqa: F401  (re-exported)
 from phasetune.sampling.frames import FRAME_ARRAYS, Frames
 from phasetune.sampling.integrator import (
     CELL_MODES,
+    THERMOSTATS,
     EnsembleTargets,
     crescale_init,
     crescale_step,
@@ -112,6 +113,8 @@ class SamplerSettings:
     stride: int = 20
     thermostat_tau_fs: float = 100.0
     barostat_tau_fs: float = 1000.0
+    #: "vrescale" (global, gentle on dynamics) or "langevin" (per atom; cold solids)
+    thermostat: str = "vrescale"
     #: β_T guess in 1/GPa, sets the barostat's coupling strength only (not the ensemble).
     compressibility_per_GPa: float = 0.05
     #: liquids equilibrate first at ``melt_temperature_factor``·T for this many steps.
@@ -134,6 +137,10 @@ class SamplerSettings:
             raise ValueError(
                 f"need stride >= 1 and production_steps >= stride, got stride={self.stride}, "
                 f"production_steps={self.production_steps}"
+            )
+        if self.thermostat not in THERMOSTATS:
+            raise ValueError(
+                f"unknown thermostat {self.thermostat!r}; choose one of {', '.join(THERMOSTATS)}"
             )
         if self.save_every_frames < 1:
             raise ValueError(f"save_every_frames must be >= 1, got {self.save_every_frames}")
@@ -227,7 +234,7 @@ def sample_state_points(
     # no torch.no_grad() here: models that take forces by autograd (MACE) need grad mode
     for step in range(total):
         step_targets = melt_targets if step < settings.melt_steps else targets
-        md = crescale_step(md, model, dt=dt, targets=step_targets)
+        md = crescale_step(md, model, dt=dt, targets=step_targets, thermostat=settings.thermostat)
         production = step - settings.equilibration_steps + 1
         if production > 0 and production % settings.stride == 0:
             _record(records, md, targets, step, expected, settings.check_phase)
