@@ -1,0 +1,231 @@
+"""Absolute Gibbs free energy of a crystal at (T, P) by nonequilibrium Frenkel–Ladd switching.
+
+1. NPT run of the crystal: the average cell, the average lattice sites, and the atoms'
+   mean-square displacement ⟨u²⟩ about them, which sets the Einstein spring k = 3k_BT/⟨u²⟩.
+2. In that average cell, replicas switch U → U_E (springs on the sites) and back with the
+   centre of mass fixed (:func:`~phasetune.free_energy.switching.nonequilibrium_switching`):
+   W_rev = (W_fwd − W_bwd)/2 = F_E^CM − F^CM.
+3. Free energy (classical, no 1/N! for the crystal since atoms are tied to sites):
+
+       βF = βF_E − β W_rev − (3/2) ln(βkN/2π) − ln(V/N_cells),
+
+   with βF_E = 3N ln(βħω) the Einstein crystal, −(3/2) ln(βkN/2π) undoing its centre-of-mass
+   constraint, and −ln(V/N_cells) restoring the free centre of mass, which ranges over one
+   primitive cell (N_cells = N / atoms per primitive cell) before the crystal maps onto a
+   relabelled copy of itself (Polson, Trizac, Pronk & Frenkel, J. Chem. Phys. 112, 5339
+   (2000)).
+4. G = F + P V at the average volume.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+import torch_sim as ts
+from ase import Atoms
+from torch_sim.models.interface import ModelInterface
+
+from phasetune.free_energy.einstein import (
+    EinsteinCrystal,
+    einstein_free_energy_per_atom_eV,
+    spring_constant_from_msd,
+)
+from phasetune.free_energy.switching import LambdaPath, nonequilibrium_switching
+from phasetune.sampling.frames import Frames
+from phasetune.sampling.sampler import SamplerSettings, StatePoint, sample_state_points
+from phasetune.units import EV_PER_A3_PER_GPA, KB_EV_PER_K
+
+#: Atoms per primitive cell of each crystal phasetune builds.
+ATOMS_PER_PRIMITIVE_CELL = {"fcc": 1, "bcc": 1, "hcp": 2}
+
+
+@dataclass(frozen=True)
+class FrenkelLaddSettings:
+    """Settings of the NPT run (steps of ``timestep_fs``) and of the switching."""
+
+    timestep_fs: float = 5.0
+    npt_equilibration_steps: int = 1000
+    npt_production_steps: int = 2000
+    npt_stride: int = 20
+    switching_equilibration_steps: int = 500
+    switching_steps: int = 2000
+    n_replicas: int = 4
+    friction_time_fs: float = 100.0
+    barostat_tau_fs: float = 1000.0
+    compressibility_per_GPa: float = 0.05
+    seed: int = 0
+    progress: bool = True
+
+    def __post_init__(self) -> None:
+        if self.n_replicas < 2:
+            raise ValueError("n_replicas must be >= 2 (the error comes from their spread)")
+        if self.switching_steps < 1 or self.npt_production_steps < 2 * self.npt_stride:
+            raise ValueError("need switching_steps >= 1 and at least 2 NPT frames")
+
+
+@dataclass
+class SolidFreeEnergy:
+    """G/N of a crystal at (T, P), in eV per atom, with its parts and diagnostics."""
+
+    phase: str
+    temperature_K: float
+    pressure_GPa: float
+    g_eV_per_atom: float
+    g_error_eV: float
+    f_eV_per_atom: float
+    volume_A3_per_atom: float
+    spring_eV_A2: float
+    msd_A2: float
+    n_atoms: int
+    work_reversible_eV: np.ndarray
+    dissipation_eV: np.ndarray
+
+    def describe(self) -> str:
+        return (
+            f"{self.phase} at {self.temperature_K:g} K, {self.pressure_GPa:g} GPa: "
+            f"G/N = {self.g_eV_per_atom:.5f} ± {self.g_error_eV:.5f} eV "
+            f"(F/N = {self.f_eV_per_atom:.5f} eV, V/N = {self.volume_A3_per_atom:.3f} Å³, "
+            f"k = {self.spring_eV_A2:.3f} eV/Å², dissipation "
+            f"{float(np.mean(self.dissipation_eV)) / self.n_atoms * 1e3:.2f} meV/atom)"
+        )
+
+    def as_dict(self) -> dict:
+        return {
+            "method": "frenkel_ladd",
+            "phase": self.phase,
+            "temperature_K": self.temperature_K,
+            "pressure_GPa": self.pressure_GPa,
+            "g_eV_per_atom": self.g_eV_per_atom,
+            "g_error_eV": self.g_error_eV,
+            "f_eV_per_atom": self.f_eV_per_atom,
+            "volume_A3_per_atom": self.volume_A3_per_atom,
+            "spring_eV_A2": self.spring_eV_A2,
+            "msd_A2": self.msd_A2,
+            "n_atoms": self.n_atoms,
+        }
+
+
+def average_lattice(frames: Frames, system: int, reference: Atoms) -> tuple[Atoms, float]:
+    """Average cell and sites of a crystal's NPT frames, and ⟨u²⟩ about the sites (Å²).
+
+    Displacements are taken in fractional coordinates relative to the starting lattice
+    (minimum image), with each frame's centre-of-mass drift removed.
+    """
+    ok = frames.valid_frames(system)
+    if len(ok) < 2:
+        raise RuntimeError(
+            f"only {len(ok)} NPT frames of the crystal kept its structure; it melted or "
+            "transformed at this (T, P)"
+        )
+    atoms_of = (frames.system_idx == system).nonzero().flatten()
+    cells = frames.cell[ok, system].double()
+    positions = frames.positions[ok][:, atoms_of].double()
+    frac = torch.linalg.solve(cells.transpose(-1, -2), positions.transpose(-1, -2))
+    frac = frac.transpose(-1, -2)  # [F, N, 3]: positions = frac @ cell
+    frac_ref = torch.as_tensor(reference.get_scaled_positions(wrap=False), dtype=torch.float64)
+    ds = frac - frac_ref
+    ds = ds - torch.round(ds)
+    ds = ds - ds.mean(1, keepdim=True)  # centre-of-mass drift (equal masses per species)
+    mean_cell = cells.mean(0)
+    mean_ds = ds.mean(0)
+    u = (ds - mean_ds) @ mean_cell
+    msd = float((u**2).sum(-1).mean())
+    lattice = reference.copy()
+    lattice.set_cell(mean_cell.numpy(), scale_atoms=False)
+    lattice.set_scaled_positions((frac_ref + mean_ds).numpy())
+    return lattice, msd
+
+
+def solid_free_energy(
+    model: ModelInterface,
+    atoms: Atoms,
+    *,
+    phase: str,
+    temperature_K: float,
+    pressure_GPa: float = 0.0,
+    settings: FrenkelLaddSettings | None = None,
+    device: torch.device | str | None = None,
+    dtype: torch.dtype = torch.float64,
+) -> SolidFreeEnergy:
+    """G/N of the crystal ``atoms`` (a perfect lattice of ``phase``) at (T, P)."""
+    settings = settings or FrenkelLaddSettings()
+    if phase not in ATOMS_PER_PRIMITIVE_CELL:
+        raise ValueError(f"phase must be one of {', '.join(ATOMS_PER_PRIMITIVE_CELL)}")
+    if len(set(atoms.get_atomic_numbers().tolist())) != 1:
+        raise ValueError("solid_free_energy handles one element (equal masses) for now")
+    device = torch.device(device) if device is not None else model.device
+    frames, _ = sample_state_points(
+        model,
+        [
+            StatePoint(
+                name=f"{phase}_npt",
+                phase=phase,
+                atoms=atoms,
+                temperature_K=temperature_K,
+                pressure_GPa=pressure_GPa,
+            )
+        ],
+        SamplerSettings(
+            timestep_fs=settings.timestep_fs,
+            equilibration_steps=settings.npt_equilibration_steps,
+            production_steps=settings.npt_production_steps,
+            stride=settings.npt_stride,
+            barostat_tau_fs=settings.barostat_tau_fs,
+            compressibility_per_GPa=settings.compressibility_per_GPa,
+            thermostat="langevin",
+            seed=settings.seed,
+            progress=settings.progress,
+        ),
+        device=device,
+        dtype=dtype,
+    )
+    lattice, msd = average_lattice(frames, 0, atoms)
+    spring = spring_constant_from_msd(msd_A2=msd, temperature_K=temperature_K)
+    n = len(lattice)
+    state = ts.io.atoms_to_state([lattice] * settings.n_replicas, device=device, dtype=dtype)
+    path = LambdaPath(
+        model,
+        EinsteinCrystal(sites=state.positions, spring_eV_A2=spring, device=device),
+        fix_center_of_mass=True,
+    )
+    result = nonequilibrium_switching(
+        path,
+        state,
+        temperature_K=torch.tensor(temperature_K),
+        timestep_fs=settings.timestep_fs,
+        equilibration_steps=settings.switching_equilibration_steps,
+        switching_steps=settings.switching_steps,
+        friction_time_fs=settings.friction_time_fs,
+        seed=settings.seed + 1,
+    )
+    kT = KB_EV_PER_K * temperature_K
+    volume = float(lattice.get_volume())
+    mass = float(lattice.get_masses()[0])
+    w_rev = result.delta_f.detach().double().cpu().numpy()  # F_E^CM − F^CM per replica
+    f_einstein = n * einstein_free_energy_per_atom_eV(
+        spring_eV_A2=spring, mass_amu=mass, temperature_K=temperature_K
+    )
+    n_cells = n / ATOMS_PER_PRIMITIVE_CELL[phase]
+    centre_of_mass = -kT * (
+        1.5 * math.log(spring * n / (2 * math.pi * kT)) + math.log(volume / n_cells)
+    )
+    f_total = f_einstein - w_rev + centre_of_mass
+    pv = pressure_GPa * EV_PER_A3_PER_GPA * volume
+    g = (f_total + pv) / n
+    return SolidFreeEnergy(
+        phase=phase,
+        temperature_K=float(temperature_K),
+        pressure_GPa=float(pressure_GPa),
+        g_eV_per_atom=float(g.mean()),
+        g_error_eV=float(g.std(ddof=1) / math.sqrt(len(g))),
+        f_eV_per_atom=float(f_total.mean() / n),
+        volume_A3_per_atom=volume / n,
+        spring_eV_A2=spring,
+        msd_A2=msd,
+        n_atoms=n,
+        work_reversible_eV=w_rev,
+        dissipation_eV=result.dissipation.detach().double().cpu().numpy(),
+    )

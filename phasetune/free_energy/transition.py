@@ -1,0 +1,324 @@
+"""Δg(T) between two phases from absolute free energies, and the transition temperature.
+
+Route: absolute Gibbs energies of both phases at one temperature T₀ (Frenkel–Ladd for a
+crystal, thermodynamic integration from the ideal gas for a liquid), then Gibbs–Helmholtz
+along the isobar with the enthalpies h(T) of both phases sampled by NPT at a few
+temperatures (all in one batch):
+
+    Δg(T)/T = Δg(T₀)/T₀ − ∫_{T₀}^{T} Δh(T')/T'² dT',     Δ = B − A,
+
+and the transition temperature is the root T* of Δg(T*) = 0. Its error propagates σ(Δg₀)
+through the root, σ_T* = σ_Δg₀ · |∂T*/∂Δg₀| (Δh treated as exact; its statistical error is
+far smaller at these run lengths and is reported separately).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+import numpy as np
+import torch
+from ase import Atoms
+from torch_sim.models.interface import ModelInterface
+
+from phasetune.free_energy.liquid import liquid_free_energy
+from phasetune.free_energy.solid import FrenkelLaddSettings, solid_free_energy
+from phasetune.sampling.sampler import SamplerSettings, StatePoint, sample_state_points
+from phasetune.thermo import gibbs_helmholtz_delta_g, standard_error_of_mean
+
+
+def delta_g_curve(
+    temperatures_K: np.ndarray | Sequence[float],
+    *,
+    reference_temperature_K: float,
+    delta_g_reference_eV: float,
+    enthalpy_temperatures_K: Sequence[float],
+    delta_h_eV: Sequence[float],
+    degree: int = 1,
+) -> np.ndarray:
+    """Δg(T) = (T/T₀) Δg(T₀) − T ∫_{T₀}^{T} Δh/T'² dT' (Δh a polynomial fit in T)."""
+    t = torch.as_tensor(np.asarray(temperatures_K, dtype=float), dtype=torch.float64)
+    from_t0 = gibbs_helmholtz_delta_g(
+        t,
+        coexistence_temperature_K=float(reference_temperature_K),
+        temperatures_K=torch.as_tensor(list(enthalpy_temperatures_K), dtype=torch.float64),
+        delta_h_eV=torch.as_tensor(list(delta_h_eV), dtype=torch.float64),
+        degree=degree,
+    )
+    return (t / reference_temperature_K * delta_g_reference_eV + from_t0).numpy()
+
+
+def root_of_delta_g(
+    *,
+    reference_temperature_K: float,
+    delta_g_reference_eV: float,
+    enthalpy_temperatures_K: Sequence[float],
+    delta_h_eV: Sequence[float],
+    degree: int = 1,
+    search_factor: float = 2.0,
+) -> float:
+    """T* with Δg(T*) = 0 on the Gibbs–Helmholtz curve, searched in T₀/f … T₀·f (NaN if none)."""
+    grid = np.geomspace(
+        reference_temperature_K / search_factor, reference_temperature_K * search_factor, 4001
+    )
+    dg = delta_g_curve(
+        grid,
+        reference_temperature_K=reference_temperature_K,
+        delta_g_reference_eV=delta_g_reference_eV,
+        enthalpy_temperatures_K=enthalpy_temperatures_K,
+        delta_h_eV=delta_h_eV,
+        degree=degree,
+    )
+    crossings = np.nonzero(np.diff(np.sign(dg)) != 0)[0]
+    if len(crossings) == 0:
+        return math.nan
+    # the crossing nearest T₀; linear interpolation inside the grid cell
+    k = crossings[np.argmin(np.abs(grid[crossings] - reference_temperature_K))]
+    t1, t2, g1, g2 = grid[k], grid[k + 1], dg[k], dg[k + 1]
+    return float(t1 - g1 * (t2 - t1) / (g2 - g1))
+
+
+def enthalpies(
+    model: ModelInterface,
+    structures: dict[str, Atoms],
+    *,
+    temperatures_K: Sequence[float],
+    pressure_GPa: float,
+    settings: SamplerSettings,
+    device=None,
+    dtype: torch.dtype = torch.float64,
+) -> dict[str, tuple[np.ndarray, np.ndarray]]:
+    """h(T)/N = ⟨U + K + P V⟩/N in eV per atom (and its error) of each phase, one batch."""
+    points = [
+        StatePoint(
+            name=f"{phase}_{t:g}K",
+            phase=phase,
+            atoms=atoms,
+            temperature_K=float(t),
+            pressure_GPa=pressure_GPa,
+        )
+        for phase, atoms in structures.items()
+        for t in temperatures_K
+    ]
+    frames, _ = sample_state_points(model, points, settings, device=device, dtype=dtype)
+    per_atom = frames.n_atoms_per_system.to(torch.float64)
+    out: dict[str, tuple[np.ndarray, np.ndarray]] = {}
+    k = 0
+    for phase in structures:
+        means, errors = [], []
+        for _ in temperatures_K:
+            valid = frames.valid_frames(k)
+            if len(valid) < 4:
+                raise RuntimeError(
+                    f"{points[k].name}: only {len(valid)} frames stayed {phase}; the phase is "
+                    "not (meta)stable there: narrow the temperature range"
+                )
+            series = frames.enthalpy[valid, k].double() / per_atom[k]
+            means.append(float(series.mean()))
+            errors.append(float(standard_error_of_mean(series)))
+            k += 1
+        out[phase] = (np.array(means), np.array(errors))
+    return out
+
+
+@dataclass
+class FreeEnergyTransition:
+    """Δg(T) = g_B − g_A and T* at one pressure, from absolute free energies."""
+
+    phase_a: str
+    phase_b: str
+    pressure_GPa: float
+    reference_temperature_K: float
+    g_a_eV: float
+    g_a_error_eV: float
+    g_b_eV: float
+    g_b_error_eV: float
+    enthalpy_temperatures_K: np.ndarray
+    h_a_eV: np.ndarray
+    h_b_eV: np.ndarray
+    transition_temperature_K: float
+    error_K: float
+    degree: int = 1
+    details: dict = field(default_factory=dict)
+
+    @property
+    def delta_g_reference_eV(self) -> float:
+        return self.g_b_eV - self.g_a_eV
+
+    @property
+    def delta_g_reference_error_eV(self) -> float:
+        return math.hypot(self.g_a_error_eV, self.g_b_error_eV)
+
+    def delta_g(self, temperatures_K) -> np.ndarray:
+        """Δg(T) in eV per atom along the isobar."""
+        return delta_g_curve(
+            temperatures_K,
+            reference_temperature_K=self.reference_temperature_K,
+            delta_g_reference_eV=self.delta_g_reference_eV,
+            enthalpy_temperatures_K=self.enthalpy_temperatures_K,
+            delta_h_eV=self.h_b_eV - self.h_a_eV,
+            degree=self.degree,
+        )
+
+    def describe(self) -> str:
+        return (
+            f"{self.phase_a}|{self.phase_b} at {self.pressure_GPa:g} GPa (free energies): "
+            f"Δg({self.reference_temperature_K:g} K) = {self.delta_g_reference_eV * 1e3:.2f} ± "
+            f"{self.delta_g_reference_error_eV * 1e3:.2f} meV/atom → T* = "
+            f"{self.transition_temperature_K:.1f} ± {self.error_K:.1f} K"
+        )
+
+    def as_dict(self) -> dict:
+        return {
+            "method": "free_energy",
+            "phase_a": self.phase_a,
+            "phase_b": self.phase_b,
+            "pressure_GPa": self.pressure_GPa,
+            "reference_temperature_K": self.reference_temperature_K,
+            "g_a_eV": self.g_a_eV,
+            "g_a_error_eV": self.g_a_error_eV,
+            "g_b_eV": self.g_b_eV,
+            "g_b_error_eV": self.g_b_error_eV,
+            "delta_g_eV": self.delta_g_reference_eV,
+            "delta_g_error_eV": self.delta_g_reference_error_eV,
+            "enthalpy_temperatures_K": self.enthalpy_temperatures_K.tolist(),
+            "h_a_eV": self.h_a_eV.tolist(),
+            "h_b_eV": self.h_b_eV.tolist(),
+            "transition_temperature_K": self.transition_temperature_K,
+            "error_K": self.error_K,
+            **self.details,
+        }
+
+
+def absolute_gibbs_energy(
+    model: ModelInterface,
+    atoms: Atoms,
+    *,
+    phase: str,
+    temperature_K: float,
+    pressure_GPa: float,
+    solid_settings: FrenkelLaddSettings,
+    liquid_settings: SamplerSettings,
+    liquid_reference_temperature_K: float | None,
+    device=None,
+    dtype: torch.dtype = torch.float64,
+) -> tuple[float, float, dict]:
+    """G/N (eV) and its error for any phase: Frenkel–Ladd for crystals, TI for the liquid."""
+    if phase == "liquid":
+        if liquid_reference_temperature_K is None:
+            raise ValueError(
+                "the liquid route needs liquid_reference_temperature_K, a supercritical "
+                "temperature (above the liquid–gas critical point)"
+            )
+        result = liquid_free_energy(
+            model,
+            atoms,
+            temperature_K=temperature_K,
+            pressure_GPa=pressure_GPa,
+            reference_temperature_K=liquid_reference_temperature_K,
+            settings=liquid_settings,
+            device=device,
+            dtype=dtype,
+        )
+        return result.g_eV_per_atom, result.g_error_eV, {"liquid": result.describe()}
+    result = solid_free_energy(
+        model,
+        atoms,
+        phase=phase,
+        temperature_K=temperature_K,
+        pressure_GPa=pressure_GPa,
+        settings=solid_settings,
+        device=device,
+        dtype=dtype,
+    )
+    return result.g_eV_per_atom, result.g_error_eV, {phase: result.describe()}
+
+
+def transition_from_free_energies(
+    model: ModelInterface,
+    structures: dict[str, Atoms],
+    *,
+    pressure_GPa: float,
+    reference_temperature_K: float,
+    enthalpy_temperatures_K: Sequence[float],
+    solid_settings: FrenkelLaddSettings | None = None,
+    liquid_settings: SamplerSettings | None = None,
+    enthalpy_settings: SamplerSettings | None = None,
+    liquid_reference_temperature_K: float | None = None,
+    degree: int = 1,
+    device=None,
+    dtype: torch.dtype = torch.float64,
+) -> FreeEnergyTransition:
+    """T* of the pair ``structures`` = {phase_a: atoms_a, phase_b: atoms_b} at one pressure.
+
+    Works for solid–solid (both Frenkel–Ladd) and solid–liquid pairs. T₀ =
+    ``reference_temperature_K`` should be near the expected T*, with both phases
+    (meta)stable over ``enthalpy_temperatures_K``.
+    """
+    if len(structures) != 2:
+        raise ValueError(f"give exactly two phases, got {list(structures)}")
+    if len(enthalpy_temperatures_K) < degree + 1:
+        raise ValueError(f"need at least {degree + 1} enthalpy temperatures for degree {degree}")
+    solid_settings = solid_settings or FrenkelLaddSettings()
+    liquid_settings = liquid_settings or SamplerSettings(melt_steps=500)
+    enthalpy_settings = enthalpy_settings or SamplerSettings(melt_steps=500)
+    (phase_a, atoms_a), (phase_b, atoms_b) = structures.items()
+    g, details = {}, {}
+    for phase, atoms in ((phase_a, atoms_a), (phase_b, atoms_b)):
+        g[phase] = absolute_gibbs_energy(
+            model,
+            atoms,
+            phase=phase,
+            temperature_K=reference_temperature_K,
+            pressure_GPa=pressure_GPa,
+            solid_settings=solid_settings,
+            liquid_settings=liquid_settings,
+            liquid_reference_temperature_K=liquid_reference_temperature_K,
+            device=device,
+            dtype=dtype,
+        )
+        details.update(g[phase][2])
+    h = enthalpies(
+        model,
+        structures,
+        temperatures_K=enthalpy_temperatures_K,
+        pressure_GPa=pressure_GPa,
+        settings=enthalpy_settings,
+        device=device,
+        dtype=dtype,
+    )
+    dh = h[phase_b][0] - h[phase_a][0]
+    dg0 = g[phase_b][0] - g[phase_a][0]
+    sigma = math.hypot(g[phase_a][1], g[phase_b][1])
+
+    def root(delta_g0: float) -> float:
+        return root_of_delta_g(
+            reference_temperature_K=reference_temperature_K,
+            delta_g_reference_eV=delta_g0,
+            enthalpy_temperatures_K=enthalpy_temperatures_K,
+            delta_h_eV=dh,
+            degree=degree,
+        )
+
+    t_star = root(dg0)
+    error = 0.5 * abs(root(dg0 + sigma) - root(dg0 - sigma))
+    details["delta_h_error_eV"] = np.hypot(h[phase_a][1], h[phase_b][1]).tolist()
+    return FreeEnergyTransition(
+        phase_a=phase_a,
+        phase_b=phase_b,
+        pressure_GPa=float(pressure_GPa),
+        reference_temperature_K=float(reference_temperature_K),
+        g_a_eV=g[phase_a][0],
+        g_a_error_eV=g[phase_a][1],
+        g_b_eV=g[phase_b][0],
+        g_b_error_eV=g[phase_b][1],
+        enthalpy_temperatures_K=np.asarray(enthalpy_temperatures_K, dtype=float),
+        h_a_eV=h[phase_a][0],
+        h_b_eV=h[phase_b][0],
+        transition_temperature_K=t_star,
+        error_K=error,
+        degree=degree,
+        details=details,
+    )

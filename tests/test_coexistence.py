@@ -1,0 +1,122 @@
+"""Two-phase coexistence: building blocks exactly, and a small Lennard-Jones melting run."""
+
+import math
+
+import numpy as np
+import pytest
+import torch
+import torch_sim as ts
+from ase.build import bulk
+
+from phasetune.free_energy.coexistence import (
+    CoexistenceSettings,
+    FrozenAtoms,
+    elongated_solid,
+    fit_melting_temperature,
+    interface_velocities,
+    melting_temperatures_coexistence,
+    static_compressibility_per_GPa,
+)
+from phasetune.potentials.lennard_jones import LennardJones
+from phasetune.structures import build_structure
+
+
+def test_interface_velocity_is_the_slope_times_half_the_box():
+    """x_s(t) = 0.5 + r t ⇒ v = (L_z/2) r; saturated frames are left out of the fit."""
+    t = np.linspace(0, 10, 21)
+    growing = 0.5 + 0.03 * t  # reaches 0.9 at t = 13.3: never saturates
+    melting = np.clip(0.5 - 0.08 * t, 0.0, 1.0)  # hits 0.1 at t = 5, then flat at 0
+    fractions = np.stack([growing, melting], axis=1)
+    v = interface_velocities(t, fractions, np.array([40.0, 60.0]), saturation=0.1)
+    assert v[0] == pytest.approx(20.0 * 0.03, rel=1e-10)
+    assert v[1] == pytest.approx(30.0 * -0.08, rel=1e-10)
+
+
+def test_melting_temperature_is_the_zero_of_the_velocity_line():
+    temps = np.array([90.0, 95.0, 100.0, 105.0, 110.0])
+    assert fit_melting_temperature(temps, 2.0 * (101.5 - temps)) == pytest.approx(101.5)
+    assert math.isnan(fit_melting_temperature(temps, temps - 100.0))  # solid grows when hot?
+
+
+def test_frozen_atoms_get_no_force_and_static_compressibility_of_lj(argon):
+    eps, sigma = argon["epsilon_eV"], argon["sigma_A"]
+    lj = LennardJones(epsilon_eV=eps, sigma_A=sigma, cutoff_sigma=2.5)
+    atoms = build_structure("fcc", element="Ar", lattice_A=5.3, n_atoms=32)
+    atoms.rattle(0.05, seed=1)
+    state = ts.io.atoms_to_state([atoms], device="cpu", dtype=torch.float64)
+    frozen = torch.arange(32) < 16
+    out = FrozenAtoms(lj, frozen)(state)
+    assert float(out["forces"][frozen].abs().max()) == 0.0
+    assert torch.allclose(out["forces"][~frozen], lj(state)["forces"][~frozen])
+    # B = V d²E/dV² against a fine finite difference of the same energy
+    perfect = build_structure("fcc", element="Ar", lattice_A=5.3, n_atoms=32)
+    beta = static_compressibility_per_GPa(lj, perfect, strain=0.002)
+    assert beta == pytest.approx(static_compressibility_per_GPa(lj, perfect), rel=1e-3)
+    assert 0.1 < beta < 1.0  # argon-like LJ solid: B of a few GPa
+
+
+def test_bad_inputs_raise(argon):
+    with pytest.raises(ValueError, match="orthogonal"):
+        elongated_solid(bulk("Ar", "fcc", a=5.3), 2)
+    with pytest.raises(ValueError, match="z_repeat"):
+        CoexistenceSettings(z_repeat=1)
+    with pytest.raises(ValueError, match="melt_temperature_factor"):
+        CoexistenceSettings(melt_temperature_factor=0.9)
+    lj = LennardJones(epsilon_eV=argon["epsilon_eV"], sigma_A=argon["sigma_A"])
+    atoms = build_structure("fcc", element="Ar", lattice_A=5.3, n_atoms=32)
+    with pytest.raises(ValueError, match="solid_phase"):
+        melting_temperatures_coexistence(
+            lj, atoms, solid_phase="liquid", pressures_GPa=[0], guesses_K=[70]
+        )
+    with pytest.raises(ValueError, match="one melting-temperature guess per pressure"):
+        melting_temperatures_coexistence(
+            lj, atoms, solid_phase="fcc", pressures_GPa=[0, 1], guesses_K=[70]
+        )
+
+
+def _lj_melting_point(epsilon_eV, sigma_A, *, timestep_fs, seed):
+    """T_m of LJ (r_c = 2.5σ, shifted) at P = 0 from a small coexistence run (216 atoms/box)."""
+    model = LennardJones(epsilon_eV=epsilon_eV, sigma_A=sigma_A, cutoff_sigma=2.5, shift=True)
+    atoms = build_structure("fcc", element="Ar", lattice_A=1.58 * sigma_A, n_atoms=108)
+    settings = CoexistenceSettings(
+        timestep_fs=timestep_fs,
+        solid_steps=300,
+        melt_steps=300,
+        quench_steps=100,
+        equilibration_steps=200,
+        production_steps=1500,
+        stride=50,
+        seed=seed,
+        progress=False,
+    )
+    t_guess = 0.62 * epsilon_eV / 8.617333262e-5
+    (result,) = melting_temperatures_coexistence(
+        model,
+        atoms,
+        solid_phase="fcc",
+        pressures_GPa=[0.0],
+        guesses_K=[t_guess],
+        window=0.1,
+        n_temperatures=3,
+        n_replicas=2,
+        settings=settings,
+    )
+    return result
+
+
+@pytest.mark.slow
+def test_lj_melting_temperature_scales_with_epsilon(argon):
+    """T_m(2ε) = 2 T_m(ε): LJ has one energy scale (time step scaled by 1/√2 to match)."""
+    eps, sigma = argon["epsilon_eV"], argon["sigma_A"]
+    one = _lj_melting_point(eps, sigma, timestep_fs=10.0, seed=1)
+    two = _lj_melting_point(2 * eps, sigma, timestep_fs=10.0 / math.sqrt(2), seed=2)
+    assert one.bracketed and two.bracketed, (one.describe(), two.describe())
+    error = math.hypot(2 * one.error_K, two.error_K)
+    assert abs(two.melting_temperature_K - 2 * one.melting_temperature_K) < 3 * error + 1.0, (
+        one.describe(),
+        two.describe(),
+    )
+    # the same physics at both scales: reduced T_m near the published 0.617 (Davidchack &
+    # Laird, J. Chem. Phys. 118, 7651 (2003), r_c = 2.5σ shifted) for these small boxes
+    t_star = one.melting_temperature_K / argon["epsilon_K"]
+    assert 0.57 < t_star < 0.69, one.describe()
