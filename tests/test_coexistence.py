@@ -74,12 +74,18 @@ def test_bad_inputs_raise(argon):
         )
 
 
-def _lj_melting_point(epsilon_eV, sigma_A, *, timestep_fs, seed):
-    """T_m of LJ (r_c = 2.5σ, shifted) at P = 0 from a small coexistence run (216 atoms/box)."""
+def _lj_melting_point(epsilon_eV, sigma_A, *, time_scale, seed):
+    """T_m of LJ (r_c = 2.5σ, shifted) at P = 0 from a small coexistence run (216 atoms/box).
+
+    Every time (step, thermostat, barostat) is multiplied by ``time_scale``: with
+    time_scale = √(ε₀/ε) the run is the same process in reduced units for any ε.
+    """
     model = LennardJones(epsilon_eV=epsilon_eV, sigma_A=sigma_A, cutoff_sigma=2.5, shift=True)
     atoms = build_structure("fcc", element="Ar", lattice_A=1.58 * sigma_A, n_atoms=108)
     settings = CoexistenceSettings(
-        timestep_fs=timestep_fs,
+        timestep_fs=10.0 * time_scale,
+        thermostat_tau_fs=100.0 * time_scale,
+        barostat_tau_fs=1000.0 * time_scale,
         solid_steps=300,
         melt_steps=300,
         quench_steps=100,
@@ -106,10 +112,15 @@ def _lj_melting_point(epsilon_eV, sigma_A, *, timestep_fs, seed):
 
 @pytest.mark.slow
 def test_lj_melting_temperature_scales_with_epsilon(argon):
-    """T_m(2ε) = 2 T_m(ε): LJ has one energy scale (time step scaled by 1/√2 to match)."""
+    """T_m(2ε) = 2 T_m(ε): LJ has one energy scale (all times scaled by 1/√2 to match).
+
+    Different seeds: the two runs are independent samples of the same reduced process, so
+    the check is statistical. It catches any unit slip (temperatures, pressures, the
+    barostat coupling from the static compressibility, melting temperatures, fit).
+    """
     eps, sigma = argon["epsilon_eV"], argon["sigma_A"]
-    one = _lj_melting_point(eps, sigma, timestep_fs=10.0, seed=1)
-    two = _lj_melting_point(2 * eps, sigma, timestep_fs=10.0 / math.sqrt(2), seed=2)
+    one = _lj_melting_point(eps, sigma, time_scale=1.0, seed=1)
+    two = _lj_melting_point(2 * eps, sigma, time_scale=1 / math.sqrt(2), seed=2)
     assert one.bracketed and two.bracketed, (one.describe(), two.describe())
     error = math.hypot(2 * one.error_K, two.error_K)
     assert abs(two.melting_temperature_K - 2 * one.melting_temperature_K) < 3 * error + 1.0, (
