@@ -15,6 +15,7 @@ import time
 
 import torch
 
+from phasetune.free_energy.liquid import thermal_wavelength_A
 from phasetune.free_energy.solid import FrenkelLaddSettings, solid_free_energy
 from phasetune.potentials.lennard_jones import LennardJones
 from phasetune.structures import build_structure
@@ -75,8 +76,7 @@ if __name__ == "__main__":
     wall = time.perf_counter() - start
     kT = KB_EV_PER_K * temperature
     density = sigma**3 / result.volume_A3_per_atom
-    h, m, kB = 6.62607015e-34, 39.948 * 1.66053906660e-27, 1.380649e-23
-    wavelength_A = h / math.sqrt(2 * math.pi * m * kB * temperature) * 1e10
+    wavelength_A = thermal_wavelength_A(mass_amu=39.948, temperature_K=temperature)
     beta_f = result.f_eV_per_atom / kT
     ideal = math.log(density / sigma**3 * wavelength_A**3) - 1.0
     ours = beta_f - ideal

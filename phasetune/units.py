@@ -15,10 +15,13 @@ KB_EV_PER_K: float = 8.617333262e-5
 EV_PER_A3_PER_GPA: float = 1.0 / 160.21766208
 #: 1 bar expressed in eV/Å³.
 EV_PER_A3_PER_BAR: float = EV_PER_A3_PER_GPA * 1.0e-4
+#: 1 amu in kg, 1 eV in J, Planck's h and ħ in eV·s (CODATA 2018).
+AMU_IN_KG: float = 1.66053906660e-27
+EV_IN_J: float = 1.602176634e-19
+PLANCK_EV_S: float = 4.135667696e-15
+HBAR_EV_S: float = 6.582119569e-16
 #: torch-sim's internal time unit in fs: sqrt(amu·Å²/eV).
-_AMU_KG = 1.66053906660e-27
-_EV_J = 1.602176634e-19
-FS_PER_TIME_UNIT: float = math.sqrt(_AMU_KG * 1.0e-20 / _EV_J) * 1.0e15
+FS_PER_TIME_UNIT: float = math.sqrt(AMU_IN_KG * 1.0e-20 / EV_IN_J) * 1.0e15
 
 
 def kT_eV(temperature_K: float) -> float:

@@ -31,7 +31,7 @@ from torch_sim.models.interface import ModelInterface
 from torch_sim.state import SimState
 from tqdm.auto import tqdm
 
-from phasetune.sampling.integrator import CELL_MODES, EnsembleTargets, crescale_init, crescale_step
+from phasetune.sampling.integrator import crescale_init, crescale_step, ensemble_targets
 from phasetune.sampling.phase_check import phase_fractions
 from phasetune.sampling.sampler import SamplerSettings, StatePoint, sample_state_points
 from phasetune.structures import PHASES
@@ -91,6 +91,20 @@ class CoexistenceSettings:
             raise ValueError("need at least 3 frames: production_steps >= 3 * stride")
         if not 0 <= self.saturation < 0.5:
             raise ValueError("saturation must lie in [0, 0.5)")
+
+    def coupling(self) -> dict:
+        """Thermostat and barostat settings shared by every run of the procedure."""
+        return {
+            "thermostat_tau_fs": self.thermostat_tau_fs,
+            "barostat_tau_fs": self.barostat_tau_fs,
+            "compressibility_per_GPa": self.compressibility_per_GPa,
+        }
+
+    def sampler_settings(self, **run) -> SamplerSettings:
+        """Sampler settings for one run: this time step, coupling and progress, plus ``run``."""
+        return SamplerSettings(
+            timestep_fs=self.timestep_fs, progress=self.progress, **self.coupling(), **run
+        )
 
 
 class FrozenAtoms(ModelInterface):
@@ -190,22 +204,6 @@ def static_compressibility_per_GPa(
     return 1.0 / bulk_GPa
 
 
-def _targets(kT, pressure, mode: str, settings: CoexistenceSettings, device, dtype):
-    n = kT.shape[0]
-
-    def full(value: float) -> torch.Tensor:
-        return torch.full((n,), value, device=device, dtype=dtype)
-
-    return EnsembleTargets(
-        kT=kT,
-        pressure=pressure,
-        cell_mode=torch.full((n,), CELL_MODES[mode], device=device),
-        tau_thermostat=full(fs_to_internal(settings.thermostat_tau_fs)),
-        tau_barostat=full(fs_to_internal(settings.barostat_tau_fs)),
-        compressibility=full(settings.compressibility_per_GPa / EV_PER_A3_PER_GPA),
-    )
-
-
 def _with_compressibility(
     settings: CoexistenceSettings, model: ModelInterface, atoms: Atoms
 ) -> CoexistenceSettings:
@@ -264,8 +262,11 @@ def melt_upper_half(
     pressure = EV_PER_A3_PER_GPA * torch.tensor(pressures_GPa, device=device, dtype=dtype)
     frozen_model = FrozenAtoms(model, frozen)
     hot_kT = kT * settings.melt_temperature_factor * mobile_fraction
-    hot = _targets(hot_kT, pressure, "fixed", settings, device, dtype)
-    cool = _targets(kT * mobile_fraction, pressure, "axial", settings, device, dtype)
+    coupling = settings.coupling()
+    hot = ensemble_targets(kT=hot_kT, pressure=pressure, cell_mode="fixed", **coupling)
+    cool = ensemble_targets(
+        kT=kT * mobile_fraction, pressure=pressure, cell_mode="axial", **coupling
+    )
     cool = dataclasses.replace(
         cool, tau_barostat=cool.tau_barostat.clamp(max=fs_to_internal(200.0))
     )
@@ -365,16 +366,11 @@ def melting_temperatures_coexistence(
     solid_frames, _ = sample_state_points(
         model,
         solid_points,
-        SamplerSettings(
-            timestep_fs=settings.timestep_fs,
+        settings.sampler_settings(
             equilibration_steps=settings.solid_steps // 2,
             production_steps=max(stride, settings.solid_steps - settings.solid_steps // 2),
             stride=stride,
-            thermostat_tau_fs=settings.thermostat_tau_fs,
-            barostat_tau_fs=settings.barostat_tau_fs,
-            compressibility_per_GPa=settings.compressibility_per_GPa,
             seed=settings.seed,
-            progress=settings.progress,
         ),
         device=device,
         dtype=dtype,
@@ -425,17 +421,12 @@ def melting_temperatures_coexistence(
     frames, _ = sample_state_points(
         model,
         points,
-        SamplerSettings(
-            timestep_fs=settings.timestep_fs,
+        settings.sampler_settings(
             equilibration_steps=settings.equilibration_steps,
             production_steps=settings.production_steps,
             stride=settings.stride,
-            thermostat_tau_fs=settings.thermostat_tau_fs,
-            barostat_tau_fs=settings.barostat_tau_fs,
-            compressibility_per_GPa=settings.compressibility_per_GPa,
             seed=settings.seed + 1,
             check_phase=False,
-            progress=settings.progress,
         ),
         device=device,
         dtype=dtype,

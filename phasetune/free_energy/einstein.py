@@ -21,12 +21,7 @@ import torch
 from torch_sim.models.interface import ModelInterface
 from torch_sim.state import SimState
 
-from phasetune.units import KB_EV_PER_K
-
-#: ħ in eV·s, and 1 amu·Å² in kg·m².
-_HBAR_EV_S = 6.582119569e-16
-_AMU_A2_IN_KG_M2 = 1.66053906660e-27 * 1e-20
-_EV_IN_J = 1.602176634e-19
+from phasetune.units import AMU_IN_KG, EV_IN_J, HBAR_EV_S, KB_EV_PER_K
 
 
 def einstein_free_energy_per_atom_eV(
@@ -38,9 +33,9 @@ def einstein_free_energy_per_atom_eV(
             f"need positive spring, mass and temperature, got {spring_eV_A2=}, {mass_amu=}, "
             f"{temperature_K=}"
         )
-    omega = math.sqrt(spring_eV_A2 * _EV_IN_J / (mass_amu * _AMU_A2_IN_KG_M2))  # rad/s
+    omega = math.sqrt(spring_eV_A2 * EV_IN_J / (mass_amu * (AMU_IN_KG * 1e-20)))  # rad/s
     kT = KB_EV_PER_K * temperature_K
-    return 3.0 * kT * math.log(_HBAR_EV_S * omega / kT)
+    return 3.0 * kT * math.log(HBAR_EV_S * omega / kT)
 
 
 def spring_constant_from_msd(*, msd_A2: float, temperature_K: float) -> float:

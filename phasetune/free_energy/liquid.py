@@ -53,14 +53,10 @@ from ase import Atoms
 from phasetune.sampling.frames import Frames
 from phasetune.sampling.sampler import SamplerSettings, StatePoint, sample_state_points
 from phasetune.thermo.statistics import standard_error_of_mean, statistical_inefficiency
-from phasetune.units import EV_PER_A3_PER_GPA, KB_EV_PER_K
+from phasetune.units import AMU_IN_KG, EV_IN_J, EV_PER_A3_PER_GPA, KB_EV_PER_K, PLANCK_EV_S
 
 log = logging.getLogger(__name__)
 
-#: Planck constant h in eV·s, 1 amu in kg, 1 eV in J (CODATA 2018).
-_PLANCK_EV_S = 4.135667696e-15
-_AMU_KG = 1.66053906660e-27
-_EV_IN_J = 1.602176634e-19
 #: Spacing (Å) of the dilute lattice for U_∞ when the model does not tell its cutoff.
 FALLBACK_DILUTE_SPACING_A = 20.0
 #: Attributes under which models keep their interaction cutoff in Å (LennardJones: cutoff;
@@ -72,8 +68,8 @@ def thermal_wavelength_A(*, mass_amu: float, temperature_K: float) -> float:
     """de Broglie thermal wavelength Λ = h / √(2π m k_BT) in Å."""
     if mass_amu <= 0 or temperature_K <= 0:
         raise ValueError(f"need positive mass and temperature, got {mass_amu=}, {temperature_K=}")
-    kT_J = KB_EV_PER_K * temperature_K * _EV_IN_J
-    return _PLANCK_EV_S * _EV_IN_J / math.sqrt(2.0 * math.pi * mass_amu * _AMU_KG * kT_J) * 1e10
+    kT_J = KB_EV_PER_K * temperature_K * EV_IN_J
+    return PLANCK_EV_S * EV_IN_J / math.sqrt(2.0 * math.pi * mass_amu * AMU_IN_KG * kT_J) * 1e10
 
 
 def ideal_gas_free_energy_eV(

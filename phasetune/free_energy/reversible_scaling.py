@@ -49,9 +49,9 @@ from phasetune.free_energy.switching import switching_schedule
 from phasetune.sampling.integrator import (
     CELL_MODES,
     THERMOSTATS,
-    EnsembleTargets,
     crescale_init,
     crescale_step,
+    ensemble_targets,
 )
 from phasetune.units import EV_PER_A3_PER_GPA, KB_EV_PER_K, fs_to_internal
 
@@ -287,13 +287,13 @@ def reversible_scaling(
     def full(value: float) -> torch.Tensor:
         return torch.full((n,), value, device=device, dtype=dtype)
 
-    base_targets = EnsembleTargets(
+    base_targets = ensemble_targets(
         kT=full(KB_EV_PER_K * t0),
         pressure=pressure,
         cell_mode=torch.tensor([CELL_MODES[mode] for mode in modes], device=device),
-        tau_thermostat=full(fs_to_internal(thermostat_tau_fs)),
-        tau_barostat=full(fs_to_internal(barostat_tau_fs)),
-        compressibility=full(compressibility_per_GPa / EV_PER_A3_PER_GPA),
+        thermostat_tau_fs=thermostat_tau_fs,
+        barostat_tau_fs=barostat_tau_fs,
+        compressibility_per_GPa=compressibility_per_GPa,
     )
     lam_final = t0 / tf
     progress_s = switching_schedule(torch.linspace(0.0, 1.0, switching_steps + 1)).to(device)

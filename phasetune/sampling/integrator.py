@@ -38,6 +38,8 @@ from torch_sim.models.interface import ModelInterface
 from torch_sim.quantities import compute_instantaneous_pressure_tensor
 from torch_sim.state import SimState
 
+from phasetune.units import EV_PER_A3_PER_GPA, fs_to_internal
+
 #: Cell modes: 0 fixed cell (NVT), 1 isotropic NPT, 2 anisotropic NPT (orthogonal axes),
 #: 3 axial NPT (only the z axis moves, driven by P_zz: slabs and two-phase boxes).
 CELL_MODES = {"fixed": 0, "isotropic": 1, "anisotropic": 2, "axial": 3}
@@ -58,6 +60,34 @@ class EnsembleTargets:
     tau_thermostat: torch.Tensor
     tau_barostat: torch.Tensor
     compressibility: torch.Tensor
+
+
+def ensemble_targets(
+    *,
+    kT: torch.Tensor,
+    pressure: torch.Tensor,
+    cell_mode: torch.Tensor | str,
+    thermostat_tau_fs: float,
+    barostat_tau_fs: float,
+    compressibility_per_GPa: float,
+) -> EnsembleTargets:
+    """Targets from per-system k_BT (eV) and P (eV/Å³), one cell mode (name) or one per system,
+    and coupling settings shared by the batch (times in fs, β_T in 1/GPa)."""
+    n, device, dtype = kT.shape[0], kT.device, kT.dtype
+
+    def full(value: float) -> torch.Tensor:
+        return torch.full((n,), value, device=device, dtype=dtype)
+
+    if isinstance(cell_mode, str):
+        cell_mode = torch.full((n,), CELL_MODES[cell_mode], device=device)
+    return EnsembleTargets(
+        kT=kT,
+        pressure=pressure,
+        cell_mode=cell_mode,
+        tau_thermostat=full(fs_to_internal(thermostat_tau_fs)),
+        tau_barostat=full(fs_to_internal(barostat_tau_fs)),
+        compressibility=full(compressibility_per_GPa / EV_PER_A3_PER_GPA),
+    )
 
 
 def crescale_init(

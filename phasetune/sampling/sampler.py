@@ -27,6 +27,7 @@ from phasetune.sampling.integrator import (
     EnsembleTargets,
     crescale_init,
     crescale_step,
+    ensemble_targets,
 )
 from phasetune.structures import PHASES
 from phasetune.units import (
@@ -156,12 +157,7 @@ class SamplerSettings:
 def _targets(
     state_points: list[StatePoint], settings: SamplerSettings, device, dtype
 ) -> EnsembleTargets:
-    n = len(state_points)
-
-    def full(value: float) -> torch.Tensor:
-        return torch.full((n,), value, device=device, dtype=dtype)
-
-    return EnsembleTargets(
+    return ensemble_targets(
         kT=torch.tensor(
             [KB_EV_PER_K * sp.temperature_K for sp in state_points], device=device, dtype=dtype
         ),
@@ -173,9 +169,9 @@ def _targets(
         cell_mode=torch.tensor(
             [CELL_MODES[sp.resolved_cell_mode] for sp in state_points], device=device
         ),
-        tau_thermostat=full(fs_to_internal(settings.thermostat_tau_fs)),
-        tau_barostat=full(fs_to_internal(settings.barostat_tau_fs)),
-        compressibility=full(settings.compressibility_per_GPa / EV_PER_A3_PER_GPA),
+        thermostat_tau_fs=settings.thermostat_tau_fs,
+        barostat_tau_fs=settings.barostat_tau_fs,
+        compressibility_per_GPa=settings.compressibility_per_GPa,
     )
 
 
