@@ -341,3 +341,31 @@ def test_frames_written_before_a_crash_survive_it(tmp_path):
         dataclasses.replace(settings, frames_path=None),
     )
     assert torch.equal(saved.positions, complete.positions[:8])
+
+
+def test_hot_melt_of_a_liquid_at_zero_pressure_does_not_boil_it(argon):
+    """Liquids melt at fixed cell: at 2·T ≈ 150 K ≈ 1.25 ε/k_B, near LJ's critical point,
+    NPT at P = 0 would expand the box into a gas that does not recondense within a short
+    equilibration (it left Δh 20–30 % too large). After the melt, NPT at 75 K must find
+    the liquid's density (ρ* ≈ 0.83 near the triple point), not a vapour-filled box."""
+    model = LennardJones(epsilon_eV=argon["epsilon_eV"], sigma_A=argon["sigma_A"])
+    point = StatePoint(
+        name="liquid",
+        phase="liquid",
+        atoms=build_structure("fcc", element="Ar", lattice_A=5.65, n_atoms=108),
+        temperature_K=75.0,
+        pressure_GPa=0.0,
+    )
+    settings = SamplerSettings(
+        timestep_fs=10.0,
+        equilibration_steps=400,
+        melt_steps=300,
+        production_steps=200,
+        stride=20,
+        compressibility_per_GPa=0.5,
+        progress=False,
+    )
+    frames, _ = sample_state_points(model, [point], settings)
+    density = 108 * argon["sigma_A"] ** 3 / frames.volume[:, 0]
+    assert frames.phase_ok.all()  # it did melt
+    assert float(density.min()) > 0.78 and float(density.max()) < 0.88, density

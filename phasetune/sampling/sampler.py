@@ -118,7 +118,8 @@ class SamplerSettings:
     thermostat: str = "vrescale"
     #: β_T guess in 1/GPa, sets the barostat's coupling strength only (not the ensemble).
     compressibility_per_GPa: float = 0.05
-    #: liquids equilibrate first at ``melt_temperature_factor``·T for this many steps.
+    #: liquids melt first at ``melt_temperature_factor``·T for this many steps, at fixed
+    #: cell (the starting structure sets the density), then equilibrate in NPT.
     melt_steps: int = 0
     melt_temperature_factor: float = 2.0
     seed: int = 0
@@ -207,7 +208,11 @@ def sample_state_points(
     targets = _targets(state_points, settings, device, dtype)
     liquid = torch.tensor([sp.phase == "liquid" for sp in state_points], device=device)
     melt_kT = torch.where(liquid, targets.kT * settings.melt_temperature_factor, targets.kT)
-    melt_targets = dataclasses.replace(targets, kT=melt_kT)
+    # liquids melt at fixed cell (the starting density): hot NPT at P ≈ 0 can boil them
+    fixed = torch.full_like(targets.cell_mode, CELL_MODES["fixed"])
+    melt_targets = dataclasses.replace(
+        targets, kT=melt_kT, cell_mode=torch.where(liquid, fixed, targets.cell_mode)
+    )
     expected = [sp.phase for sp in state_points]
     dt = torch.tensor(fs_to_internal(settings.timestep_fs), device=device, dtype=dtype)
 
