@@ -61,9 +61,9 @@ def _fep(model, frames, kT):
 
 def test_fep_gradient_is_reweighted_mean_of_du_dtheta_and_finite_difference(sampled):
     base, frames, kT = sampled
-    model = LennardJones(epsilon_eV=0.0104 * 1.02, sigma_A=3.4 * 0.998, cutoff_sigma=2.2)
-    model.cutoff = base.cutoff  # same truncation as the sampled model
-    model.neighbors.cutoff = base.cutoff
+    sigma = 3.4 * 0.998
+    # the same cutoff in Å as the sampled model (r_c follows σ from there)
+    model = LennardJones(epsilon_eV=0.0104 * 1.02, sigma_A=sigma, cutoff_sigma=base.cutoff / sigma)
     delta_f, delta_u = _fep(model, frames, kT)
     d_eps, d_sig = torch.autograd.grad(delta_f.sum(), [model.epsilon, model.sigma])
     # reweighted ⟨∂U/∂ε⟩ (U is linear in ε, so ∂U/∂ε = U/ε per frame)

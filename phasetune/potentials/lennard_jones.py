@@ -3,9 +3,12 @@
     u(r) = 4ε[(σ/r)¹² − (σ/r)⁶] − u_shift   for r < r_c, else 0,
 
 with u_shift = 4ε[(σ/r_c)¹² − (σ/r_c)⁶] when ``shift=True`` (truncated and shifted) and 0
-otherwise (truncated). ε (eV) and σ (Å) are ``torch.nn.Parameter``s: the energy is
-differentiable with respect to them (for reweighting), while forces and stress are computed
-in closed form (fast sampling, no autograd):
+otherwise (truncated). The cutoff follows σ, r_c = ``cutoff_sigma``·σ, so the potential is
+ε·f(r/σ) for every (ε, σ): reduced-unit scaling holds exactly while σ is trained.
+
+ε (eV) and σ (Å) are ``torch.nn.Parameter``s: the energy is differentiable with respect to
+them (for reweighting), while forces and stress are computed in closed form (fast
+sampling, no autograd):
 
     F_i = −∂U/∂x_i,    stress_ab = (1/V) Σ_pairs u'(r) r_a r_b / r   (= (1/V) ∂U/∂ε_ab).
 
@@ -36,7 +39,7 @@ class LennardJones(ModelInterface):
     Args:
         epsilon_eV: well depth ε in eV.
         sigma_A: length scale σ in Å.
-        cutoff_sigma: cutoff r_c in units of σ (fixed at construction: r_c = cutoff_sigma·σ₀).
+        cutoff_sigma: cutoff r_c in units of σ (r_c = cutoff_sigma·σ, following σ).
         shift: shift the energy to zero at r_c.
         tail_correction: add the analytic long-range energy and pressure corrections.
         skin_A: Verlet-list skin in Å (default 0.2σ: fewest rebuilds per force cost, measured).
@@ -67,11 +70,16 @@ class LennardJones(ModelInterface):
         self._compute_stress = True
         self.epsilon = torch.nn.Parameter(torch.tensor(epsilon_eV, device=device, dtype=dtype))
         self.sigma = torch.nn.Parameter(torch.tensor(sigma_A, device=device, dtype=dtype))
-        self.cutoff = float(cutoff_sigma * sigma_A)
+        self.cutoff_sigma = float(cutoff_sigma)
         self.shift = bool(shift)
         self.tail_correction = bool(tail_correction)
-        skin = 0.2 * sigma_A if skin_A is None else skin_A
-        self.neighbors = VerletList(self.cutoff, skin)
+        self._skin = 0.2 * sigma_A if skin_A is None else skin_A
+        self.neighbors = VerletList(self.cutoff, self._skin)
+
+    @property
+    def cutoff(self) -> float:
+        """r_c = cutoff_sigma·σ in Å, for the current σ."""
+        return self.cutoff_sigma * float(self.sigma.detach())
 
     def extra_repr(self) -> str:
         return (
@@ -85,17 +93,20 @@ class LennardJones(ModelInterface):
         row_cell = state.row_vector_cell.to(self._dtype)
         system_idx = state.system_idx
         n_systems = row_cell.shape[0]
+        cutoff = self.cutoff
+        if cutoff != self.neighbors.cutoff:  # σ changed: a list for the new cutoff
+            self.neighbors = VerletList(cutoff, self._skin)
         pairs = self.neighbors.pair_vectors(positions, row_cell, system_idx)
         d = pairs.vectors
         r2 = (d * d).sum(-1)
-        inside = r2 < self.cutoff**2
+        inside = r2 < cutoff**2
         eps, sig = self.epsilon, self.sigma
         sr2 = torch.where(inside, sig * sig / r2, torch.zeros_like(r2))
         sr6 = sr2 * sr2 * sr2
         sr12 = sr6 * sr6
         pair_energy = 4.0 * eps * (sr12 - sr6)
         if self.shift:
-            src6 = (sig / self.cutoff) ** 6
+            src6 = self.cutoff_sigma**-6  # (σ/r_c)⁶, constant as r_c follows σ
             pair_energy = pair_energy - torch.where(
                 inside, 4.0 * eps * (src6 * src6 - src6), torch.zeros_like(r2)
             )
@@ -118,7 +129,7 @@ class LennardJones(ModelInterface):
             n_atoms = torch.bincount(system_idx, minlength=n_systems).to(d.dtype)
             volume_live = torch.linalg.det(row_cell).abs()
             rho = n_atoms / volume_live
-            x3 = (sig / self.cutoff) ** 3
+            x3 = self.cutoff_sigma**-3.0  # (σ/r_c)³
             x9 = x3**3
             energy = energy + (8.0 / 3.0) * math.pi * n_atoms * rho * eps * sig**3 * (x9 / 3.0 - x3)
             with torch.no_grad():
