@@ -82,6 +82,40 @@ class Frames:
         """Positions [F, n_atoms_of_system, 3] of one system."""
         return self.positions[:, self.system_idx == system]
 
+    def select_system(self, system: int) -> Frames:
+        """The frames of one system as a one-system :class:`Frames` (copies)."""
+        if not 0 <= system < self.n_systems:
+            raise IndexError(f"system {system} out of range (n_systems = {self.n_systems})")
+        atoms = self.system_idx == system
+        per_frame = {
+            name: getattr(self, name)[:, system : system + 1].clone()
+            for name in FRAME_ARRAYS
+            if name not in ("positions", "step")
+        }
+        return Frames(
+            positions=self.positions[:, atoms].clone(),
+            step=self.step.clone(),
+            **per_frame,
+            system_idx=torch.zeros(int(atoms.sum()), dtype=self.system_idx.dtype),
+            atomic_numbers=self.atomic_numbers[atoms].clone(),
+            masses=self.masses[atoms].clone(),
+            state_points=[dict(self.state_points[system])] if self.state_points else [],
+            metadata=dict(self.metadata),
+        )
+
+    def last_atoms(self, system: int = 0):
+        """ASE atoms of ``system`` in its last stored frame (a warm start for more sampling)."""
+        from ase import Atoms
+
+        atoms = self.system_idx == system
+        return Atoms(
+            numbers=self.atomic_numbers[atoms].numpy(),
+            positions=self.positions[-1, atoms].double().numpy(),
+            cell=self.cell[-1, system].double().numpy(),
+            masses=self.masses[atoms].double().numpy(),
+            pbc=True,
+        )
+
     def valid_mean(self, name: str) -> torch.Tensor:
         """Mean of a per-frame, per-system array over each system's valid frames [n_systems].
 
