@@ -1,0 +1,375 @@
+"""The anchor of each target: Δg_k(θ₀) = g_B − g_A of the pretrained model at (T_k, P_k).
+
+DiffTRe only estimates how Δg changes with θ; its value at θ₀ comes from a free-energy
+measurement of the model itself. Route: the model's own transition temperature T*₀ at P_k
+(two-phase coexistence for solid|liquid, or Frenkel–Ladd / liquid TI + Gibbs–Helmholtz
+for any pair; or given by the user), then Gibbs–Helmholtz along the isobar from
+Δg(T*₀) = 0 to T_k with the NPT enthalpies of both phases:
+
+    Δg(T_k) = −T_k ∫_{T*₀}^{T_k} Δh(T')/T'² dT',      Δs = Δh(T*₀)/T*₀.
+
+Its error is σ(Δg) = Δs·σ(T*₀). Δs converts a tolerance in K to one in eV/atom and a
+Δg estimate to the implied T* − T_k ≈ Δg/Δs.
+
+Results are cached as JSON under ``cache_dir``, keyed by a hash of the model's weights, the
+target's physics and the measurement settings: a second run with the same model and
+settings measures nothing.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import json
+import logging
+import math
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass, field, is_dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from phasetune.free_energy.coexistence import CoexistenceSettings, melting_temperatures_coexistence
+from phasetune.free_energy.solid import FrenkelLaddSettings
+from phasetune.free_energy.transition import (
+    delta_g_curve,
+    enthalpies,
+    transition_from_free_energies,
+)
+from phasetune.potentials.base import sampling_copy
+from phasetune.sampling.sampler import SamplerSettings
+from phasetune.targets import TransitionTarget
+
+log = logging.getLogger(__name__)
+ANCHOR_METHODS = ("coexistence", "free_energy")
+
+
+@dataclass
+class TransitionMeasurement:
+    """A model's transition temperature at one pressure, with the enthalpies around it."""
+
+    target: str
+    pressure_GPa: float
+    transition_temperature_K: float
+    error_K: float
+    method: str
+    bracketed: bool = True
+    details: dict = field(default_factory=dict)
+
+
+@dataclass
+class Anchor:
+    """Δg_k(θ₀) at the target's (T, P) in eV/atom, and the transition entropy Δs."""
+
+    target: str
+    temperature_K: float
+    pressure_GPa: float
+    model_transition_K: float
+    model_transition_error_K: float
+    delta_g_eV: float
+    delta_g_error_eV: float
+    delta_s_eV_per_K: float
+    method: str
+    enthalpy_temperatures_K: list[float] = field(default_factory=list)
+    delta_h_eV: list[float] = field(default_factory=list)
+
+    def implied_transition_K(self, delta_g_eV: float) -> float:
+        """T* ≈ T_k + Δg(T_k)/Δs (first order in T* − T_k)."""
+        return self.temperature_K + delta_g_eV / self.delta_s_eV_per_K
+
+    def describe(self) -> str:
+        return (
+            f"{self.target}: model T* = {self.model_transition_K:.2f} ± "
+            f"{self.model_transition_error_K:.2f} K ({self.method}) → Δg({self.temperature_K:g} K)"
+            f" = {self.delta_g_eV * 1e3:+.3f} ± {self.delta_g_error_eV * 1e3:.3f} meV/atom, "
+            f"Δs = {self.delta_s_eV_per_K * 1e6:.2f} μeV/K/atom"
+        )
+
+
+@dataclass
+class AnchorSettings:
+    """How the model's transition temperatures are measured (anchor and final check)."""
+
+    method: str = "coexistence"
+    #: coexistence temperatures: guess·(1 ± window), n_temperatures × n_replicas boxes
+    window: float = 0.08
+    n_temperatures: int = 3
+    n_replicas: int = 2
+    #: re-centre and repeat when T* falls outside the window (at most this often)
+    max_recentre: int = 2
+    coexistence: CoexistenceSettings = field(default_factory=CoexistenceSettings)
+    enthalpy: SamplerSettings = field(
+        default_factory=lambda: SamplerSettings(
+            timestep_fs=10.0, equilibration_steps=500, melt_steps=300, production_steps=1500
+        )
+    )
+    solid: FrenkelLaddSettings = field(default_factory=FrenkelLaddSettings)
+    liquid: SamplerSettings = field(default_factory=lambda: SamplerSettings(melt_steps=300))
+    liquid_reference_temperature_K: float | None = None
+    #: relative spread of the enthalpy temperatures around [T*, T_k]
+    enthalpy_margin: float = 0.02
+
+    def __post_init__(self) -> None:
+        if self.method not in ANCHOR_METHODS:
+            raise ValueError(f"anchor method must be one of {ANCHOR_METHODS}, got {self.method!r}")
+        if not 0 < self.window < 0.5:
+            raise ValueError(f"anchor window must be in (0, 0.5), got {self.window}")
+
+
+def model_fingerprint(model: torch.nn.Module) -> str:
+    """sha256 of the model's class, repr and every parameter and buffer (exact bytes)."""
+    digest = hashlib.sha256()
+    digest.update(type(model).__qualname__.encode())
+    digest.update(repr(model).encode())
+    for name, tensor in list(model.named_parameters()) + list(model.named_buffers()):
+        digest.update(name.encode())
+        buffer = io.BytesIO()
+        np.save(buffer, tensor.detach().cpu().double().numpy())
+        digest.update(buffer.getvalue())
+    return digest.hexdigest()
+
+
+def _plain(obj):
+    if is_dataclass(obj):
+        return {k: _plain(v) for k, v in asdict(obj).items()}
+    if isinstance(obj, dict):
+        return {str(k): _plain(v) for k, v in obj.items()}
+    if isinstance(obj, list | tuple):
+        return [_plain(v) for v in obj]
+    return obj
+
+
+def _cache_key(model: torch.nn.Module, target: TransitionTarget, settings: AnchorSettings) -> str:
+    physics = target.as_dict()
+    for key in ("name", "tolerance_K", "source"):
+        physics.pop(key)
+    settings_dict = _plain(settings)
+    for block in ("coexistence", "enthalpy", "solid", "liquid"):
+        settings_dict[block].pop("progress", None)
+        settings_dict[block].pop("frames_path", None)
+    payload = json.dumps([model_fingerprint(model), physics, settings_dict], sort_keys=True)
+    return hashlib.sha256(payload.encode()).hexdigest()[:24]
+
+
+def measure_transitions(
+    model: torch.nn.Module,
+    targets: Sequence[TransitionTarget],
+    settings: AnchorSettings,
+    *,
+    guesses_K: Sequence[float] | None = None,
+    device=None,
+    dtype: torch.dtype = torch.float64,
+) -> list[TransitionMeasurement]:
+    """The model's T* at each target's pressure, measured independently (no reweighting).
+
+    Solid|liquid targets with ``method="coexistence"`` sharing a structure run in one batch;
+    a result outside its window is re-centred on the extrapolated T* and measured again.
+    """
+    frozen = sampling_copy(model)
+    guesses = list(guesses_K) if guesses_K is not None else [t.temperature_K for t in targets]
+    out: list[TransitionMeasurement | None] = [None] * len(targets)
+    if settings.method == "coexistence":
+        for target in targets:
+            if not target.is_melting:
+                raise ValueError(
+                    f"target {target.name}: {target.phase_a}|{target.phase_b} is not a "
+                    "solid|liquid pair; use anchor method=free_energy"
+                )
+        groups: dict[str, list[int]] = {}
+        for k, target in enumerate(targets):
+            key = json.dumps(target.as_dict()["structures"][target.phase_a], sort_keys=True)
+            groups.setdefault(target.phase_a + key, []).append(k)
+        for members in groups.values():
+            pending = list(members)
+            for attempt in range(settings.max_recentre + 1):
+                solid = targets[pending[0]]
+                results = melting_temperatures_coexistence(
+                    frozen,
+                    solid.atoms(solid.phase_a),
+                    solid_phase=solid.phase_a,
+                    pressures_GPa=[targets[k].pressure_GPa for k in pending],
+                    guesses_K=[guesses[k] for k in pending],
+                    window=settings.window,
+                    n_temperatures=settings.n_temperatures,
+                    n_replicas=settings.n_replicas,
+                    settings=settings.coexistence,
+                    device=device,
+                    dtype=dtype,
+                )
+                still = []
+                for k, result in zip(pending, results, strict=True):
+                    log.info("%s: %s", targets[k].name, result.describe())
+                    out[k] = TransitionMeasurement(
+                        target=targets[k].name,
+                        pressure_GPa=targets[k].pressure_GPa,
+                        transition_temperature_K=result.melting_temperature_K,
+                        error_K=result.error_K,
+                        method="coexistence",
+                        bracketed=result.bracketed,
+                        details={"coexistence": result.as_dict()},
+                    )
+                    t_m = result.melting_temperature_K
+                    if not result.bracketed and math.isfinite(t_m) and t_m > 0:
+                        guesses[k] = t_m
+                        still.append(k)
+                if not still or attempt == settings.max_recentre:
+                    break
+                log.info("re-centring %d coexistence run(s) on the extrapolated T_m", len(still))
+                pending = still
+    else:
+        for k, target in enumerate(targets):
+            structures = {phase: target.atoms(phase) for phase in target.phases}
+            guess = guesses[k]
+            result = transition_from_free_energies(
+                frozen,
+                structures,
+                pressure_GPa=target.pressure_GPa,
+                reference_temperature_K=guess,
+                enthalpy_temperatures_K=[0.9 * guess, guess, 1.1 * guess],
+                solid_settings=settings.solid,
+                liquid_settings=settings.liquid,
+                enthalpy_settings=settings.enthalpy,
+                liquid_reference_temperature_K=settings.liquid_reference_temperature_K,
+                device=device,
+                dtype=dtype,
+            )
+            log.info("%s: %s", target.name, result.describe())
+            out[k] = TransitionMeasurement(
+                target=target.name,
+                pressure_GPa=target.pressure_GPa,
+                transition_temperature_K=result.transition_temperature_K,
+                error_K=result.error_K,
+                method="free_energy",
+                bracketed=math.isfinite(result.transition_temperature_K),
+                details={"free_energy": result.as_dict()},
+            )
+    return [m for m in out if m is not None]
+
+
+def anchor_from_transition(
+    model: torch.nn.Module,
+    target: TransitionTarget,
+    *,
+    transition_K: float,
+    transition_error_K: float,
+    method: str,
+    settings: AnchorSettings,
+    device=None,
+    dtype: torch.dtype = torch.float64,
+) -> Anchor:
+    """Δg(T_k) by Gibbs–Helmholtz from Δg(T*) = 0, with enthalpies sampled in NPT."""
+    if not (math.isfinite(transition_K) and transition_K > 0):
+        raise RuntimeError(
+            f"target {target.name}: the model's transition temperature could not be measured "
+            f"({transition_K}); give it as model_transition_K in the target, or widen the "
+            "anchor window"
+        )
+    lo = min(transition_K, target.temperature_K) * (1 - settings.enthalpy_margin)
+    hi = max(transition_K, target.temperature_K) * (1 + settings.enthalpy_margin)
+    temperatures = [float(t) for t in np.linspace(lo, hi, 3)]
+    h = enthalpies(
+        sampling_copy(model),
+        {phase: target.atoms(phase) for phase in target.phases},
+        temperatures_K=temperatures,
+        pressure_GPa=target.pressure_GPa,
+        settings=settings.enthalpy,
+        device=device,
+        dtype=dtype,
+    )
+    delta_h = h[target.phase_b][0] - h[target.phase_a][0]
+    delta_g = float(
+        delta_g_curve(
+            [target.temperature_K],
+            reference_temperature_K=transition_K,
+            delta_g_reference_eV=0.0,
+            enthalpy_temperatures_K=temperatures,
+            delta_h_eV=delta_h,
+        )[0]
+    )
+    slope, intercept = np.polyfit(temperatures, delta_h, 1)
+    delta_s = float((intercept + slope * transition_K) / transition_K)
+    if not delta_s > 0:
+        raise RuntimeError(
+            f"target {target.name}: Δs = s_{target.phase_b} − s_{target.phase_a} = {delta_s:.3g} "
+            "eV/K/atom is not positive; order the phases [low-T phase, high-T phase]"
+        )
+    return Anchor(
+        target=target.name,
+        temperature_K=target.temperature_K,
+        pressure_GPa=target.pressure_GPa,
+        model_transition_K=float(transition_K),
+        model_transition_error_K=float(transition_error_K),
+        delta_g_eV=delta_g,
+        delta_g_error_eV=float(delta_s * transition_error_K),
+        delta_s_eV_per_K=delta_s,
+        method=method,
+        enthalpy_temperatures_K=temperatures,
+        delta_h_eV=[float(x) for x in delta_h],
+    )
+
+
+def compute_anchors(
+    model: torch.nn.Module,
+    targets: Sequence[TransitionTarget],
+    settings: AnchorSettings,
+    *,
+    cache_dir: str | Path | None = None,
+    guesses_K: Sequence[float | None] | None = None,
+    device=None,
+    dtype: torch.dtype = torch.float64,
+) -> list[Anchor]:
+    """Anchors of all targets: from the cache, from ``model_transition_K``, or measured."""
+    cache = Path(cache_dir) if cache_dir is not None else None
+    anchors: list[Anchor | None] = [None] * len(targets)
+    keys = [_cache_key(model, t, settings) for t in targets]
+    if cache is not None:
+        for k, key in enumerate(keys):
+            path = cache / f"anchor_{key}.json"
+            if path.exists():
+                anchors[k] = Anchor(**json.loads(path.read_text()))
+                log.info("anchor of %s from the cache %s", targets[k].name, path)
+    to_measure = [
+        k for k, a in enumerate(anchors) if a is None and targets[k].model_transition_K is None
+    ]
+    measured: dict[int, TransitionMeasurement] = {}
+    if to_measure:
+        guesses = [
+            (guesses_K[k] if guesses_K is not None and guesses_K[k] else targets[k].temperature_K)
+            for k in to_measure
+        ]
+        results = measure_transitions(
+            model,
+            [targets[k] for k in to_measure],
+            settings,
+            guesses_K=guesses,
+            device=device,
+            dtype=dtype,
+        )
+        measured = dict(zip(to_measure, results, strict=True))
+    for k, target in enumerate(targets):
+        if anchors[k] is not None:
+            continue
+        if k in measured:
+            m = measured[k]
+            t_star, err, method = m.transition_temperature_K, m.error_K, m.method
+        else:
+            t_star, err, method = float(target.model_transition_K), 0.0, "given"
+        anchors[k] = anchor_from_transition(
+            model,
+            target,
+            transition_K=t_star,
+            transition_error_K=err,
+            method=method,
+            settings=settings,
+            device=device,
+            dtype=dtype,
+        )
+        log.info(anchors[k].describe())
+        if cache is not None:
+            cache.mkdir(parents=True, exist_ok=True)
+            path = cache / f"anchor_{keys[k]}.json"
+            tmp = path.with_suffix(".tmp")
+            tmp.write_text(json.dumps(asdict(anchors[k]), indent=2))
+            tmp.replace(path)
+    return [a for a in anchors if a is not None]

@@ -1,0 +1,208 @@
+"""Sampling rounds as a Lightning DataModule: the NPT ensembles DiffTRe reweights.
+
+Every target contributes two state points (phase A and phase B at (T_k, P_k)); all are
+sampled in one batch with a frozen copy of the current model. A state point whose relative
+effective sample size drops below ``ess_threshold`` is sampled again at the current θ,
+warm-started from its last frame, and its free-energy offset is chained with BAR
+(:func:`phasetune.learn.difftre.chain_with_bar`). The loader yields one item per optimizer
+step; the ensembles themselves live here (and in checkpoints, as HDF5 paths + tensors).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+
+import pytorch_lightning as pl
+import torch
+from torch.utils.data import DataLoader, IterableDataset
+
+from phasetune.learn.difftre import (
+    StatePointEnsemble,
+    chain_with_bar,
+    energies_on_frames,
+    parameter_snapshot,
+)
+from phasetune.potentials.base import refresh_sampling_copy, sampling_copy
+from phasetune.sampling.frames import Frames
+from phasetune.sampling.sampler import SamplerSettings, StatePoint, sample_state_points
+from phasetune.targets import TransitionTarget
+
+log = logging.getLogger(__name__)
+
+
+def ensemble_name(target: TransitionTarget, phase: str) -> str:
+    return f"{target.name}/{phase}"
+
+
+class _Steps(IterableDataset):
+    """Yields the optimizer-step counter forever (the trainer's max_steps ends the run)."""
+
+    def __iter__(self) -> Iterator[int]:
+        step = 0
+        while True:
+            yield step
+            step += 1
+
+
+class StatePointDataModule(pl.LightningDataModule):
+    """Owns the sampled ensembles of every (target, phase) and re-samples them on demand."""
+
+    def __init__(
+        self,
+        targets: Sequence[TransitionTarget],
+        sampler: SamplerSettings,
+        *,
+        frames_dir: str | Path,
+        warm_equilibration_steps: int | None = None,
+        device: str | torch.device = "cpu",
+        dtype: torch.dtype = torch.float64,
+    ) -> None:
+        super().__init__()
+        self.targets = list(targets)
+        self.sampler = sampler
+        self.frames_dir = Path(frames_dir)
+        self.warm_equilibration_steps = (
+            sampler.equilibration_steps // 2
+            if warm_equilibration_steps is None
+            else int(warm_equilibration_steps)
+        )
+        self.device = torch.device(device)
+        self.dtype = dtype
+        self.ensembles: dict[str, StatePointEnsemble] = {}
+        self.frame_paths: dict[str, str] = {}
+        self.resamplings = 0
+        self.md_steps = 0
+        self.atom_steps = 0
+        self.sampling_rounds = 0
+        self._frozen: torch.nn.Module | None = None
+        self.points = {
+            ensemble_name(t, phase): (t, phase) for t in self.targets for phase in t.phases
+        }
+
+    # ---------------------------------------------------------------- sampling
+    def sample(self, model: torch.nn.Module, names: Sequence[str] | None = None) -> list[str]:
+        """Sample ``names`` (default: all) at the live model's current θ, in one batch."""
+        names = list(self.points) if names is None else list(names)
+        if self._frozen is None:
+            self._frozen = sampling_copy(model)
+        refresh_sampling_copy(self._frozen, model)
+        warm = all(name in self.ensembles for name in names)
+        settings = dataclasses.replace(
+            self.sampler,
+            seed=self.sampler.seed + 7919 * self.sampling_rounds,
+            frames_path=None,
+            **(
+                {"melt_steps": 0, "equilibration_steps": self.warm_equilibration_steps}
+                if warm
+                else {}
+            ),
+        )
+        points = []
+        for name in names:
+            target, phase = self.points[name]
+            atoms = self.ensembles[name].frames.last_atoms() if warm else target.atoms(phase)
+            points.append(
+                StatePoint(
+                    name=name,
+                    phase=phase,
+                    atoms=atoms,
+                    temperature_K=target.temperature_K,
+                    pressure_GPa=target.pressure_GPa,
+                )
+            )
+        frames, _ = sample_state_points(
+            self._frozen, points, settings, device=self.device, dtype=self.dtype
+        )
+        self.sampling_rounds += 1
+        steps = settings.equilibration_steps + settings.production_steps
+        self.md_steps += steps * len(points)
+        self.atom_steps += steps * sum(len(p.atoms) for p in points)
+        theta = parameter_snapshot(model)
+        for k, name in enumerate(names):
+            target, phase = self.points[name]
+            one = frames.select_system(k)
+            new = StatePointEnsemble(
+                name=name,
+                target=target.name,
+                phase=phase,
+                temperature_K=target.temperature_K,
+                pressure_GPa=target.pressure_GPa,
+                frames=one,
+                reference_energy=torch.zeros(one.n_frames, dtype=torch.float64),
+                reference_params=theta,
+            )
+            with torch.no_grad():
+                u = energies_on_frames(model, new).detach().double().cpu()
+            reference = torch.full((one.n_frames,), float("nan"), dtype=torch.float64)
+            reference[torch.nonzero(new.valid).flatten()] = u
+            new.reference_energy = reference
+            old = self.ensembles.get(name)
+            if old is not None:
+                new = chain_with_bar(model, old, new)
+                self.resamplings += 1
+            path = self.frames_dir / f"{name.replace('/', '__')}_round{new.round}.h5"
+            one.save(path)
+            self.frame_paths[name] = str(path)
+            self.ensembles[name] = new
+            log.info(
+                "%s: round %d, %d/%d valid frames, offset %.4f meV/atom",
+                name,
+                new.round,
+                new.n_valid(),
+                one.n_frames,
+                1e3 * new.offset_eV,
+            )
+        return names
+
+    # ---------------------------------------------------------------- Lightning
+    def train_dataloader(self) -> DataLoader:
+        return DataLoader(_Steps(), batch_size=None)
+
+    def state_dict(self) -> dict:
+        """Everything to resume: frame files, reference energies and θ_ref, BAR chain, counters."""
+        return {
+            "ensembles": {
+                name: {
+                    "frames_path": self.frame_paths[name],
+                    "reference_energy": e.reference_energy,
+                    "reference_params": e.reference_params,
+                    "offset_eV": e.offset_eV,
+                    "offset_variance": e.offset_variance,
+                    "round": e.round,
+                    "history": e.history,
+                }
+                for name, e in self.ensembles.items()
+            },
+            "counters": {
+                "resamplings": self.resamplings,
+                "md_steps": self.md_steps,
+                "atom_steps": self.atom_steps,
+                "sampling_rounds": self.sampling_rounds,
+            },
+        }
+
+    def load_state_dict(self, state: dict) -> None:
+        for name, entry in state["ensembles"].items():
+            if name not in self.points:
+                raise KeyError(f"checkpoint has ensemble {name!r}, not among this run's targets")
+            target, phase = self.points[name]
+            self.ensembles[name] = StatePointEnsemble(
+                name=name,
+                target=target.name,
+                phase=phase,
+                temperature_K=target.temperature_K,
+                pressure_GPa=target.pressure_GPa,
+                frames=Frames.load(entry["frames_path"]),
+                reference_energy=entry["reference_energy"],
+                reference_params=entry["reference_params"],
+                offset_eV=float(entry["offset_eV"]),
+                offset_variance=float(entry["offset_variance"]),
+                round=int(entry["round"]),
+                history=list(entry["history"]),
+            )
+            self.frame_paths[name] = entry["frames_path"]
+        for key, value in state["counters"].items():
+            setattr(self, key, int(value))

@@ -1,0 +1,213 @@
+"""DiffTRe for phase equilibria: reweighted Gibbs energies of each phase at each target.
+
+Every target k needs both of its phases sampled in NPT at (T_k, P_k); each such state point
+is a :class:`StatePointEnsemble`: frames drawn with reference parameters θ_ref and their
+energies U_ref. For the current parameters θ (free-energy perturbation; in NPT the PV term
+is the same for both potentials, so this is a Gibbs energy change):
+
+    G(θ) − G(θ_ref) = −kT ln⟨exp(−β[U_θ − U_ref])⟩_ref,
+    ∂/∂θ [G(θ) − G(θ_ref)] = ⟨∂U_θ/∂θ⟩_θ (reweighted; autograd gives it exactly),
+
+and ``offset`` carries G(θ_ref) − G(θ₀) across re-samplings, chained with BAR between the
+old and the new frames (:func:`chain_with_bar`). Then
+
+    Δg_k(θ) = Δg_k(θ₀) + [G_B(θ) − G_B(θ₀)]/N_B − [G_A(θ) − G_A(θ₀)]/N_A.
+
+All energies in eV; Δg per atom.
+"""
+
+from __future__ import annotations
+
+import copy
+import math
+from dataclasses import dataclass, field
+
+import torch
+
+from phasetune.potentials.base import frame_energies
+from phasetune.sampling.frames import Frames
+from phasetune.thermo import (
+    bennett_acceptance_ratio,
+    free_energy_perturbation,
+    relative_effective_sample_size,
+    reweighting_weights,
+)
+from phasetune.units import KB_EV_PER_K
+
+
+def parameter_snapshot(model: torch.nn.Module) -> dict[str, torch.Tensor]:
+    """Detached copies of the model's parameters (the θ of a sampling round)."""
+    return {name: p.detach().clone() for name, p in model.named_parameters()}
+
+
+@dataclass
+class StatePointEnsemble:
+    """Frames of one phase at one (T, P), sampled with θ_ref, and its free-energy chain.
+
+    ``reference_energy`` [F] = U_θref on the frames (eV); ``valid`` [F] marks frames that
+    stayed in the phase (only those are reweighted); ``offset_eV`` = [G(θ_ref) − G(θ₀)]/N
+    with its BAR variance; ``round`` counts the samplings of this state point.
+    """
+
+    name: str
+    target: str
+    phase: str
+    temperature_K: float
+    pressure_GPa: float
+    frames: Frames
+    reference_energy: torch.Tensor
+    reference_params: dict[str, torch.Tensor]
+    offset_eV: float = 0.0
+    offset_variance: float = 0.0
+    round: int = 0
+    theta0_energy: torch.Tensor | None = None
+    history: list[dict] = field(default_factory=list)
+
+    @property
+    def n_atoms(self) -> int:
+        return int(self.frames.positions.shape[1])
+
+    @property
+    def kT_eV(self) -> float:
+        return KB_EV_PER_K * self.temperature_K
+
+    @property
+    def valid(self) -> torch.Tensor:
+        return self.frames.phase_ok[:, 0].clone()
+
+    def n_valid(self) -> int:
+        return int(self.valid.sum())
+
+
+def valid_indices(ensemble: StatePointEnsemble) -> torch.Tensor:
+    idx = torch.nonzero(ensemble.valid).flatten()
+    if len(idx) < 2:
+        raise RuntimeError(
+            f"{ensemble.name}: only {len(idx)} frames stayed {ensemble.phase}; the phase is "
+            f"not (meta)stable at {ensemble.temperature_K:g} K, {ensemble.pressure_GPa:g} GPa "
+            "for this model; check the structure or shorten the sampling"
+        )
+    return idx
+
+
+def energies_on_frames(
+    model: torch.nn.Module, ensemble: StatePointEnsemble, *, chunk_frames: int = 16
+) -> torch.Tensor:
+    """U_θ on the ensemble's valid frames [F_valid] (differentiable in θ)."""
+    idx = valid_indices(ensemble)
+    u = frame_energies(model, ensemble.frames, frame_indices=idx, chunk_frames=chunk_frames)
+    return u[:, 0]
+
+
+@dataclass
+class ReweightedGibbs:
+    """[G(θ) − G(θ₀)]/N (eV, differentiable), its relative ESS, and U_θ on the frames."""
+
+    delta_g_eV: torch.Tensor
+    relative_ess: float
+    energies: torch.Tensor
+
+
+def reweighted_gibbs_change(
+    model: torch.nn.Module, ensemble: StatePointEnsemble, *, chunk_frames: int = 16
+) -> ReweightedGibbs:
+    """[G(θ) − G(θ₀)]/N = offset − (kT/N) ln⟨exp(−β[U_θ − U_ref])⟩_ref over valid frames."""
+    u = energies_on_frames(model, ensemble, chunk_frames=chunk_frames)
+    idx = valid_indices(ensemble)
+    du = u - ensemble.reference_energy[idx].to(u)
+    fep = free_energy_perturbation(du, ensemble.kT_eV, n_atoms=ensemble.n_atoms)
+    with torch.no_grad():
+        ess = float(relative_effective_sample_size(reweighting_weights(du, ensemble.kT_eV)))
+    return ReweightedGibbs(delta_g_eV=ensemble.offset_eV + fep, relative_ess=ess, energies=u)
+
+
+def _energies_with(
+    model: torch.nn.Module, params: dict[str, torch.Tensor], ensemble: StatePointEnsemble
+) -> torch.Tensor:
+    """U on the valid frames with the parameters ``params`` loaded into a scratch copy."""
+    scratch = copy.deepcopy(model)
+    with torch.no_grad():
+        for name, p in scratch.named_parameters():
+            p.copy_(params[name])
+        return energies_on_frames(scratch, ensemble)
+
+
+def chain_with_bar(
+    model: torch.nn.Module, old: StatePointEnsemble, new: StatePointEnsemble
+) -> StatePointEnsemble:
+    """Carry the offset from ``old`` (θ_old) to ``new`` (sampled with θ_new) by BAR.
+
+    Forward work on old frames U_new − U_old, reverse work on new frames U_old − U_new:
+    BAR gives G(θ_new) − G(θ_old), so offset_new = offset_old + ΔG/N. ``new`` must carry
+    its reference energies and parameters (θ_new); returns ``new`` with the offset set.
+    """
+    with torch.no_grad():
+        u_new_on_old = _energies_with(model, new.reference_params, old)
+        u_old_on_new = _energies_with(model, old.reference_params, new)
+        w_forward = u_new_on_old - old.reference_energy[valid_indices(old)].to(u_new_on_old)
+        w_reverse = u_old_on_new - new.reference_energy[valid_indices(new)].to(u_old_on_new)
+        bar = bennett_acceptance_ratio(w_forward, w_reverse, old.kT_eV)
+    n = old.n_atoms
+    new.offset_eV = old.offset_eV + float(bar.delta_f) / n
+    new.offset_variance = old.offset_variance + (float(bar.std_error) / n) ** 2
+    new.round = old.round + 1
+    new.history = [
+        *old.history,
+        {
+            "round": new.round,
+            "bar_delta_g_meV": 1e3 * float(bar.delta_f) / n,
+            "bar_error_meV": 1e3 * float(bar.std_error) / n,
+            "offset_meV": 1e3 * new.offset_eV,
+        },
+    ]
+    return new
+
+
+def delta_g_estimates(
+    changes: dict[str, torch.Tensor],
+    *,
+    anchors_eV: torch.Tensor,
+    pairs: list[tuple[str, str]],
+) -> torch.Tensor:
+    """Δg_k(θ) = Δg_k(θ₀) + ΔG_B(θ) − ΔG_A(θ) per target [K] (eV/atom).
+
+    ``pairs[k]`` = (name of the A ensemble, name of the B ensemble) of target k.
+    """
+    rows = [changes[b] - changes[a] for a, b in pairs]
+    return anchors_eV + torch.stack(rows)
+
+
+def transition_loss(delta_g_eV: torch.Tensor, tolerance_eV: torch.Tensor) -> torch.Tensor:
+    """Σ_k (Δg_k / tol_k)², tol_k = Δs_k · tolerance_K,k (dimensionless)."""
+    return ((delta_g_eV / tolerance_eV) ** 2).sum()
+
+
+def l2_sp(
+    model: torch.nn.Module,
+    theta0: dict[str, torch.Tensor],
+    scales: dict[str, torch.Tensor],
+) -> torch.Tensor:
+    """Pull back to the pretrained model: mean over trainable entries of ((θ − θ₀)/scale)²."""
+    terms, count = [], 0
+    for name, p in model.named_parameters():
+        if p.requires_grad:
+            terms.append((((p - theta0[name].to(p)) / scales[name].to(p)) ** 2).sum())
+            count += p.numel()
+    if not terms:
+        return torch.zeros(())
+    return torch.stack(terms).sum() / count
+
+
+def parameter_scales(model: torch.nn.Module, floor: float = 1e-3) -> dict[str, torch.Tensor]:
+    """Per-tensor scale of θ₀: its RMS, at least ``floor`` (relative steps and pull-back)."""
+    return {
+        name: torch.tensor(max(float(p.detach().double().pow(2).mean().sqrt()), floor))
+        for name, p in model.named_parameters()
+    }
+
+
+def implied_shift_K(delta_g_eV: float, delta_s_eV_per_K: float) -> float:
+    """T* − T_k ≈ Δg(T_k)/Δs (Δs = s_B − s_A > 0 per atom)."""
+    if not delta_s_eV_per_K > 0:
+        return math.nan
+    return delta_g_eV / delta_s_eV_per_K

@@ -1,0 +1,311 @@
+"""The LightningModule: the potential, the DiffTRe loss, the optimizer.
+
+Per optimizer step (the ensembles come from :class:`~phasetune.learn.data.StatePointDataModule`),
+with residuals r_k = Δg_k(θ)/tol_k (:func:`~phasetune.learn.difftre.delta_g_estimates`,
+tol_k = Δs_k·tolerance_K in eV/atom) and s the RMS of each parameter tensor at θ₀:
+
+* ``optimizer="gauss_newton"`` (default): the smallest change of the pretrained model, in
+  the metric ‖(θ − θ₀)/s‖, that zeroes the linearised residuals, damped by λ:
+
+      u = (θ − θ₀)/s,  J̃ = ∂r/∂u,  M = J̃J̃ᵀ (K×K),
+      δu = −u − J̃ᵀ (M + λI)⁻¹ (r − J̃u),   capped at ‖δu‖_∞ ≤ max_step.
+
+  K backward passes per step (one per target); converges in a few steps and leaves
+  parameters the targets do not constrain where they were (a built-in pull-back to θ₀).
+  ``step_scales`` multiplies s per parameter (fnmatch pattern → factor): a prior on how
+  readily each parameter may change (e.g. ``{sigma: 0.1}`` for LJ at P = 0, where σ cannot
+  move T_m but its noisy reweighted gradient would otherwise take a share of each step).
+* ``optimizer="adam"``: Adam on
+
+      loss = Σ_k r_k² + λ_sp · mean(((θ − θ₀)/s)²) + λ_d · mean_frames([(U_θ − U_θ₀)/(N kT)]²).
+ Ensembles whose relative ESS falls
+below ``ess_threshold`` are re-sampled before the loss is taken. Logged per step: loss,
+Δg_k (meV/atom), implied T*_k − T_k (K), ESS per state point, re-samplings, MD steps.
+Training stops early once every |Δg_k| < ``converged_fraction``·tol_k for ``patience`` steps.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import logging
+from collections.abc import Sequence
+
+import pytorch_lightning as pl
+import torch
+
+from phasetune.learn.anchor import Anchor
+from phasetune.learn.data import ensemble_name
+from phasetune.learn.difftre import (
+    delta_g_estimates,
+    l2_sp,
+    parameter_scales,
+    reweighted_gibbs_change,
+    transition_loss,
+)
+from phasetune.targets import TransitionTarget
+
+log = logging.getLogger(__name__)
+OPTIMIZERS = ("gauss_newton", "adam")
+
+
+def select_trainable(model: torch.nn.Module, patterns: Sequence[str] | None) -> list[str]:
+    """Freeze every parameter not matching ``patterns`` (fnmatch; None: train all)."""
+    names = [name for name, _ in model.named_parameters()]
+    if patterns is None:
+        chosen = names
+    else:
+        chosen = [n for n in names if any(fnmatch.fnmatch(n, p) for p in patterns)]
+        unmatched = [p for p in patterns if not any(fnmatch.fnmatch(n, p) for n in names)]
+        if unmatched:
+            raise ValueError(
+                f"trainable pattern(s) {unmatched} match no parameter; the model has {names}"
+            )
+    if not chosen:
+        raise ValueError("no trainable parameters selected")
+    for name, p in model.named_parameters():
+        p.requires_grad_(name in chosen)
+    return chosen
+
+
+class DiffTReModule(pl.LightningModule):
+    """Fine-tunes ``model`` so that Δg_k(θ) = 0 at every target (T_k, P_k)."""
+
+    def __init__(
+        self,
+        model: torch.nn.Module,
+        targets: Sequence[TransitionTarget],
+        anchors: Sequence[Anchor],
+        *,
+        optimizer: str = "gauss_newton",
+        lr: float = 0.01,
+        relative_lr: bool = True,
+        damping: float = 1e-3,
+        max_step: float = 0.02,
+        trainable: Sequence[str] | None = None,
+        step_scales: dict[str, float] | None = None,
+        pullback_weight: float = 0.0,
+        distill_weight: float = 0.0,
+        ess_threshold: float = 0.9,
+        converged_fraction: float = 0.5,
+        patience: int = 3,
+        chunk_frames: int = 16,
+    ) -> None:
+        super().__init__()
+        if not 0 < ess_threshold <= 1:
+            raise ValueError(f"ess_threshold must be in (0, 1], got {ess_threshold}")
+        if optimizer not in OPTIMIZERS:
+            raise ValueError(f"optimizer must be one of {OPTIMIZERS}, got {optimizer!r}")
+        if len(targets) != len(anchors):
+            raise ValueError("one anchor per target")
+        self.model = model
+        self.targets = list(targets)
+        self.anchors = list(anchors)
+        self.trainable = select_trainable(model, trainable)
+        self.automatic_optimization = False
+        self.optimizer_name = optimizer
+        self.damping = float(damping)
+        self.max_step = float(max_step)
+        self.lr = float(lr)
+        self.relative_lr = bool(relative_lr)
+        self.pullback_weight = float(pullback_weight)
+        self.distill_weight = float(distill_weight)
+        self.ess_threshold = float(ess_threshold)
+        self.converged_fraction = float(converged_fraction)
+        self.patience = int(patience)
+        self.chunk_frames = int(chunk_frames)
+        self.theta0 = {n: p.detach().clone() for n, p in model.named_parameters()}
+        self.scales = parameter_scales(model)
+        for pattern, factor in (step_scales or {}).items():
+            matched = [n for n in self.scales if fnmatch.fnmatch(n, pattern)]
+            if not matched or not factor > 0:
+                raise ValueError(
+                    f"step_scales: {pattern!r} must match a parameter and be > 0 "
+                    f"(parameters: {list(self.scales)})"
+                )
+            for name in matched:
+                self.scales[name] = self.scales[name] * float(factor)
+        self.pairs = [(ensemble_name(t, t.phase_a), ensemble_name(t, t.phase_b)) for t in targets]
+        self.register_buffer(
+            "anchor_eV", torch.tensor([a.delta_g_eV for a in anchors], dtype=torch.float64)
+        )
+        self.register_buffer(
+            "delta_s", torch.tensor([a.delta_s_eV_per_K for a in anchors], dtype=torch.float64)
+        )
+        self.register_buffer(
+            "tolerance_eV",
+            torch.tensor([t.tolerance_K for t in targets], dtype=torch.float64) * self.delta_s,
+        )
+        self._converged_steps = 0
+        self.history: list[dict] = []
+
+    # ------------------------------------------------------------------ helpers
+    def _changes(self, datamodule) -> tuple[dict, dict]:
+        """Reweighted [G(θ) − G(θ₀)]/N of every ensemble; re-sample those with low ESS."""
+        changes, ess = {}, {}
+        for name, ensemble in datamodule.ensembles.items():
+            rg = reweighted_gibbs_change(self.model, ensemble, chunk_frames=self.chunk_frames)
+            changes[name], ess[name] = rg.delta_g_eV, rg.relative_ess
+        low = [name for name, value in ess.items() if value < self.ess_threshold]
+        if low:
+            log.info("ESS below %.2f for %s: re-sampling", self.ess_threshold, ", ".join(low))
+            datamodule.sample(self.model, low)
+            for name in low:
+                ensemble = datamodule.ensembles[name]
+                rg = reweighted_gibbs_change(self.model, ensemble, chunk_frames=self.chunk_frames)
+                changes[name], ess[name] = rg.delta_g_eV, rg.relative_ess
+        return changes, ess
+
+    def estimate(self) -> dict:
+        """Current Δg_k (eV/atom), implied T*_k (K) and ESS, without a gradient step."""
+        with torch.no_grad():
+            changes, ess = self._changes(self.trainer.datamodule)
+            dg = delta_g_estimates(changes, anchors_eV=self.anchor_eV, pairs=self.pairs)
+        return {
+            "delta_g_eV": dg.tolist(),
+            "implied_T_K": [
+                t.temperature_K + float(d) / float(s)
+                for t, d, s in zip(self.targets, dg, self.delta_s, strict=True)
+            ],
+            "ess": ess,
+        }
+
+    # ---------------------------------------------------------------- Lightning
+    def on_fit_start(self) -> None:
+        datamodule = self.trainer.datamodule
+        missing = [name for name in datamodule.points if name not in datamodule.ensembles]
+        if missing:
+            datamodule.sample(self.model, missing)
+
+    def training_step(self, batch, batch_idx):
+        datamodule = self.trainer.datamodule
+        changes, ess = self._changes(datamodule)
+        dg = delta_g_estimates(changes, anchors_eV=self.anchor_eV, pairs=self.pairs)
+        loss_targets = transition_loss(dg, self.tolerance_eV)
+        loss = loss_targets
+        if self.pullback_weight > 0:
+            loss = loss + self.pullback_weight * l2_sp(self.model, self.theta0, self.scales)
+        if self.distill_weight > 0:
+            loss = loss + self.distill_weight * self._distillation(datamodule)
+        shift_K = (dg / self.delta_s).detach()
+        metrics = {"loss": loss.detach(), "loss_targets": loss_targets.detach()}
+        for k, target in enumerate(self.targets):
+            metrics[f"dg_meV/{target.name}"] = 1e3 * dg[k].detach()
+            metrics[f"T_shift_K/{target.name}"] = shift_K[k]
+            metrics[f"T_implied_K/{target.name}"] = target.temperature_K + shift_K[k]
+        for name, value in ess.items():
+            metrics[f"ess/{name}"] = value
+        metrics["resamplings"] = float(datamodule.resamplings)
+        metrics["md_steps"] = float(datamodule.md_steps)
+        for name, p in self.model.named_parameters():
+            if p.numel() == 1 and name in self.trainable:
+                metrics[f"param/{name}"] = p.detach().double().reshape(())
+        self.log_dict(
+            {k: torch.as_tensor(v, dtype=torch.float64) for k, v in metrics.items()},
+            on_step=True,
+            on_epoch=False,
+            batch_size=1,
+        )
+        row = {k: float(v) for k, v in metrics.items()}
+        row["step"] = int(self.global_step)
+        self.history.append(row)
+        self._update(loss, dg)
+        ratio = (dg.detach().abs() / self.tolerance_eV).max()
+        self._converged_steps = self._converged_steps + 1 if ratio < self.converged_fraction else 0
+        if self._converged_steps >= self.patience:
+            log.info(
+                "all targets within %.2f of their tolerance: stopping", self.converged_fraction
+            )
+            self.trainer.should_stop = True
+        return loss.detach()
+
+    def _trainable_parameters(self) -> list[tuple[str, torch.nn.Parameter]]:
+        return [(n, p) for n, p in self.model.named_parameters() if n in self.trainable]
+
+    def _update(self, loss: torch.Tensor, dg: torch.Tensor) -> None:
+        """One optimizer step: Adam on the loss, or the minimal-change Gauss–Newton step."""
+        optimizer = self.optimizers()
+        optimizer.zero_grad()
+        if self.optimizer_name == "adam":
+            self.manual_backward(loss)
+            optimizer.step()
+            return
+        params = self._trainable_parameters()
+        residuals = dg / self.tolerance_eV
+        rows = []
+        for k in range(len(residuals)):
+            grads = torch.autograd.grad(
+                residuals[k], [p for _, p in params], retain_graph=True, allow_unused=True
+            )
+            rows.append(
+                torch.cat(
+                    [
+                        (torch.zeros_like(p) if g is None else g * self.scales[n].to(g)).flatten()
+                        for (n, p), g in zip(params, grads, strict=True)
+                    ]
+                ).double()
+            )
+        jac = torch.stack(rows)  # ∂r/∂u, u = (θ − θ₀)/s
+        u = torch.cat(
+            [
+                ((p.detach() - self.theta0[n].to(p)) / self.scales[n].to(p)).flatten()
+                for n, p in params
+            ]
+        ).double()
+        r = residuals.detach().double()
+        m = jac @ jac.T
+        lam = self.damping * float(torch.trace(m)) / len(r) + 1e-30
+        du = -u - jac.T @ torch.linalg.solve(
+            m + lam * torch.eye(len(r), dtype=m.dtype), r - jac @ u
+        )
+        largest = float(du.abs().max())
+        if largest > self.max_step:
+            du = du * (self.max_step / largest)
+        offset = 0
+        for n, p in params:
+            size = p.numel()
+            # SGD with lr = 1 applies θ ← θ − grad, so grad = −δθ = −s·δu
+            p.grad = -(du[offset : offset + size].view_as(p) * self.scales[n]).to(p)
+            offset += size
+        optimizer.step()
+
+    def _distillation(self, datamodule) -> torch.Tensor:
+        """Energy distillation to θ₀ on the stored frames (per atom, in units of kT)."""
+        from phasetune.learn.difftre import _energies_with, energies_on_frames
+
+        terms = []
+        for ensemble in datamodule.ensembles.values():
+            if ensemble.theta0_energy is None:
+                ensemble.theta0_energy = _energies_with(self.model, self.theta0, ensemble)
+            u = energies_on_frames(self.model, ensemble, chunk_frames=self.chunk_frames)
+            diff = (u - ensemble.theta0_energy.to(u)) / (ensemble.n_atoms * ensemble.kT_eV)
+            terms.append((diff**2).mean())
+        return torch.stack(terms).mean()
+
+    def configure_optimizers(self):
+        if self.optimizer_name == "gauss_newton":
+            # applies the step computed in _update (grad = −δθ), and counts optimizer steps
+            return torch.optim.SGD([p for _, p in self._trainable_parameters()], lr=1.0)
+        groups = []
+        for name, p in self.model.named_parameters():
+            if name in self.trainable:
+                lr = self.lr * float(self.scales[name]) if self.relative_lr else self.lr
+                groups.append({"params": [p], "lr": lr, "name": name})
+        return torch.optim.Adam(groups)
+
+    def on_save_checkpoint(self, checkpoint: dict) -> None:
+        checkpoint["phasetune"] = {
+            "theta0": self.theta0,
+            "scales": self.scales,
+            "trainable": self.trainable,
+            "anchors": [a.__dict__ for a in self.anchors],
+            "targets": [t.as_dict() for t in self.targets],
+            "converged_steps": self._converged_steps,
+            "history": self.history,
+        }
+
+    def on_load_checkpoint(self, checkpoint: dict) -> None:
+        extra = checkpoint.get("phasetune", {})
+        self.theta0 = extra.get("theta0", self.theta0)
+        self.scales = extra.get("scales", self.scales)
+        self._converged_steps = int(extra.get("converged_steps", 0))
+        self.history = list(extra.get("history", []))

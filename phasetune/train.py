@@ -1,0 +1,259 @@
+"""``phasetune``: fine-tune a potential so its transition temperatures match experiment.
+
+    phasetune                                    # CPU demo: LJ argon → T_m = 83.8 K
+    phasetune targets=my_targets model=my_model trainer.max_steps=200
+    phasetune -m optim.lr=0.01,0.02              # multirun: one output dir + logger per job
+
+``train(cfg)`` is a plain function: anchors (measured, cached), DiffTRe under a Lightning
+Trainer, then the trained model's transition temperatures re-measured independently
+(coexistence or free energies, never the reweighted estimate) into a before/after table
+(``report.csv``, ``report.json``), a phase-diagram plot (``phase_diagram.png``) and the
+trained weights (``trained_model.pt``, a state dict: load with ``weights_only=True``).
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import logging
+import math
+import time
+from pathlib import Path
+
+import hydra
+import pytorch_lightning as pl
+import torch
+from hydra.core.hydra_config import HydraConfig
+from hydra.utils import instantiate
+from omegaconf import DictConfig, OmegaConf
+
+from phasetune.cli import _DTYPES, CONFIG_DIR
+from phasetune.learn.anchor import TransitionMeasurement, compute_anchors, measure_transitions
+from phasetune.learn.data import StatePointDataModule
+from phasetune.learn.module import DiffTReModule
+from phasetune.targets import load_targets
+
+log = logging.getLogger(__name__)
+
+
+def report_rows(targets, anchors, after, estimates) -> list[dict]:
+    """One row per target: experiment, model before, reweighted estimate, re-measured after."""
+    rows = []
+    for k, (target, anchor, measured) in enumerate(zip(targets, anchors, after, strict=True)):
+        t_after = measured.transition_temperature_K
+        rows.append(
+            {
+                "target": target.name,
+                "phases": f"{target.phase_a}|{target.phase_b}",
+                "pressure_GPa": target.pressure_GPa,
+                "experiment_K": target.temperature_K,
+                "tolerance_K": target.tolerance_K,
+                "before_K": anchor.model_transition_K,
+                "before_error_K": anchor.model_transition_error_K,
+                "reweighted_K": estimates["implied_T_K"][k],
+                "after_K": t_after,
+                "after_error_K": measured.error_K,
+                "after_method": measured.method,
+                "met": bool(abs(t_after - target.temperature_K) < target.tolerance_K),
+                "source": target.source,
+            }
+        )
+    return rows
+
+
+def format_table(rows: list[dict]) -> str:
+    head = (
+        f"{'target':<24} {'P (GPa)':>8} {'exp (K)':>8} {'before (K)':>14} "
+        f"{'after (K)':>14} {'reweighted':>10}  met"
+    )
+    lines = [head, "-" * len(head)]
+    for r in rows:
+        lines.append(
+            f"{r['target']:<24} {r['pressure_GPa']:>8.3g} {r['experiment_K']:>8.2f} "
+            f"{r['before_K']:>8.2f} ± {r['before_error_K']:<4.2f}"
+            f"{r['after_K']:>8.2f} ± {r['after_error_K']:<4.2f}"
+            f"{r['reweighted_K']:>10.2f}  {'yes' if r['met'] else 'NO'}"
+        )
+    return "\n".join(lines)
+
+
+def write_report(rows: list[dict], output_dir: Path) -> None:
+    with open(output_dir / "report.json", "w") as handle:
+        json.dump(rows, handle, indent=2, default=float)
+    with open(output_dir / "report.csv", "w", newline="") as handle:
+        writer = csv.DictWriter(handle, fieldnames=list(rows[0]))
+        writer.writeheader()
+        writer.writerows(rows)
+
+
+def plot_report(rows: list[dict], history: list[dict], path: Path) -> Path:
+    """Phase diagram (experiment, before, after with error bars) and the training curves."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, (ax, ax2) = plt.subplots(1, 2, figsize=(11, 4.2))
+    p = [r["pressure_GPa"] for r in rows]
+    ax.errorbar(
+        p,
+        [r["experiment_K"] for r in rows],
+        yerr=[r["tolerance_K"] for r in rows],
+        fmt="k*",
+        ms=11,
+        capsize=5,
+        label="experiment (± tolerance)",
+    )
+    ax.errorbar(
+        p,
+        [r["before_K"] for r in rows],
+        yerr=[r["before_error_K"] for r in rows],
+        fmt="o",
+        capsize=4,
+        color="tab:red",
+        label="model before",
+    )
+    ax.errorbar(
+        p,
+        [r["after_K"] for r in rows],
+        yerr=[r["after_error_K"] for r in rows],
+        fmt="s",
+        capsize=4,
+        color="tab:blue",
+        label="model after (re-measured)",
+    )
+    for r in rows:
+        ax.annotate(
+            r["phases"],
+            (r["pressure_GPa"], r["experiment_K"]),
+            textcoords="offset points",
+            xytext=(6, 6),
+            fontsize=8,
+        )
+    ax.set_xlabel("pressure (GPa)")
+    ax.set_ylabel("transition temperature (K)")
+    ax.set_title("phase diagram: targets and model")
+    ax.legend(fontsize=8)
+    if history:
+        steps = [h["step"] for h in history]
+        for key in [k for k in history[0] if k.startswith("T_implied_K/")]:
+            ax2.plot(steps, [h[key] for h in history], label=key.split("/", 1)[1])
+        for r in rows:
+            ax2.axhline(r["experiment_K"], color="k", ls=":", lw=0.8)
+        ax2.set_xlabel("optimizer step")
+        ax2.set_ylabel("reweighted T* (K)")
+        ax2.set_title("training")
+        ax2.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+    return path
+
+
+def train(cfg: DictConfig, output_dir: Path) -> dict:
+    """Anchor, fine-tune, re-measure, report. Returns the summary written to summary.json."""
+    start = time.perf_counter()
+    torch.set_num_threads(int(cfg.threads))
+    if cfg.dtype not in _DTYPES:
+        raise ValueError(f"dtype must be one of {list(_DTYPES)}, got {cfg.dtype!r}")
+    dtype = _DTYPES[cfg.dtype]
+    output_dir.mkdir(parents=True, exist_ok=True)
+    pl.seed_everything(int(cfg.seed), workers=False, verbose=False)
+    model = instantiate(cfg.model, device=cfg.device, dtype=dtype)
+    targets = load_targets(OmegaConf.to_container(cfg.targets, resolve=True))
+    anchor_settings = instantiate(cfg.anchor.settings)
+    guesses = dict(cfg.anchor.get("guesses_K") or {})
+    unknown = sorted(set(guesses) - {t.name for t in targets})
+    if unknown:
+        log.warning("anchor.guesses_K names no target: %s (ignored)", unknown)
+    anchors = compute_anchors(
+        model,
+        targets,
+        anchor_settings,
+        cache_dir=cfg.anchor.cache_dir,
+        guesses_K=[guesses.get(t.name) for t in targets],
+        device=cfg.device,
+        dtype=dtype,
+    )
+    for anchor in anchors:
+        print(anchor.describe())
+    datamodule = StatePointDataModule(
+        targets,
+        instantiate(cfg.sampler),
+        frames_dir=output_dir / "frames",
+        warm_equilibration_steps=cfg.get("warm_equilibration_steps"),
+        device=cfg.device,
+        dtype=dtype,
+    )
+    module = DiffTReModule(model, targets, anchors, **OmegaConf.to_container(cfg.loss))
+    logger = instantiate(cfg.logger, save_dir=str(output_dir)) if cfg.logger else False
+    trainer = pl.Trainer(
+        **OmegaConf.to_container(cfg.trainer),
+        logger=logger,
+        default_root_dir=str(output_dir),
+        callbacks=[
+            pl.callbacks.ModelCheckpoint(
+                dirpath=output_dir / "checkpoints", save_last=True, every_n_train_steps=1
+            )
+        ],
+    )
+    trainer.fit(module, datamodule=datamodule, ckpt_path=cfg.get("ckpt_path"))
+    estimates = module.estimate()
+    torch.save(model.state_dict(), output_dir / "trained_model.pt")
+    try:
+        after = measure_transitions(
+            model,
+            targets,
+            anchor_settings,
+            guesses_K=estimates["implied_T_K"],
+            device=cfg.device,
+            dtype=dtype,
+        )
+    except RuntimeError as err:  # the trained model is saved; report what failed
+        log.error("re-measuring the trained model failed: %s", err)
+        after = [
+            TransitionMeasurement(t.name, t.pressure_GPa, math.nan, math.nan, "failed", False)
+            for t in targets
+        ]
+    rows = report_rows(targets, anchors, after, estimates)
+    write_report(rows, output_dir)
+    if cfg.plot:
+        plot_report(rows, module.history, output_dir / "phase_diagram.png")
+    summary = {
+        "rows": rows,
+        "steps": int(trainer.global_step),
+        "resamplings": datamodule.resamplings,
+        "md_steps": datamodule.md_steps,
+        "atom_steps": datamodule.atom_steps,
+        "wall_s": time.perf_counter() - start,
+        "parameters": {
+            name: p.detach().cpu().tolist()
+            for name, p in model.named_parameters()
+            if p.numel() <= 16
+        },
+        "all_met": all(r["met"] for r in rows),
+    }
+    with open(output_dir / "summary.json", "w") as handle:
+        json.dump(summary, handle, indent=2, default=float)
+    print(format_table(rows))
+    print(
+        f"{summary['steps']} optimizer steps, {summary['resamplings']} re-samplings, "
+        f"{summary['md_steps']} MD steps; {summary['wall_s']:.0f} s. Report, plot and model "
+        f"in {output_dir}"
+    )
+    if logger and hasattr(logger, "experiment") and type(logger).__name__ == "WandbLogger":
+        import wandb
+
+        wandb.finish()
+    if not all(math.isfinite(r["after_K"]) for r in rows):
+        log.warning("some re-measurements failed (NaN): see report.json")
+    return summary
+
+
+@hydra.main(version_base="1.3", config_path=CONFIG_DIR, config_name="train")
+def train_main(cfg: DictConfig) -> None:
+    train(cfg, Path(HydraConfig.get().runtime.output_dir))
+
+
+if __name__ == "__main__":
+    train_main()

@@ -1,0 +1,77 @@
+"""Transition targets: YAML entries are validated and errors name the offending field."""
+
+import pytest
+from hydra import compose, initialize_config_dir
+from omegaconf import OmegaConf
+
+from phasetune.cli import CONFIG_DIR
+from phasetune.targets import TargetError, load_targets, target_from_dict
+
+
+def _entry(**changes):
+    entry = {
+        "name": "ar",
+        "phases": ["fcc", "liquid"],
+        "temperature_K": 83.8,
+        "pressure_GPa": 0.0,
+        "tolerance_K": 1.0,
+        "structures": {
+            "fcc": {"element": "Ar", "lattice_A": 5.4, "n_atoms": 32},
+            "liquid": {"element": "Ar", "lattice_A": 5.7, "n_atoms": 32},
+        },
+    }
+    entry.update(changes)
+    return entry
+
+
+def test_a_valid_target_builds_both_structures():
+    target = target_from_dict(_entry())
+    assert target.phases == ("fcc", "liquid") and target.is_melting
+    assert len(target.atoms("fcc")) == 32 and len(target.atoms("liquid")) == 32
+    assert target.as_dict()["structures"]["fcc"]["lattice_A"] == 5.4
+
+
+@pytest.mark.parametrize(
+    ("changes", "message"),
+    [
+        ({"phases": ["fcc", "plasma"]}, "unknown phase 'plasma'"),
+        ({"phases": ["fcc", "fcc"]}, "A and B are both 'fcc'"),
+        ({"phases": ["liquid", "fcc"]}, "put the liquid second"),
+        ({"phases": ["fcc"]}, "exactly two phases"),
+        ({"temperature_K": 0.0}, "'temperature_K' must be > 0"),
+        ({"temperature_K": -5}, "'temperature_K' must be > 0"),
+        ({"temperature_K": "hot"}, "'temperature_K' must be a number"),
+        ({"tolerance_K": 0}, "'tolerance_K' must be > 0"),
+        ({"pressure_GPa": 5e4}, "give the pressure in GPa"),
+        (
+            {"structures": {"fcc": {"element": "Ar", "lattice_A": 5.4, "n_atoms": 32}}},
+            "phase 'liquid'",
+        ),
+        ({"structures": None}, "missing field 'structures'"),
+        ({"temprature_K": 80}, "unknown field(s) ['temprature_K']"),
+    ],
+)
+def test_bad_targets_name_the_field(changes, message):
+    with pytest.raises(TargetError) as err:
+        target_from_dict(_entry(**changes))
+    assert message in str(err.value)
+    assert "targets[0] (ar)" in str(err.value)
+
+
+def test_missing_temperature_and_duplicate_names():
+    entry = _entry()
+    del entry["temperature_K"]
+    with pytest.raises(TargetError, match="missing field 'temperature_K'"):
+        target_from_dict(entry)
+    with pytest.raises(TargetError, match="unique"):
+        load_targets([_entry(), _entry()])
+    with pytest.raises(TargetError, match="no targets"):
+        load_targets([])
+
+
+def test_the_shipped_target_group_loads():
+    with initialize_config_dir(config_dir=CONFIG_DIR, version_base="1.3"):
+        cfg = compose(config_name="train")
+    targets = load_targets(OmegaConf.to_container(cfg.targets, resolve=True))
+    assert [t.name for t in targets] == ["argon_triple_point"]
+    assert targets[0].temperature_K == pytest.approx(83.8)
