@@ -95,33 +95,21 @@ def plot_report(rows: list[dict], history: list[dict], path: Path) -> Path:
 
     fig, (ax, ax2) = plt.subplots(1, 2, figsize=(11, 4.2))
     p = [r["pressure_GPa"] for r in rows]
-    ax.errorbar(
-        p,
-        [r["experiment_K"] for r in rows],
-        yerr=[r["tolerance_K"] for r in rows],
-        fmt="k*",
-        ms=11,
-        capsize=5,
-        label="experiment (± tolerance)",
+    series = (
+        ("experiment_K", "tolerance_K", "k*", "k", "experiment (± tolerance)"),
+        ("before_K", "before_error_K", "o", "tab:red", "model before"),
+        ("after_K", "after_error_K", "s", "tab:blue", "model after (re-measured)"),
     )
-    ax.errorbar(
-        p,
-        [r["before_K"] for r in rows],
-        yerr=[r["before_error_K"] for r in rows],
-        fmt="o",
-        capsize=4,
-        color="tab:red",
-        label="model before",
-    )
-    ax.errorbar(
-        p,
-        [r["after_K"] for r in rows],
-        yerr=[r["after_error_K"] for r in rows],
-        fmt="s",
-        capsize=4,
-        color="tab:blue",
-        label="model after (re-measured)",
-    )
+    for value, error, fmt, color, label in series:
+        ax.errorbar(
+            p,
+            [r[value] for r in rows],
+            yerr=[r[error] for r in rows],
+            fmt=fmt,
+            color=color,
+            capsize=4,
+            label=label,
+        )
     for r in rows:
         ax.annotate(
             r["phases"],
