@@ -1,6 +1,7 @@
 """Transition targets: YAML entries are validated and errors name the offending field."""
 
 import pytest
+import torch
 from hydra import compose, initialize_config_dir
 from omegaconf import OmegaConf
 
@@ -75,3 +76,45 @@ def test_the_shipped_target_group_loads():
     targets = load_targets(OmegaConf.to_container(cfg.targets, resolve=True))
     assert [t.name for t in targets] == ["argon_triple_point"]
     assert targets[0].temperature_K == pytest.approx(83.8)
+
+
+def test_anchor_is_cached_by_model_weights(tmp_path, argon, monkeypatch):
+    """A second call with the same model and settings samples nothing; new weights miss."""
+    import dataclasses
+
+    from phasetune.learn import anchor as anchor_module
+    from phasetune.learn.anchor import AnchorSettings, compute_anchors
+    from phasetune.potentials.lennard_jones import LennardJones
+    from phasetune.sampling.sampler import SamplerSettings
+
+    target = dataclasses.replace(
+        target_from_dict(_entry(temperature_K=80.0)), model_transition_K=75.0
+    )
+    settings = AnchorSettings(
+        enthalpy=SamplerSettings(
+            timestep_fs=10.0,
+            equilibration_steps=200,
+            melt_steps=100,
+            production_steps=200,
+            stride=10,
+            compressibility_per_GPa=0.5,
+            progress=False,
+        )
+    )
+    model = LennardJones(epsilon_eV=argon["epsilon_eV"], sigma_A=argon["sigma_A"])
+    (first,) = compute_anchors(model, [target], settings, cache_dir=tmp_path)
+    # 80 K is above the given T* = 75 K: the liquid is stable there, Δg < 0, Δs > 0
+    assert first.delta_g_eV < 0 < first.delta_s_eV_per_K
+    assert first.delta_g_eV == pytest.approx(-first.delta_s_eV_per_K * 5.0, rel=0.1)
+
+    calls = []
+    real = anchor_module.enthalpies
+    monkeypatch.setattr(
+        anchor_module, "enthalpies", lambda *a, **k: calls.append(1) or real(*a, **k)
+    )
+    (again,) = compute_anchors(model, [target], settings, cache_dir=tmp_path)
+    assert again == first and calls == []
+    with torch.no_grad():
+        model.epsilon.mul_(1.01)
+    compute_anchors(model, [target], settings, cache_dir=tmp_path)
+    assert calls == [1] and len(list(tmp_path.glob("anchor_*.json"))) == 2
