@@ -48,9 +48,20 @@ log = logging.getLogger(__name__)
 OPTIMIZERS = ("gauss_newton", "adam")
 
 
-def select_trainable(model: torch.nn.Module, patterns: Sequence[str] | None) -> list[str]:
-    """Freeze every parameter not matching ``patterns`` (fnmatch; None: train all)."""
+def select_trainable(model: torch.nn.Module, patterns: Sequence[str] | str | None) -> list[str]:
+    """Freeze every parameter not matching ``patterns`` (fnmatch; None or "all": train all).
+
+    A string names a preset of the model (``model.trainable_patterns(name)``; MACE:
+    all, readouts, last_interaction). Logs how many parameters train.
+    """
     names = [name for name, _ in model.named_parameters()]
+    if isinstance(patterns, str):
+        if hasattr(model, "trainable_patterns"):
+            patterns = model.trainable_patterns(patterns)
+        elif patterns == "all":
+            patterns = None
+        else:
+            patterns = [patterns]
     if patterns is None:
         chosen = names
     else:
@@ -62,8 +73,12 @@ def select_trainable(model: torch.nn.Module, patterns: Sequence[str] | None) -> 
             )
     if not chosen:
         raise ValueError("no trainable parameters selected")
+    n_total = n_train = 0
     for name, p in model.named_parameters():
         p.requires_grad_(name in chosen)
+        n_total += p.numel()
+        n_train += p.numel() if name in chosen else 0
+    log.info("training %d of %d parameters (%d tensors)", n_train, n_total, len(chosen))
     return chosen
 
 
@@ -84,6 +99,7 @@ class DiffTReModule(pl.LightningModule):
         trainable: Sequence[str] | None = None,
         step_scales: dict[str, float] | None = None,
         pullback_weight: float = 0.0,
+        offset_weight_decay: float = 0.0,
         distill_weight: float = 0.0,
         ess_threshold: float = 0.9,
         converged_fraction: float = 0.5,
@@ -108,6 +124,9 @@ class DiffTReModule(pl.LightningModule):
         self.lr = float(lr)
         self.relative_lr = bool(relative_lr)
         self.pullback_weight = float(pullback_weight)
+        if offset_weight_decay < 0:
+            raise ValueError(f"offset_weight_decay must be >= 0, got {offset_weight_decay}")
+        self.offset_weight_decay = float(offset_weight_decay)
         self.distill_weight = float(distill_weight)
         self.ess_threshold = float(ess_threshold)
         self.converged_fraction = float(converged_fraction)
@@ -139,6 +158,12 @@ class DiffTReModule(pl.LightningModule):
         self.history: list[dict] = []
 
     # ------------------------------------------------------------------ helpers
+    def reweighted_change(self, ensemble) -> torch.Tensor:
+        """[G(θ) − G(θ₀)]/N of one ensemble at the live θ (eV/atom, differentiable)."""
+        return reweighted_gibbs_change(
+            self.model, ensemble, chunk_frames=self.chunk_frames
+        ).delta_g_eV
+
     def _changes(self, datamodule) -> tuple[dict, dict]:
         """Reweighted [G(θ) − G(θ₀)]/N of every ensemble; re-sample those with low ESS."""
         changes, ess = {}, {}
@@ -176,9 +201,14 @@ class DiffTReModule(pl.LightningModule):
         if missing:
             datamodule.sample(self.model, missing)
 
-    def training_step(self, batch, batch_idx):
-        datamodule = self.trainer.datamodule
-        changes, ess = self._changes(datamodule)
+    def objective(
+        self, changes: dict[str, torch.Tensor], datamodule
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """(loss, its target part Σ_k (Δg_k/tol_k)², Δg_k) from the reweighted changes.
+
+        loss = Σ_k (Δg_k/tol_k)² + λ_sp · L2-SP(θ, θ₀) + λ_d · distillation(θ, θ₀);
+        differentiable in θ (its gradient is the reweighted ⟨∂U/∂θ⟩ chain).
+        """
         dg = delta_g_estimates(changes, anchors_eV=self.anchor_eV, pairs=self.pairs)
         loss_targets = transition_loss(dg, self.tolerance_eV)
         loss = loss_targets
@@ -186,6 +216,12 @@ class DiffTReModule(pl.LightningModule):
             loss = loss + self.pullback_weight * l2_sp(self.model, self.theta0, self.scales)
         if self.distill_weight > 0:
             loss = loss + self.distill_weight * self._distillation(datamodule)
+        return loss, loss_targets, dg
+
+    def training_step(self, batch, batch_idx):
+        datamodule = self.trainer.datamodule
+        changes, ess = self._changes(datamodule)
+        loss, loss_targets, dg = self.objective(changes, datamodule)
         shift_K = (dg / self.delta_s).detach()
         metrics = {"loss": loss.detach(), "loss_targets": loss_targets.detach()}
         for k, target in enumerate(self.targets):
@@ -228,6 +264,14 @@ class DiffTReModule(pl.LightningModule):
         if self.optimizer_name == "adam":
             self.manual_backward(loss)
             optimizer.step()
+            if self.offset_weight_decay > 0:
+                # decoupled weight decay of the offset δ = θ − θ₀ (AdamW on δ, as in the
+                # paper): δ ← δ − lr·wd·δ after the Adam step
+                with torch.no_grad():
+                    for group in optimizer.param_groups:
+                        for p in group["params"]:
+                            theta0 = self.theta0[group["name"]].to(p)
+                            p.sub_(group["lr"] * self.offset_weight_decay * (p - theta0))
             return
         params = self._trainable_parameters()
         residuals = dg / self.tolerance_eV
