@@ -17,6 +17,7 @@ import csv
 import json
 import logging
 import math
+import sys
 import time
 from pathlib import Path
 
@@ -239,8 +240,17 @@ def train(cfg: DictConfig, output_dir: Path) -> dict:
 
 
 @hydra.main(version_base="1.3", config_path=CONFIG_DIR, config_name="train")
-def train_main(cfg: DictConfig) -> None:
+def _hydra_train(cfg: DictConfig) -> None:
     train(cfg, Path(HydraConfig.get().runtime.output_dir))
+
+
+def train_main() -> None:
+    """``phasetune [overrides]`` trains; ``phasetune export RUN_DIR`` exports a run's model."""
+    if len(sys.argv) > 1 and sys.argv[1] == "export":
+        from phasetune.export import export_main
+
+        raise SystemExit(export_main(sys.argv[2:]))
+    _hydra_train()
 
 
 if __name__ == "__main__":

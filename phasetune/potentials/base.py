@@ -10,7 +10,9 @@
 
 from __future__ import annotations
 
+import contextlib
 import copy
+from collections.abc import Iterator
 
 import torch
 import torch_sim as ts
@@ -19,7 +21,13 @@ from phasetune.sampling.frames import Frames
 
 
 def sampling_copy(model: torch.nn.Module) -> torch.nn.Module:
-    """A frozen, detached deep copy of ``model`` for MD (the live model stays trainable)."""
+    """A frozen, detached deep copy of ``model`` for MD (the live model stays trainable).
+
+    A model with a ``sampling_model()`` method provides its own (MACE: torch-sim's
+    ``MaceModel`` around a copy of the weights).
+    """
+    if hasattr(model, "sampling_model"):
+        return model.sampling_model()
     frozen = copy.deepcopy(model)
     for p in frozen.parameters():
         p.requires_grad_(False)
@@ -28,12 +36,32 @@ def sampling_copy(model: torch.nn.Module) -> torch.nn.Module:
 
 def refresh_sampling_copy(frozen: torch.nn.Module, live: torch.nn.Module) -> torch.nn.Module:
     """Load the live model's current weights into its frozen sampling copy (in place)."""
+    if hasattr(live, "refresh_sampling_model"):
+        return live.refresh_sampling_model(frozen)
     with torch.no_grad():
         for target, source in zip(frozen.parameters(), live.parameters(), strict=True):
             target.copy_(source.detach())
         for target, source in zip(frozen.buffers(), live.buffers(), strict=True):
             target.copy_(source)
     return frozen
+
+
+@contextlib.contextmanager
+def energies_only(model: torch.nn.Module) -> Iterator[torch.nn.Module]:
+    """Switch a torch-sim model's forces and stress off for the block (reweighting needs U
+    alone; autograd-force models such as MACE would otherwise free the energy's graph)."""
+    saved = {
+        key: getattr(model, key)
+        for key in ("_compute_forces", "_compute_stress")
+        if hasattr(model, key)
+    }
+    for key in saved:
+        setattr(model, key, False)
+    try:
+        yield model
+    finally:
+        for key, value in saved.items():
+            setattr(model, key, value)
 
 
 def frame_energies(
@@ -69,5 +97,7 @@ def frame_energies(
             atomic_numbers=frames.atomic_numbers.repeat(n_chunk).to(device),
             system_idx=system_idx.to(device),
         )
-        out.append(model(state)["energy"].reshape(n_chunk, n_systems))
+        with energies_only(model):
+            energy = model(state)["energy"]
+        out.append(energy.reshape(n_chunk, n_systems))
     return torch.cat(out)

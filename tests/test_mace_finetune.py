@@ -1,0 +1,230 @@
+"""MACE in phasetune: loading, the live/sampling pair, chunked reweighting, one optimizer
+step, export and reload. A tiny MACE built with ``mace.modules`` stands in for a foundation
+model (no network here)."""
+
+import pytest
+import pytorch_lightning as pl
+import torch
+
+from phasetune.export import export_model
+from phasetune.learn.anchor import Anchor
+from phasetune.learn.data import StatePointDataModule
+from phasetune.learn.difftre import reweighted_gibbs_change
+from phasetune.learn.module import DiffTReModule, select_trainable
+from phasetune.potentials.base import frame_energies, refresh_sampling_copy, sampling_copy
+from phasetune.potentials.mace import (
+    MacePotential,
+    ModelNotFoundError,
+    build_mace,
+    foundation_checkpoint,
+    mace_potential,
+)
+from phasetune.sampling.sampler import SamplerSettings
+from phasetune.structures import build_structure
+from phasetune.targets import target_from_dict
+from phasetune.thermo import free_energy_perturbation
+
+TI = 22
+
+
+@pytest.fixture(scope="module")
+def model_file(tmp_path_factory):
+    module = build_mace(
+        atomic_numbers=[TI], atomic_energies_eV=[-1.5], hidden_irreps="8x0e", seed=1
+    )
+    path = tmp_path_factory.mktemp("model") / "tiny_ti.model"
+    torch.save(module, path)
+    return path
+
+
+def _state(model, structures):
+    import torch_sim as ts
+
+    return ts.io.atoms_to_state(structures, device=model.device, dtype=model.dtype)
+
+
+def _rattled(phase, lattice_A, n, seed):
+    atoms = build_structure(phase, element="Ti", lattice_A=lattice_A, n_atoms=n)
+    atoms.rattle(0.08, seed=seed)
+    return atoms
+
+
+def test_live_and_sampling_models_agree_and_refresh(model_file):
+    live = mace_potential(path=model_file)
+    assert isinstance(live, MacePotential) and live.source_sha256
+    structures = [_rattled("bcc", 3.3, 16, 0), _rattled("hcp", 2.95, 16, 1)]
+    frozen = sampling_copy(live)
+    assert type(frozen).__name__ == "MaceModel"
+    assert not any(p.requires_grad for p in frozen.parameters())
+    assert all(p.requires_grad for p in live.parameters())
+    mine, theirs = live(_state(live, structures)), frozen(_state(live, structures))
+    for key in ("energy", "forces", "stress"):
+        torch.testing.assert_close(mine[key], theirs[key], rtol=0, atol=1e-10)
+    # change the live weights: the copy follows only after a refresh
+    with torch.no_grad():
+        live.model.readouts[0].linear.weight.mul_(1.3)
+    changed = live(_state(live, structures))["energy"]
+    assert (changed - theirs["energy"]).abs().max() > 1e-4
+    refresh_sampling_copy(frozen, live)
+    torch.testing.assert_close(
+        frozen(_state(live, structures))["energy"], changed, rtol=0, atol=1e-10
+    )
+
+
+def test_loading_errors_say_what_to_do(tmp_path, model_file, monkeypatch):
+    with pytest.raises(ModelNotFoundError, match="model.path"):
+        mace_potential(path=tmp_path / "missing.model")
+    with pytest.raises(ValueError, match="exactly one"):
+        mace_potential(name="small", path=model_file)
+    with pytest.raises(ValueError, match="known names: .*medium-mpa-0"):
+        mace_potential(name="no-such-model")
+    # offline, nothing cached: the message names the URL and where to put the file
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+    with pytest.raises(ModelNotFoundError, match=r"Download https://.*copy it to .*cache/mace"):
+        foundation_checkpoint("small", download=False)
+    # a cached file is found without any download
+    cached = tmp_path / "cache" / "mace" / "20231210mace128L0_energy_epoch249model"
+    cached.parent.mkdir(parents=True)
+    cached.write_bytes(model_file.read_bytes())
+    assert foundation_checkpoint("small", download=False) == cached
+    assert mace_potential(name="small", download=False).source == "small"
+    # corrupt and non-MACE files
+    (tmp_path / "corrupt.model").write_bytes(b"not a torch file")
+    with pytest.raises(ValueError, match="could not be loaded as a MACE model"):
+        mace_potential(path=tmp_path / "corrupt.model")
+    torch.save({"weights": torch.zeros(3)}, tmp_path / "dict.model")
+    with pytest.raises(ValueError, match="not a MACE model"):
+        mace_potential(path=tmp_path / "dict.model")
+    # an element the model does not know
+    live = mace_potential(path=model_file)
+    with pytest.raises(ValueError, match=r"Fe \(Z=26\) not known"):
+        live(_state(live, [build_structure("bcc", element="Fe", lattice_A=2.9, n_atoms=2)]))
+
+
+def test_trainable_presets(model_file):
+    live = mace_potential(path=model_file)
+    n_all = sum(p.numel() for p in live.parameters())
+    counts = {}
+    for preset in ("all", "readouts", "last_interaction"):
+        chosen = select_trainable(live, preset)
+        counts[preset] = sum(p.numel() for p in live.parameters() if p.requires_grad)
+        assert all(n.startswith("model.") for n in chosen)
+    assert counts["all"] == n_all
+    assert 0 < counts["readouts"] < counts["last_interaction"] < n_all
+    select_trainable(live, "last_interaction")
+    names = {n for n, p in live.named_parameters() if p.requires_grad}
+    assert any(n.startswith("model.interactions.1.") for n in names)
+    assert not any(n.startswith("model.interactions.0.") for n in names)
+
+
+def _target(n_atoms=16):
+    return target_from_dict(
+        {
+            "name": "ti",
+            "phases": ["hcp", "bcc"],
+            "temperature_K": 900.0,
+            "pressure_GPa": 0.0,
+            "tolerance_K": 20.0,
+            "structures": {
+                "hcp": {"element": "Ti", "lattice_A": 2.95, "n_atoms": n_atoms},
+                "bcc": {"element": "Ti", "lattice_A": 3.3, "n_atoms": n_atoms},
+            },
+        }
+    )
+
+
+def _settings():
+    return SamplerSettings(
+        timestep_fs=2.0,
+        equilibration_steps=10,
+        production_steps=40,
+        stride=5,
+        check_phase=False,
+        progress=False,
+        compressibility_per_GPa=0.01,
+    )
+
+
+def test_chunked_reweighting_gradients_equal_unchunked(model_file, tmp_path):
+    live = mace_potential(path=model_file)
+    datamodule = StatePointDataModule([_target()], _settings(), frames_dir=tmp_path)
+    datamodule.sample(live)
+    ensemble = datamodule.ensembles["ti/hcp"]
+    # sampled (torch-sim copy) and reweighting (live) energies agree
+    torch.testing.assert_close(
+        frame_energies(live, ensemble.frames).detach(),
+        ensemble.frames.potential_energy,
+        rtol=0,
+        atol=1e-10,
+    )
+    with torch.no_grad():
+        for p in live.parameters():
+            p.mul_(1.002)
+    grads = []
+    for chunk in (1, 3, 1000):
+        loss = reweighted_gibbs_change(live, ensemble, chunk_frames=chunk).delta_g_eV
+        grads.append(torch.autograd.grad(loss, list(live.parameters())))
+    for other in grads[1:]:
+        for a, b in zip(grads[0], other, strict=True):
+            torch.testing.assert_close(a, b, rtol=1e-10, atol=1e-14)
+    assert any(float(g.abs().max()) > 0 for g in grads[0])
+    # the FEP value itself is chunk-independent too
+    u = frame_energies(live, ensemble.frames, chunk_frames=2)[:, 0]
+    fep = free_energy_perturbation(u - ensemble.reference_energy, ensemble.kT_eV)
+    assert torch.isfinite(fep)
+
+
+def test_round_trip_load_sample_step_export_reload(model_file, tmp_path):
+    from mace.calculators import MACECalculator
+
+    live = mace_potential(path=model_file)
+    target = _target()
+    anchor = Anchor(
+        target="ti",
+        temperature_K=900.0,
+        pressure_GPa=0.0,
+        model_transition_K=850.0,
+        model_transition_error_K=5.0,
+        delta_g_eV=-4e-3,
+        delta_g_error_eV=1e-4,
+        delta_s_eV_per_K=8e-5,
+        method="given",
+    )
+    datamodule = StatePointDataModule([target], _settings(), frames_dir=tmp_path / "frames")
+    module = DiffTReModule(
+        live, [target], [anchor], optimizer="adam", lr=1e-3, trainable="readouts"
+    )
+    before = {n: p.detach().clone() for n, p in live.named_parameters()}
+    trainer = pl.Trainer(
+        max_steps=1,
+        logger=False,
+        enable_checkpointing=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+        accelerator="cpu",
+    )
+    trainer.fit(module, datamodule=datamodule)
+    moved = [n for n, p in live.named_parameters() if not torch.equal(p, before[n])]
+    assert moved and all(n.startswith("model.readouts.") for n in moved)
+
+    files = export_model(live, tmp_path / "export", metadata={"targets": ["ti"]})
+    record = torch.load(files["state_dict"], weights_only=True)
+    assert record["base_model_sha256"] == live.source_sha256
+    structures = [_rattled("bcc", 3.3, 16, 3), _rattled("hcp", 2.95, 16, 4)]
+    trained = live(_state(live, structures))["energy"]
+    reloaded = mace_potential(path=files["model"])
+    torch.testing.assert_close(
+        reloaded(_state(live, structures))["energy"], trained, rtol=0, atol=1e-10
+    )
+    # and through mace's own ASE calculator
+    calc = MACECalculator(model_paths=str(files["model"]), device="cpu", default_dtype="float64")
+    for atoms, energy in zip(structures, trained, strict=True):
+        atoms = atoms.copy()
+        atoms.calc = calc
+        assert atoms.get_potential_energy() == pytest.approx(float(energy), abs=1e-8)
+    # the state-dict file alone restores the weights into the base architecture
+    base = mace_potential(path=model_file)
+    base.load_state_dict(record["state_dict"])
+    torch.testing.assert_close(
+        base(_state(base, structures))["energy"], trained, rtol=0, atol=1e-10
+    )
