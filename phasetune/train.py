@@ -139,6 +139,33 @@ def plot_report(rows: list[dict], history: list[dict], path: Path) -> Path:
     return path
 
 
+def resolve_device(cfg: DictConfig) -> str:
+    """``device: auto`` → cuda when the Trainer runs on a GPU, else cpu."""
+    device = str(cfg.device)
+    if device == "auto":
+        accelerator = str(cfg.trainer.get("accelerator", "cpu"))
+        device = "cuda" if accelerator in ("gpu", "cuda") else "cpu"
+    if device.startswith("cuda") and not torch.cuda.is_available():
+        raise RuntimeError(
+            f"device {device!r} requested (trainer=gpu?) but torch sees no CUDA device; "
+            "run on a GPU machine or use the default CPU trainer"
+        )
+    return device
+
+
+def build_model(cfg: DictConfig, device: str, dtype: torch.dtype) -> torch.nn.Module:
+    """``cfg.model`` instantiated; a loader's own error (missing file, offline, unknown
+    element or name) is raised as itself, not wrapped in Hydra's InstantiationException."""
+    from hydra.errors import InstantiationException
+
+    try:
+        return instantiate(cfg.model, device=device, dtype=dtype)
+    except InstantiationException as err:
+        if isinstance(err.__cause__, (FileNotFoundError, ValueError)):
+            raise err.__cause__ from None
+        raise
+
+
 def train(cfg: DictConfig, output_dir: Path) -> dict:
     """Anchor, fine-tune, re-measure, report. Returns the summary written to summary.json."""
     start = time.perf_counter()
@@ -148,7 +175,8 @@ def train(cfg: DictConfig, output_dir: Path) -> dict:
     dtype = _DTYPES[cfg.dtype]
     output_dir.mkdir(parents=True, exist_ok=True)
     pl.seed_everything(int(cfg.seed), workers=False, verbose=False)
-    model = instantiate(cfg.model, device=cfg.device, dtype=dtype)
+    device = resolve_device(cfg)
+    model = build_model(cfg, device, dtype)
     targets = load_targets(OmegaConf.to_container(cfg.targets, resolve=True))
     anchor_settings = instantiate(cfg.anchor.settings)
     guesses = dict(cfg.anchor.get("guesses_K") or {})
@@ -161,7 +189,7 @@ def train(cfg: DictConfig, output_dir: Path) -> dict:
         anchor_settings,
         cache_dir=cfg.anchor.cache_dir,
         guesses_K=[guesses.get(t.name) for t in targets],
-        device=cfg.device,
+        device=device,
         dtype=dtype,
     )
     for anchor in anchors:
@@ -171,7 +199,7 @@ def train(cfg: DictConfig, output_dir: Path) -> dict:
         instantiate(cfg.sampler),
         frames_dir=output_dir / "frames",
         warm_equilibration_steps=cfg.get("warm_equilibration_steps"),
-        device=cfg.device,
+        device=device,
         dtype=dtype,
     )
     module = DiffTReModule(model, targets, anchors, **OmegaConf.to_container(cfg.loss))
@@ -195,7 +223,7 @@ def train(cfg: DictConfig, output_dir: Path) -> dict:
             targets,
             anchor_settings,
             guesses_K=estimates["implied_T_K"],
-            device=cfg.device,
+            device=device,
             dtype=dtype,
         )
     except RuntimeError as err:  # the trained model is saved; report what failed

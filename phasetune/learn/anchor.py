@@ -42,7 +42,9 @@ from phasetune.sampling.sampler import SamplerSettings
 from phasetune.targets import TransitionTarget
 
 log = logging.getLogger(__name__)
-ANCHOR_METHODS = ("coexistence", "free_energy")
+#: how the model's T* is measured; "auto": coexistence for solid|liquid targets, free
+#: energies (Frenkel–Ladd, liquid TI, Gibbs–Helmholtz) for solid|solid ones
+ANCHOR_METHODS = ("auto", "coexistence", "free_energy")
 
 
 @dataclass
@@ -169,82 +171,96 @@ def measure_transitions(
     frozen = sampling_copy(model)
     guesses = list(guesses_K) if guesses_K is not None else [t.temperature_K for t in targets]
     out: list[TransitionMeasurement | None] = [None] * len(targets)
-    if settings.method == "coexistence":
-        for target in targets:
-            if not target.is_melting:
-                raise ValueError(
-                    f"target {target.name}: {target.phase_a}|{target.phase_b} is not a "
-                    "solid|liquid pair; use anchor method=free_energy"
-                )
-        groups: dict[str, list[int]] = {}
-        for k, target in enumerate(targets):
-            key = json.dumps(target.as_dict()["structures"][target.phase_a], sort_keys=True)
-            groups.setdefault(target.phase_a + key, []).append(k)
-        for members in groups.values():
-            pending = list(members)
-            for attempt in range(settings.max_recentre + 1):
-                solid = targets[pending[0]]
-                results = melting_temperatures_coexistence(
-                    frozen,
-                    solid.atoms(solid.phase_a),
-                    solid_phase=solid.phase_a,
-                    pressures_GPa=[targets[k].pressure_GPa for k in pending],
-                    guesses_K=[guesses[k] for k in pending],
-                    window=settings.window,
-                    n_temperatures=settings.n_temperatures,
-                    n_replicas=settings.n_replicas,
-                    settings=settings.coexistence,
-                    device=device,
-                    dtype=dtype,
-                )
-                still = []
-                for k, result in zip(pending, results, strict=True):
-                    log.info("%s: %s", targets[k].name, result.describe())
-                    out[k] = TransitionMeasurement(
-                        target=targets[k].name,
-                        pressure_GPa=targets[k].pressure_GPa,
-                        transition_temperature_K=result.melting_temperature_K,
-                        error_K=result.error_K,
-                        method="coexistence",
-                        bracketed=result.bracketed,
-                        details={"coexistence": result.as_dict()},
-                    )
-                    t_m = result.melting_temperature_K
-                    if not result.bracketed and math.isfinite(t_m) and t_m > 0:
-                        guesses[k] = t_m
-                        still.append(k)
-                if not still or attempt == settings.max_recentre:
-                    break
-                log.info("re-centring %d coexistence run(s) on the extrapolated T_m", len(still))
-                pending = still
-    else:
-        for k, target in enumerate(targets):
-            structures = {phase: target.atoms(phase) for phase in target.phases}
-            guess = guesses[k]
-            result = transition_from_free_energies(
+    by_coexistence, by_free_energy = [], []
+    for k, target in enumerate(targets):
+        if settings.method == "free_energy" or (
+            settings.method == "auto" and not target.is_melting
+        ):
+            by_free_energy.append(k)
+        elif target.is_melting:
+            by_coexistence.append(k)
+        else:
+            raise ValueError(
+                f"target {target.name}: {target.phase_a}|{target.phase_b} is not a "
+                "solid|liquid pair; use anchor method=free_energy (or auto)"
+            )
+    _measure_by_coexistence(frozen, targets, by_coexistence, guesses, out, settings, device, dtype)
+    for k in by_free_energy:
+        target = targets[k]
+        structures = {phase: target.atoms(phase) for phase in target.phases}
+        guess = guesses[k]
+        result = transition_from_free_energies(
+            frozen,
+            structures,
+            pressure_GPa=target.pressure_GPa,
+            reference_temperature_K=guess,
+            enthalpy_temperatures_K=[0.9 * guess, guess, 1.1 * guess],
+            solid_settings=settings.solid,
+            liquid_settings=settings.liquid,
+            enthalpy_settings=settings.enthalpy,
+            liquid_reference_temperature_K=settings.liquid_reference_temperature_K,
+            device=device,
+            dtype=dtype,
+        )
+        log.info("%s: %s", target.name, result.describe())
+        out[k] = TransitionMeasurement(
+            target=target.name,
+            pressure_GPa=target.pressure_GPa,
+            transition_temperature_K=result.transition_temperature_K,
+            error_K=result.error_K,
+            method="free_energy",
+            bracketed=math.isfinite(result.transition_temperature_K),
+            details={"free_energy": result.as_dict()},
+        )
+    return [m for m in out if m is not None]
+
+
+def _measure_by_coexistence(
+    frozen, targets, indices, guesses, out, settings: AnchorSettings, device, dtype
+) -> None:
+    """Coexistence T_m of the melting targets ``indices`` (one batch per solid structure)."""
+    groups: dict[str, list[int]] = {}
+    for k in indices:
+        target = targets[k]
+        key = json.dumps(target.as_dict()["structures"][target.phase_a], sort_keys=True)
+        groups.setdefault(target.phase_a + key, []).append(k)
+    for members in groups.values():
+        pending = list(members)
+        for attempt in range(settings.max_recentre + 1):
+            solid = targets[pending[0]]
+            results = melting_temperatures_coexistence(
                 frozen,
-                structures,
-                pressure_GPa=target.pressure_GPa,
-                reference_temperature_K=guess,
-                enthalpy_temperatures_K=[0.9 * guess, guess, 1.1 * guess],
-                solid_settings=settings.solid,
-                liquid_settings=settings.liquid,
-                enthalpy_settings=settings.enthalpy,
-                liquid_reference_temperature_K=settings.liquid_reference_temperature_K,
+                solid.atoms(solid.phase_a),
+                solid_phase=solid.phase_a,
+                pressures_GPa=[targets[k].pressure_GPa for k in pending],
+                guesses_K=[guesses[k] for k in pending],
+                window=settings.window,
+                n_temperatures=settings.n_temperatures,
+                n_replicas=settings.n_replicas,
+                settings=settings.coexistence,
                 device=device,
                 dtype=dtype,
             )
-            log.info("%s: %s", target.name, result.describe())
-            out[k] = TransitionMeasurement(
-                target=target.name,
-                pressure_GPa=target.pressure_GPa,
-                transition_temperature_K=result.transition_temperature_K,
-                error_K=result.error_K,
-                method="free_energy",
-                bracketed=math.isfinite(result.transition_temperature_K),
-                details={"free_energy": result.as_dict()},
-            )
-    return [m for m in out if m is not None]
+            still = []
+            for k, result in zip(pending, results, strict=True):
+                log.info("%s: %s", targets[k].name, result.describe())
+                out[k] = TransitionMeasurement(
+                    target=targets[k].name,
+                    pressure_GPa=targets[k].pressure_GPa,
+                    transition_temperature_K=result.melting_temperature_K,
+                    error_K=result.error_K,
+                    method="coexistence",
+                    bracketed=result.bracketed,
+                    details={"coexistence": result.as_dict()},
+                )
+                t_m = result.melting_temperature_K
+                if not result.bracketed and math.isfinite(t_m) and t_m > 0:
+                    guesses[k] = t_m
+                    still.append(k)
+            if not still or attempt == settings.max_recentre:
+                break
+            log.info("re-centring %d coexistence run(s) on the extrapolated T_m", len(still))
+            pending = still
 
 
 def anchor_from_transition(
