@@ -228,3 +228,40 @@ def test_round_trip_load_sample_step_export_reload(model_file, tmp_path):
     torch.testing.assert_close(
         base(_state(base, structures))["energy"], trained, rtol=0, atol=1e-10
     )
+
+
+def test_export_cli_on_a_run_directory(model_file, tmp_path, capsys):
+    """`phasetune export RUN_DIR` rebuilds the run's model from its config + trained weights."""
+    from omegaconf import OmegaConf
+
+    from phasetune.export import export_main
+
+    run = tmp_path / "run"
+    (run / ".hydra").mkdir(parents=True)
+    cfg = {
+        "dtype": "float64",
+        "model": {
+            "_target_": "phasetune.potentials.mace.mace_potential",
+            "path": str(model_file),
+            "download": False,
+        },
+        "targets": [{"name": "ti"}],
+    }
+    OmegaConf.save(OmegaConf.create(cfg), run / ".hydra" / "config.yaml")
+    trained = mace_potential(path=model_file)
+    with torch.no_grad():
+        trained.model.readouts[0].linear.weight.add_(0.01)
+    torch.save(trained.state_dict(), run / "trained_model.pt")
+    assert export_main([str(run)]) == 0
+    assert "finetuned.model" in capsys.readouterr().out
+    structures = [_rattled("bcc", 3.3, 16, 5)]
+    exported = mace_potential(path=run / "export" / "finetuned.model")
+    torch.testing.assert_close(
+        exported(_state(exported, structures))["energy"],
+        trained(_state(trained, structures))["energy"],
+        rtol=0,
+        atol=1e-10,
+    )
+    # not a run directory: exit code 2 and a message naming what is missing
+    assert export_main([str(tmp_path / "nowhere")]) == 2
+    assert "config.yaml not found" in capsys.readouterr().err
