@@ -30,6 +30,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from phasetune.cli import _DTYPES, CONFIG_DIR
 from phasetune.learn.anchor import TransitionMeasurement, compute_anchors, measure_transitions
+from phasetune.learn.checkpoint import AtomicCheckpointIO, previous_path
 from phasetune.learn.data import StatePointDataModule
 from phasetune.learn.module import DiffTReModule
 from phasetune.targets import load_targets
@@ -139,6 +140,24 @@ def plot_report(rows: list[dict], history: list[dict], path: Path) -> Path:
     return path
 
 
+def resume_path(cfg: DictConfig, checkpoints: Path) -> str | None:
+    """``ckpt_path``: null (fresh), a file, or ``last`` (this run dir's last checkpoint,
+    falling back to the one before it when it is unreadable; fresh if there is none)."""
+    wanted = cfg.get("ckpt_path")
+    if wanted in (None, "", "null"):
+        return None
+    if wanted == "last":
+        last = checkpoints / "last.ckpt"
+        if last.exists() or previous_path(last).exists():
+            log.info("resuming from %s", last)
+            return str(last)
+        log.info("ckpt_path=last but %s has no checkpoint: starting fresh", checkpoints)
+        return None
+    if not Path(wanted).exists():
+        raise FileNotFoundError(f"ckpt_path={wanted}: no such checkpoint file")
+    return str(wanted)
+
+
 def resolve_device(cfg: DictConfig) -> str:
     """``device: auto`` → cuda when the Trainer runs on a GPU, else cpu."""
     device = str(cfg.device)
@@ -203,33 +222,39 @@ def train(cfg: DictConfig, output_dir: Path) -> dict:
         dtype=dtype,
     )
     module = DiffTReModule(model, targets, anchors, **OmegaConf.to_container(cfg.loss))
-    logger = instantiate(cfg.logger, save_dir=str(output_dir)) if cfg.logger else False
+    logger = instantiate(cfg.logger, save_dir=str(output_dir)) if cfg.get("logger") else False
+    checkpoints = output_dir / "checkpoints"
     trainer = pl.Trainer(
         **OmegaConf.to_container(cfg.trainer),
         logger=logger,
         default_root_dir=str(output_dir),
+        plugins=[AtomicCheckpointIO()],
         callbacks=[
             pl.callbacks.ModelCheckpoint(
-                dirpath=output_dir / "checkpoints", save_last=True, every_n_train_steps=1
+                dirpath=checkpoints, save_last=True, save_top_k=0, every_n_train_steps=1
             )
         ],
     )
-    trainer.fit(module, datamodule=datamodule, ckpt_path=cfg.get("ckpt_path"))
+    trainer.fit(module, datamodule=datamodule, ckpt_path=resume_path(cfg, checkpoints))
     estimates = module.estimate()
     torch.save(model.state_dict(), output_dir / "trained_model.pt")
-    try:
-        after = measure_transitions(
-            model,
-            targets,
-            anchor_settings,
-            guesses_K=estimates["implied_T_K"],
-            device=device,
-            dtype=dtype,
-        )
-    except RuntimeError as err:  # the trained model is saved; report what failed
-        log.error("re-measuring the trained model failed: %s", err)
+    after = None
+    if cfg.get("remeasure", True):
+        try:
+            after = measure_transitions(
+                model,
+                targets,
+                anchor_settings,
+                guesses_K=estimates["implied_T_K"],
+                device=device,
+                dtype=dtype,
+            )
+        except RuntimeError as err:  # the trained model is saved; report what failed
+            log.error("re-measuring the trained model failed: %s", err)
+    if after is None:
+        method = "skipped" if not cfg.get("remeasure", True) else "failed"
         after = [
-            TransitionMeasurement(t.name, t.pressure_GPa, math.nan, math.nan, "failed", False)
+            TransitionMeasurement(t.name, t.pressure_GPa, math.nan, math.nan, method, False)
             for t in targets
         ]
     rows = report_rows(targets, anchors, after, estimates)
@@ -262,7 +287,7 @@ def train(cfg: DictConfig, output_dir: Path) -> dict:
         import wandb
 
         wandb.finish()
-    if not all(math.isfinite(r["after_K"]) for r in rows):
+    if cfg.get("remeasure", True) and not all(math.isfinite(r["after_K"]) for r in rows):
         log.warning("some re-measurements failed (NaN): see report.json")
     return summary
 

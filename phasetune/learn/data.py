@@ -162,7 +162,12 @@ class StatePointDataModule(pl.LightningDataModule):
         return DataLoader(_Steps(), batch_size=None)
 
     def state_dict(self) -> dict:
-        """Everything to resume: frame files, reference energies and θ_ref, BAR chain, counters."""
+        """Everything to resume: frame files, reference energies and θ_ref, BAR chain, counters.
+
+        The random state is the counter ``sampling_rounds``: round r samples with the seed
+        ``sampler.seed + 7919 r`` (torch-sim draws all MD noise from ``state.rng``), and
+        nothing else in training is random, so a resumed run draws the same noise.
+        """
         return {
             "ensembles": {
                 name: {

@@ -33,6 +33,7 @@ from collections.abc import Sequence
 import pytorch_lightning as pl
 import torch
 
+from phasetune.faults import fault_point
 from phasetune.learn.anchor import Anchor
 from phasetune.learn.data import ensemble_name
 from phasetune.learn.difftre import (
@@ -105,6 +106,7 @@ class DiffTReModule(pl.LightningModule):
         converged_fraction: float = 0.5,
         patience: int = 3,
         chunk_frames: int = 16,
+        max_nonfinite_steps: int = 3,
     ) -> None:
         super().__init__()
         if not 0 < ess_threshold <= 1:
@@ -132,6 +134,8 @@ class DiffTReModule(pl.LightningModule):
         self.converged_fraction = float(converged_fraction)
         self.patience = int(patience)
         self.chunk_frames = int(chunk_frames)
+        self.max_nonfinite_steps = int(max_nonfinite_steps)
+        self.nonfinite_steps = 0
         self.theta0 = {n: p.detach().clone() for n, p in model.named_parameters()}
         self.scales = parameter_scales(model)
         for pattern, factor in (step_scales or {}).items():
@@ -219,9 +223,12 @@ class DiffTReModule(pl.LightningModule):
         return loss, loss_targets, dg
 
     def training_step(self, batch, batch_idx):
+        fault_point("between_steps")
         datamodule = self.trainer.datamodule
         changes, ess = self._changes(datamodule)
         loss, loss_targets, dg = self.objective(changes, datamodule)
+        if not bool(torch.isfinite(loss)):
+            return self._skip_nonfinite(loss, dg, ess)
         shift_K = (dg / self.delta_s).detach()
         metrics = {"loss": loss.detach(), "loss_targets": loss_targets.detach()}
         for k, target in enumerate(self.targets):
@@ -244,7 +251,15 @@ class DiffTReModule(pl.LightningModule):
         row = {k: float(v) for k, v in metrics.items()}
         row["step"] = int(self.global_step)
         self.history.append(row)
+        self.nonfinite_steps = 0
+        good = {n: p.detach().clone() for n, p in self._trainable_parameters()}
         self._update(loss, dg)
+        broken = [n for n, p in self._trainable_parameters() if not bool(torch.isfinite(p).all())]
+        if broken:
+            with torch.no_grad():
+                for n, p in self._trainable_parameters():
+                    p.copy_(good[n])
+            log.error("step %d made %s non-finite: restored", self.global_step, broken)
         ratio = (dg.detach().abs() / self.tolerance_eV).max()
         self._converged_steps = self._converged_steps + 1 if ratio < self.converged_fraction else 0
         if self._converged_steps >= self.patience:
@@ -253,6 +268,27 @@ class DiffTReModule(pl.LightningModule):
             )
             self.trainer.should_stop = True
         return loss.detach()
+
+    def _skip_nonfinite(self, loss: torch.Tensor, dg: torch.Tensor, ess: dict) -> None:
+        """A NaN/inf loss: no update (the parameters stay the last good ones), report, and
+        stop after ``max_nonfinite_steps`` such steps in a row."""
+        self.nonfinite_steps += 1
+        bad = [
+            t.name for t, d in zip(self.targets, dg.detach(), strict=True) if not torch.isfinite(d)
+        ]
+        message = (
+            f"step {self.global_step}: loss is {float(loss)} (non-finite Δg for "
+            f"{', '.join(bad) or 'no target: the regulariser'}; ESS {ess}); the step is skipped "
+            "and the parameters kept"
+        )
+        log.error(message)
+        self.history.append({"step": int(self.global_step), "skipped": 1.0})
+        if self.nonfinite_steps >= self.max_nonfinite_steps:
+            raise RuntimeError(
+                f"{self.nonfinite_steps} non-finite losses in a row; last: {message}. The last "
+                "good parameters are in the last checkpoint"
+            )
+        return None
 
     def _trainable_parameters(self) -> list[tuple[str, torch.nn.Parameter]]:
         return [(n, p) for n, p in self.model.named_parameters() if n in self.trainable]
@@ -263,6 +299,7 @@ class DiffTReModule(pl.LightningModule):
         optimizer.zero_grad()
         if self.optimizer_name == "adam":
             self.manual_backward(loss)
+            fault_point("optimizer_step")
             optimizer.step()
             if self.offset_weight_decay > 0:
                 # decoupled weight decay of the offset δ = θ − θ₀ (AdamW on δ, as in the
@@ -310,6 +347,7 @@ class DiffTReModule(pl.LightningModule):
             # SGD with lr = 1 applies θ ← θ − grad, so grad = −δθ = −s·δu
             p.grad = -(du[offset : offset + size].view_as(p) * self.scales[n]).to(p)
             offset += size
+        fault_point("optimizer_step")
         optimizer.step()
 
     def _distillation(self, datamodule) -> torch.Tensor:
@@ -344,6 +382,7 @@ class DiffTReModule(pl.LightningModule):
             "anchors": [a.__dict__ for a in self.anchors],
             "targets": [t.as_dict() for t in self.targets],
             "converged_steps": self._converged_steps,
+            "nonfinite_steps": self.nonfinite_steps,
             "history": self.history,
         }
 
@@ -352,4 +391,5 @@ class DiffTReModule(pl.LightningModule):
         self.theta0 = extra.get("theta0", self.theta0)
         self.scales = extra.get("scales", self.scales)
         self._converged_steps = int(extra.get("converged_steps", 0))
+        self.nonfinite_steps = int(extra.get("nonfinite_steps", 0))
         self.history = list(extra.get("history", []))

@@ -46,6 +46,15 @@ def refresh_sampling_copy(frozen: torch.nn.Module, live: torch.nn.Module) -> tor
     return frozen
 
 
+def reset_neighbor_lists(model: torch.nn.Module) -> None:
+    """Drop cached neighbour lists (attributes with a ``reset()``, e.g. a Verlet list), so
+    that what the model computes next depends on its inputs alone, not on earlier calls."""
+    for module in model.modules():
+        cached = getattr(module, "neighbors", None)
+        if callable(getattr(cached, "reset", None)):
+            cached.reset()
+
+
 @contextlib.contextmanager
 def energies_only(model: torch.nn.Module) -> Iterator[torch.nn.Module]:
     """Switch a torch-sim model's forces and stress off for the block (reweighting needs U
@@ -80,6 +89,7 @@ def frame_energies(
     if chunk_frames < 1:
         raise ValueError(f"chunk_frames must be >= 1, got {chunk_frames}")
     device, dtype = model.device, model.dtype
+    reset_neighbor_lists(model)
     indices = torch.arange(frames.n_frames) if frame_indices is None else frame_indices
     n_systems = frames.n_systems
     out = []

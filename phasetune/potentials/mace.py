@@ -331,8 +331,12 @@ def build_mace(
     energies E0, ``scale``/``shift`` the readout normalisation (as mace's training sets them).
     """
     import numpy as np
+
+    # isort: off
+    from mace import modules  # before e3nn (mace sets torch.load defaults on import)
     from e3nn import o3
-    from mace import modules
+
+    # isort: on
 
     generator_state = torch.random.get_rng_state()
     torch.manual_seed(seed)

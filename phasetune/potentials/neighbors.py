@@ -75,6 +75,11 @@ class VerletList:
         self.n_builds = 0
         self._key: tuple | None = None
 
+    def reset(self) -> None:
+        """Forget the list: the next call rebuilds it (results then depend only on the
+        positions, not on the history of calls: needed for bit-identical resumes)."""
+        self._key = None
+
     def _needs_rebuild(self, frac, row_cell, system_idx) -> bool:
         key = (frac.shape[0], frac.device, frac.dtype, row_cell.shape[0])
         if self._key != key or not torch.equal(system_idx, self._system_idx):

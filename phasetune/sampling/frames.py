@@ -179,12 +179,22 @@ class Frames:
         return cls(**arrays, state_points=state_points, metadata=metadata)
 
     def equals(self, other: Frames) -> bool:
-        """Exact equality of every array and the metadata."""
+        """Exact equality of every array (NaN equals NaN: unused fractions) and the metadata."""
         for f in fields(self):
             a, b = getattr(self, f.name), getattr(other, f.name)
             if isinstance(a, torch.Tensor):
-                if a.dtype != b.dtype or not torch.equal(a, b):
+                if a.dtype != b.dtype or a.shape != b.shape:
+                    return False
+                if not (torch.equal(a, b) or _equal_with_nan(a, b)):
                     return False
             elif a != b:
                 return False
         return True
+
+
+def _equal_with_nan(a: torch.Tensor, b: torch.Tensor) -> bool:
+    """Bitwise-equal values where both are numbers, and NaN at the same places."""
+    if not a.is_floating_point():
+        return False
+    nan = torch.isnan(a)
+    return bool(torch.equal(nan, torch.isnan(b)) and torch.equal(a[~nan], b[~nan]))

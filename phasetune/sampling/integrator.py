@@ -31,7 +31,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import torch
-from torch_sim.integrators.md import initialize_momenta, momentum_step
+from torch_sim.integrators.md import initialize_momenta
 from torch_sim.integrators.npt import NPTCRescaleState
 from torch_sim.integrators.nvt import _vrescale_update
 from torch_sim.models.interface import ModelInterface
@@ -124,10 +124,30 @@ def _evaluate(state: NPTCRescaleState, model: ModelInterface) -> NPTCRescaleStat
     return state
 
 
+def per_system_timestep(
+    dt: torch.Tensor | float, n_systems: int, like: torch.Tensor
+) -> torch.Tensor:
+    """The time step as a [n_systems] tensor (one scalar for all, or one per system)."""
+    dt = torch.as_tensor(dt, device=like.device, dtype=like.dtype)
+    if dt.dim() == 0:
+        return dt.expand(n_systems)
+    if dt.shape != (n_systems,):
+        raise ValueError(f"dt must be a scalar or have shape [{n_systems}], got {tuple(dt.shape)}")
+    return dt
+
+
+def momentum_step(state: NPTCRescaleState, dt: torch.Tensor) -> NPTCRescaleState:
+    """Kick p ← p + F dt with a per-system time step dt [n_systems]."""
+    new_momenta = state.momenta + state.forces * dt[state.system_idx].unsqueeze(-1)
+    state.set_constrained_momenta(new_momenta)
+    return state
+
+
 def _cell_rescale(
     state: NPTCRescaleState, targets: EnsembleTargets, dt: torch.Tensor
 ) -> NPTCRescaleState:
-    """Barostat move of the cell plus the position drift, per system by its cell mode."""
+    """Barostat move of the cell plus the position drift, per system by its cell mode
+    (``dt``: [n_systems])."""
     kT, beta, tau_p = targets.kT, targets.compressibility, targets.tau_barostat
     volume = torch.linalg.det(state.cell)
     p_int = compute_instantaneous_pressure_tensor(
@@ -161,7 +181,7 @@ def _cell_rescale(
     r = gaussian(n, 3)
     r = r - r.mean(dim=1, keepdim=True)
     amplitude = torch.sqrt(2 * beta * kT * dt / (3 * tau_p)) / new_sqrt_v
-    log_dev = anisotropic[:, None] * (deviation * dt + amplitude[:, None] * r)
+    log_dev = anisotropic[:, None] * (deviation * dt[:, None] + amplitude[:, None] * r)
     new_sqrt_v = new_sqrt_v + barostatted * (drift * dt / 2 + noise * gaussian(n))
     scale = torch.exp(log_dev) * (new_sqrt_v / sqrt_v).pow(2.0 / 3.0)[:, None]  # [n, 3]
     axial_scale = torch.ones_like(scale)
@@ -169,7 +189,8 @@ def _cell_rescale(
     scale = torch.where(axial[:, None], axial_scale, scale)
 
     mu = scale[state.system_idx]
-    state.positions = mu * state.positions + (mu + 1 / mu) * state.momenta * dt / (
+    dt_atoms = dt[state.system_idx].unsqueeze(-1)
+    state.positions = mu * state.positions + (mu + 1 / mu) * state.momenta * dt_atoms / (
         2 * state.masses.unsqueeze(-1)
     )
     state.momenta = state.momenta / mu
@@ -208,9 +229,11 @@ def crescale_step(
 ) -> NPTCRescaleState:
     """One C-rescale step (NVT for systems whose cell mode is ``fixed``).
 
+    ``dt``: one time step for the batch or one per system ([n_systems], torch-sim units).
     ``thermostat``: ``"vrescale"`` (Bussi velocity rescaling, gentle on dynamics) or
     ``"langevin"`` (per-atom noise; use it for cold or nearly harmonic solids).
     """
+    dt = per_system_timestep(dt, state.n_systems, state.positions)
     try:
         thermostat_half_step = THERMOSTATS[thermostat]
     except KeyError:
@@ -227,7 +250,10 @@ def crescale_step(
 
 def nve_step(state: NPTCRescaleState, model: ModelInterface, *, dt: torch.Tensor):
     """Velocity Verlet (microcanonical), on the same state type, for conservation checks."""
+    dt = per_system_timestep(dt, state.n_systems, state.positions)
     state = momentum_step(state, dt / 2)
-    state.positions = state.positions + state.momenta * dt / state.masses.unsqueeze(-1)
+    state.positions = state.positions + state.momenta * dt[state.system_idx].unsqueeze(
+        -1
+    ) / state.masses.unsqueeze(-1)
     state = _evaluate(state, model)
     return momentum_step(state, dt / 2)

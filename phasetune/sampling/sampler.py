@@ -19,7 +19,11 @@ from ase import Atoms
 from torch_sim.quantities import compute_instantaneous_pressure_tensor
 from tqdm.auto import tqdm
 
-from phasetune.potentials.base import sampling_copy  # noqa: F401  (re-exported)
+from phasetune.faults import fault_point
+from phasetune.potentials.base import (
+    reset_neighbor_lists,
+    sampling_copy,  # noqa: F401  (re-exported)
+)
 from phasetune.sampling.frames import FRAME_ARRAYS, Frames
 from phasetune.sampling.integrator import (
     CELL_MODES,
@@ -29,6 +33,7 @@ from phasetune.sampling.integrator import (
     crescale_step,
     ensemble_targets,
 )
+from phasetune.sampling.stability import StabilityGuard, StabilitySettings
 from phasetune.structures import PHASES
 from phasetune.units import (
     EV_PER_A3_PER_GPA,
@@ -129,9 +134,13 @@ class SamplerSettings:
     #: ``save_every_frames`` frames and at the end, so a crash loses at most that many frames.
     frames_path: str | None = None
     save_every_frames: int = 10
+    #: unstable-MD detection and per-system restarts (``phasetune.sampling.stability``)
+    stability: StabilitySettings = field(default_factory=StabilitySettings)
     extra: dict = field(default_factory=dict)
 
     def __post_init__(self) -> None:
+        if not isinstance(self.stability, StabilitySettings):
+            self.stability = StabilitySettings(**dict(self.stability))
         for name in ("timestep_fs", "thermostat_tau_fs", "barostat_tau_fs"):
             if not getattr(self, name) > 0:
                 raise ValueError(f"sampler setting {name} must be > 0, got {getattr(self, name)}")
@@ -203,6 +212,7 @@ def sample_state_points(
     if len(set(names)) != len(names):
         raise ValueError(f"state point names must be unique, got {names}")
     device = torch.device(device) if device is not None else model.device
+    reset_neighbor_lists(model)  # the run depends on its inputs only (reproducible resumes)
     state = ts.io.atoms_to_state([sp.atoms for sp in state_points], device=device, dtype=dtype)
     state.rng = settings.seed
     targets = _targets(state_points, settings, device, dtype)
@@ -230,15 +240,30 @@ def sample_state_points(
             metadata=dict(metadata),
         )
 
+    guard = StabilityGuard.start(md, names, dt, settings.stability)
     total = settings.equilibration_steps + settings.production_steps
     bar = tqdm(total=total, desc="sampling", disable=not settings.progress, unit="step")
     # no torch.no_grad() here: models that take forces by autograd (MACE) need grad mode
     for step in range(total):
         step_targets = melt_targets if step < settings.melt_steps else targets
-        md = crescale_step(md, model, dt=dt, targets=step_targets, thermostat=settings.thermostat)
+        md = crescale_step(
+            md, model, dt=guard.dt, targets=step_targets, thermostat=settings.thermostat
+        )
+        if settings.stability.enabled:
+            md = guard.hold_stopped(md)
+            bad, reasons = guard.unstable(md, step_targets.kT)
+            if bool(bad.any()):
+                md = guard.restart(md, bad, reasons, step + 1)
+                metadata["md_events"] = list(guard.events)
+        if (step + 1) % settings.stride == 0:
+            guard.snapshot(md, ~guard.stopped)
+        if step == total // 2:
+            fault_point("sampling")
         production = step - settings.equilibration_steps + 1
         if production > 0 and production % settings.stride == 0:
             _record(records, md, targets, step, expected, settings.check_phase)
+            # a stopped system's frames are never valid
+            records["phase_ok"][-1] = records["phase_ok"][-1] & ~guard.stopped
             n_frames = len(records["step"])
             if settings.frames_path and n_frames % settings.save_every_frames == 0:
                 collected().save(settings.frames_path)

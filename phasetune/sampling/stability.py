@@ -1,0 +1,175 @@
+"""Unstable MD, per system in a batch: detect it, restart that system, report it.
+
+A system is unstable after a step when any of these holds (the others are not touched):
+
+* its energy, a force or a stress entry is NaN or infinite;
+* its instantaneous temperature exceeds ``max_temperature_factor`` × its set point;
+* an atom moved more than ``max_displacement_factor`` × its thermal step √(3k_BT/m)·dt in
+  one step (atoms flying apart; 8× the rms speed is never reached by Maxwell–Boltzmann
+  velocities: P(χ²₃ > 192) ≈ 10⁻⁴¹);
+* its volume left [V₀/f, f·V₀] with f = ``max_volume_factor`` (a collapsing or exploding
+  cell; V₀ is the volume at the start of the run).
+
+It is then put back to its last good snapshot (taken every ``stride`` steps) and continues
+with its time step multiplied by ``timestep_factor``; after ``max_retries`` restarts it is
+stopped (time step 0, every later frame flagged invalid). Each event is logged and kept in
+``Frames.metadata["md_events"]``.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+
+import torch
+
+from phasetune.units import KB_EV_PER_K, fs_to_internal
+
+log = logging.getLogger(__name__)
+#: per-step state that a restart puts back
+_SNAPSHOT_FIELDS = ("positions", "momenta", "cell", "energy", "forces", "stress")
+
+
+@dataclass(frozen=True)
+class StabilitySettings:
+    """Thresholds of :class:`StabilityGuard` (see the module docstring)."""
+
+    enabled: bool = True
+    max_temperature_factor: float = 5.0
+    max_displacement_factor: float = 8.0
+    max_volume_factor: float = 3.0
+    max_retries: int = 3
+    timestep_factor: float = 0.5
+
+    def __post_init__(self) -> None:
+        if not self.max_temperature_factor > 1:
+            raise ValueError("stability.max_temperature_factor must be > 1")
+        if not self.max_displacement_factor > 1:
+            raise ValueError("stability.max_displacement_factor must be > 1")
+        if not self.max_volume_factor > 1:
+            raise ValueError("stability.max_volume_factor must be > 1")
+        if self.max_retries < 0:
+            raise ValueError("stability.max_retries must be >= 0")
+        if not 0 < self.timestep_factor < 1:
+            raise ValueError("stability.timestep_factor must be in (0, 1)")
+
+
+@dataclass
+class StabilityGuard:
+    """Per-system time steps, last good snapshots, restart counts and the event log."""
+
+    settings: StabilitySettings
+    names: list[str]
+    dt: torch.Tensor  # [n_systems], torch-sim time units
+    reference_volume: torch.Tensor  # [n_systems]
+    retries: torch.Tensor = field(init=False)
+    stopped: torch.Tensor = field(init=False)
+    events: list[dict] = field(default_factory=list)
+    _snapshot: dict[str, torch.Tensor] = field(default_factory=dict)
+    _previous_positions: torch.Tensor | None = None
+
+    def __post_init__(self) -> None:
+        n = len(self.names)
+        self.retries = torch.zeros(n, dtype=torch.long)
+        self.stopped = torch.zeros(n, dtype=torch.bool)
+
+    @classmethod
+    def start(cls, md, names: list[str], dt: torch.Tensor, settings: StabilitySettings):
+        guard = cls(
+            settings=settings,
+            names=list(names),
+            dt=dt.expand(md.n_systems).clone(),
+            reference_volume=torch.linalg.det(md.cell).detach().clone(),
+        )
+        guard.snapshot(md)
+        guard._previous_positions = md.positions.detach().clone()
+        return guard
+
+    def snapshot(self, md, systems: torch.Tensor | None = None) -> None:
+        """Remember the current state of ``systems`` (default: all) as the last good one."""
+        if not self._snapshot or systems is None:
+            self._snapshot = {k: getattr(md, k).detach().clone() for k in _SNAPSHOT_FIELDS}
+            return
+        atoms = systems[md.system_idx]
+        for k in _SNAPSHOT_FIELDS:
+            value = getattr(md, k)
+            mask = atoms if value.shape[0] == md.n_atoms else systems
+            self._snapshot[k][mask] = value.detach()[mask]
+
+    def unstable(self, md, kT: torch.Tensor) -> tuple[torch.Tensor, list[str]]:
+        """Mask [n_systems] of systems that just became unstable, and why (one line each)."""
+        n = md.n_systems
+        idx = md.system_idx
+        reasons = [""] * n
+        bad_atoms = ~torch.isfinite(md.forces).all(-1) | ~torch.isfinite(md.positions).all(-1)
+        nonfinite = torch.zeros(n, dtype=torch.bool, device=idx.device).index_put_(
+            (idx[bad_atoms],), torch.tensor(True, device=idx.device)
+        )
+        nonfinite |= ~torch.isfinite(md.energy) | ~torch.isfinite(md.stress).flatten(1).all(-1)
+        kinetic = torch.zeros(n, dtype=md.momenta.dtype, device=idx.device).index_add(
+            0, idx, 0.5 * (md.momenta**2 / md.masses.unsqueeze(-1)).sum(-1)
+        )
+        dof = md.get_number_of_degrees_of_freedom().to(kinetic.dtype)
+        hot = 2 * kinetic / dof > self.settings.max_temperature_factor * kT
+        thermal = torch.sqrt(3 * kT[idx] / md.masses) * self.dt.to(kT)[idx]
+        step = (md.positions - self._previous_positions).norm(dim=-1) / thermal
+        jump = torch.zeros(n, dtype=step.dtype, device=idx.device).index_reduce(
+            0, idx, torch.nan_to_num(step, nan=float("inf")), "amax", include_self=False
+        )
+        flying = jump > self.settings.max_displacement_factor
+        ratio = torch.linalg.det(md.cell).detach() / self.reference_volume
+        f = self.settings.max_volume_factor
+        cell = ~torch.isfinite(ratio) | (ratio < 1 / f) | (ratio > f)
+        bad = (nonfinite | hot | flying | cell) & ~self.stopped.to(idx.device)
+        for k in torch.nonzero(bad).flatten().tolist():
+            why = []
+            if nonfinite[k]:
+                why.append("NaN/inf energy, forces or stress")
+            if hot[k]:
+                t = float(2 * kinetic[k] / dof[k] / KB_EV_PER_K)
+                why.append(f"temperature {t:.0f} K > {self.settings.max_temperature_factor:g}× set")
+            if flying[k]:
+                why.append(f"an atom moved {float(jump[k]):.1f}× its thermal step in one step")
+            if cell[k]:
+                why.append(f"volume changed by a factor {float(ratio[k]):.2f}")
+            reasons[k] = "; ".join(why)
+        self._previous_positions = md.positions.detach().clone()
+        return bad, reasons
+
+    def _restore(self, md, systems: torch.Tensor):
+        atoms = systems[md.system_idx]
+        for k in _SNAPSHOT_FIELDS:
+            value = getattr(md, k).clone()
+            mask = atoms if value.shape[0] == md.n_atoms else systems
+            value[mask] = self._snapshot[k][mask]
+            setattr(md, k, value)
+        return md
+
+    def hold_stopped(self, md):
+        """Keep stopped systems frozen at their last good state (whatever the model returned)."""
+        stopped = self.stopped.to(md.system_idx.device)
+        return self._restore(md, stopped) if bool(stopped.any()) else md
+
+    def restart(self, md, bad: torch.Tensor, reasons: list[str], step: int):
+        """Put ``bad`` systems back to their snapshot with a smaller time step (or stop them)."""
+        md = self._restore(md, bad)
+        for k in torch.nonzero(bad).flatten().tolist():
+            self.retries[k] += 1
+            if int(self.retries[k]) > self.settings.max_retries:
+                self.stopped[k] = True
+                self.dt[k] = 0.0
+                action = f"stopped after {self.settings.max_retries} restarts"
+            else:
+                self.dt[k] = self.dt[k] * self.settings.timestep_factor
+                dt_fs = float(self.dt[k]) / fs_to_internal(1.0)
+                action = f"restarted from its last good frame, dt → {dt_fs:.3g} fs"
+            event = {
+                "system": self.names[k],
+                "step": int(step),
+                "reason": reasons[k],
+                "action": action,
+            }
+            self.events.append(event)
+            log.warning("%s at step %d: %s; %s", self.names[k], step, reasons[k], action)
+        self._previous_positions = md.positions.detach().clone()
+        return md
