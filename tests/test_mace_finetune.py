@@ -160,14 +160,33 @@ def test_chunked_reweighting_gradients_equal_unchunked(model_file, tmp_path):
     with torch.no_grad():
         for p in live.parameters():
             p.mul_(1.002)
-    grads = []
-    for chunk in (1, 3, 1000):
-        loss = reweighted_gibbs_change(live, ensemble, chunk_frames=chunk).delta_g_eV
+    grads, saved = [], []
+    for chunk, keep_graph in ((1000, True), (1, False), (3, False), (1000, False)):
+        with torch.autograd.graph.saved_tensors_hooks(
+            lambda t: saved.append(t.numel() * t.element_size()) or t, lambda t: t
+        ):
+            saved.append(0)  # marks the start of this run's tally
+            loss = reweighted_gibbs_change(
+                live, ensemble, chunk_frames=chunk, keep_graph=keep_graph
+            ).delta_g_eV
         grads.append(torch.autograd.grad(loss, list(live.parameters())))
+    # the chunked backward (recomputing U per chunk) equals one graph over all frames
     for other in grads[1:]:
         for a, b in zip(grads[0], other, strict=True):
             torch.testing.assert_close(a, b, rtol=1e-10, atol=1e-14)
     assert any(float(g.abs().max()) > 0 for g in grads[0])
+    # memory: the one-graph forward keeps activations of every frame; the chunked one keeps
+    # only the FEP weights (8 bytes a frame), whatever the chunk size
+    tallies, current = [], None
+    for entry in saved:
+        if entry == 0:
+            current = []
+            tallies.append(current)
+        else:
+            current.append(entry)
+    one_graph, *chunked = (sum(t) for t in tallies)
+    assert all(c == 8 * ensemble.n_valid() for c in chunked), chunked
+    assert one_graph > 100 * chunked[0]
     # the FEP value itself is chunk-independent too
     u = frame_energies(live, ensemble.frames, chunk_frames=2)[:, 0]
     fep = free_energy_perturbation(u - ensemble.reference_energy, ensemble.kT_eV)

@@ -141,7 +141,9 @@ def test_guard_detects_hot_flying_and_collapsing_systems(argon, lj):
     md = guard.restart(md, bad, reasons, step=1)
     assert torch.equal(md.positions, before)
     assert torch.equal(md.cell, guard._snapshot["cell"])
-    assert guard.dt.tolist() == pytest.approx([float(dt), float(dt) / 2, float(dt) / 2, float(dt) / 2])
+    assert guard.dt.tolist() == pytest.approx(
+        [float(dt), float(dt) / 2, float(dt) / 2, float(dt) / 2]
+    )
 
 
 def test_stability_settings_are_checked():

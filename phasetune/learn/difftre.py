@@ -108,17 +108,76 @@ class ReweightedGibbs:
     energies: torch.Tensor
 
 
+class _ChunkedFEP(torch.autograd.Function):
+    """ΔG/N by FEP whose backward recomputes U_θ chunk by chunk (memory flat in frames).
+
+    forward (no graph kept): U_θ on every valid frame, w_i = softmax_i(−β ΔU_i), and
+    ΔG/N = −(kT/N) ln⟨e^{−βΔU}⟩. backward: ∂(ΔG/N)/∂θ = Σ_i w_i ∂U_θ(x_i)/∂θ / N (the
+    reweighted ⟨∂U/∂θ⟩), one chunk of frames at a time, so only one chunk's graph is alive.
+    """
+
+    @staticmethod
+    def forward(ctx, model, ensemble, chunk_frames, *params):
+        with torch.no_grad():
+            u = energies_on_frames(model, ensemble, chunk_frames=chunk_frames)
+            idx = valid_indices(ensemble)
+            du = u - ensemble.reference_energy[idx].to(u)
+            fep = free_energy_perturbation(du, ensemble.kT_eV, n_atoms=ensemble.n_atoms)
+            weights = reweighting_weights(du, ensemble.kT_eV)
+        ctx.model, ctx.ensemble, ctx.chunk_frames = model, ensemble, chunk_frames
+        ctx.save_for_backward(weights)
+        ctx.mark_non_differentiable(u, weights)
+        return fep, u, weights
+
+    @staticmethod
+    def backward(ctx, grad_fep, _grad_u, _grad_w):
+        (weights,) = ctx.saved_tensors
+        params = [p for p in ctx.model.parameters() if p.requires_grad]
+        total = [torch.zeros_like(p) for p in params]
+        idx = valid_indices(ctx.ensemble)
+        scale = grad_fep / ctx.ensemble.n_atoms
+        with torch.enable_grad():
+            for start in range(0, len(idx), ctx.chunk_frames):
+                chunk = idx[start : start + ctx.chunk_frames]
+                u = frame_energies(
+                    ctx.model, ctx.ensemble.frames, frame_indices=chunk, chunk_frames=len(chunk)
+                )[:, 0]
+                w = weights[start : start + len(chunk)].to(u)
+                grads = torch.autograd.grad((w * u).sum(), params, allow_unused=True)
+                for k, g in enumerate(grads):
+                    if g is not None:
+                        total[k] = total[k] + g
+        return (None, None, None, *(scale * g for g in total))
+
+
 def reweighted_gibbs_change(
-    model: torch.nn.Module, ensemble: StatePointEnsemble, *, chunk_frames: int = 16
+    model: torch.nn.Module,
+    ensemble: StatePointEnsemble,
+    *,
+    chunk_frames: int = 16,
+    keep_graph: bool = False,
 ) -> ReweightedGibbs:
-    """[G(θ) − G(θ₀)]/N = offset − (kT/N) ln⟨exp(−β[U_θ − U_ref])⟩_ref over valid frames."""
-    u = energies_on_frames(model, ensemble, chunk_frames=chunk_frames)
-    idx = valid_indices(ensemble)
-    du = u - ensemble.reference_energy[idx].to(u)
-    fep = free_energy_perturbation(du, ensemble.kT_eV, n_atoms=ensemble.n_atoms)
-    with torch.no_grad():
-        ess = float(relative_effective_sample_size(reweighting_weights(du, ensemble.kT_eV)))
-    return ReweightedGibbs(delta_g_eV=ensemble.offset_eV + fep, relative_ess=ess, energies=u)
+    """[G(θ) − G(θ₀)]/N = offset − (kT/N) ln⟨exp(−β[U_θ − U_ref])⟩_ref over valid frames.
+
+    Differentiable in θ. By default the gradient is recomputed chunk by chunk in the
+    backward pass (:class:`_ChunkedFEP`): peak memory does not grow with the number of
+    frames (``bench/reweighting_memory.py``). ``keep_graph=True`` keeps one autograd graph
+    over all frames instead (memory ∝ frames; needed only for higher derivatives).
+    """
+    if keep_graph:
+        u = energies_on_frames(model, ensemble, chunk_frames=chunk_frames)
+        idx = valid_indices(ensemble)
+        du = u - ensemble.reference_energy[idx].to(u)
+        fep = free_energy_perturbation(du, ensemble.kT_eV, n_atoms=ensemble.n_atoms)
+        with torch.no_grad():
+            weights = reweighting_weights(du, ensemble.kT_eV)
+    else:
+        params = [p for p in model.parameters() if p.requires_grad]
+        fep, u, weights = _ChunkedFEP.apply(model, ensemble, chunk_frames, *params)
+    ess = float(relative_effective_sample_size(weights.detach()))
+    return ReweightedGibbs(
+        delta_g_eV=ensemble.offset_eV + fep, relative_ess=ess, energies=u.detach()
+    )
 
 
 def _energies_with(
