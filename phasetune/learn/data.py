@@ -83,13 +83,19 @@ class StatePointDataModule(pl.LightningDataModule):
         }
 
     # ---------------------------------------------------------------- sampling
-    def sample(self, model: torch.nn.Module, names: Sequence[str] | None = None) -> list[str]:
-        """Sample ``names`` (default: all) at the live model's current θ, in one batch."""
+    def sample(
+        self, model: torch.nn.Module, names: Sequence[str] | None = None, *, cold: bool = False
+    ) -> list[str]:
+        """Sample ``names`` (default: all) at the live model's current θ, in one batch.
+
+        Warm-started from each ensemble's last frame, unless ``cold`` or a state point has
+        no frames yet (then from the target's starting structure, with melting).
+        """
         names = list(self.points) if names is None else list(names)
         if self._frozen is None:
             self._frozen = sampling_copy(model)
         refresh_sampling_copy(self._frozen, model)
-        warm = all(name in self.ensembles for name in names)
+        warm = not cold and all(name in self.ensembles for name in names)
         settings = dataclasses.replace(
             self.sampler,
             seed=self.sampler.seed + 7919 * self.sampling_rounds,
@@ -134,13 +140,19 @@ class StatePointDataModule(pl.LightningDataModule):
                 reference_energy=torch.zeros(one.n_frames, dtype=torch.float64),
                 reference_params=theta,
             )
-            with torch.no_grad():
-                u = energies_on_frames(model, new).detach().double().cpu()
             reference = torch.full((one.n_frames,), float("nan"), dtype=torch.float64)
-            reference[torch.nonzero(new.valid).flatten()] = u
+            if new.n_valid() >= 2:  # else the phase was lost: nothing to reweight
+                with torch.no_grad():
+                    u = energies_on_frames(model, new).detach().double().cpu()
+                reference[torch.nonzero(new.valid).flatten()] = u
             new.reference_energy = reference
             old = self.ensembles.get(name)
+            if old is not None and new.n_valid() < 2:
+                # nothing to chain to: keep the old set (its target stays skipped)
+                log.warning("%s: the new frames left the phase too; the old set is kept", name)
+                continue
             if old is not None:
+                # BAR when both sets have frames in the phase; else one-sided FEP on the new
                 new = chain_with_bar(model, old, new)
                 self.resamplings += 1
             path = self.frames_dir / f"{name.replace('/', '__')}_round{new.round}.h5"

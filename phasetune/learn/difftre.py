@@ -29,6 +29,7 @@ from phasetune.sampling.frames import Frames
 from phasetune.thermo import (
     bennett_acceptance_ratio,
     free_energy_perturbation,
+    free_energy_perturbation_error,
     relative_effective_sample_size,
     reweighting_weights,
 )
@@ -200,22 +201,29 @@ def chain_with_bar(
     BAR gives G(θ_new) − G(θ_old), so offset_new = offset_old + ΔG/N. ``new`` must carry
     its reference energies and parameters (θ_new); returns ``new`` with the offset set.
     """
-    with torch.no_grad():
-        u_new_on_old = _energies_with(model, new.reference_params, old)
-        u_old_on_new = _energies_with(model, old.reference_params, new)
-        w_forward = u_new_on_old - old.reference_energy[valid_indices(old)].to(u_new_on_old)
-        w_reverse = u_old_on_new - new.reference_energy[valid_indices(new)].to(u_old_on_new)
-        bar = bennett_acceptance_ratio(w_forward, w_reverse, old.kT_eV)
     n = old.n_atoms
-    new.offset_eV = old.offset_eV + float(bar.delta_f) / n
-    new.offset_variance = old.offset_variance + (float(bar.std_error) / n) ** 2
+    with torch.no_grad():
+        u_old_on_new = _energies_with(model, old.reference_params, new)
+        w_reverse = u_old_on_new - new.reference_energy[valid_indices(new)].to(u_old_on_new)
+        if old.n_valid() < 2:
+            # the old frames left the phase: one-sided FEP from the new frames alone,
+            # G(θ_old) − G(θ_new) = −kT ln⟨exp(−β[U_old − U_new])⟩_new
+            delta_f = -float(free_energy_perturbation(w_reverse, old.kT_eV))
+            std_error = float(free_energy_perturbation_error(w_reverse, old.kT_eV))
+        else:
+            u_new_on_old = _energies_with(model, new.reference_params, old)
+            w_forward = u_new_on_old - old.reference_energy[valid_indices(old)].to(u_new_on_old)
+            bar = bennett_acceptance_ratio(w_forward, w_reverse, old.kT_eV)
+            delta_f, std_error = float(bar.delta_f), float(bar.std_error)
+    new.offset_eV = old.offset_eV + delta_f / n
+    new.offset_variance = old.offset_variance + (std_error / n) ** 2
     new.round = old.round + 1
     new.history = [
         *old.history,
         {
             "round": new.round,
-            "bar_delta_g_meV": 1e3 * float(bar.delta_f) / n,
-            "bar_error_meV": 1e3 * float(bar.std_error) / n,
+            "bar_delta_g_meV": 1e3 * delta_f / n,
+            "bar_error_meV": 1e3 * std_error / n,
             "offset_meV": 1e3 * new.offset_eV,
         },
     ]

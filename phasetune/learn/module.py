@@ -47,6 +47,8 @@ from phasetune.targets import TransitionTarget
 
 log = logging.getLogger(__name__)
 OPTIMIZERS = ("gauss_newton", "adam")
+#: what to do when a state point keeps too few frames in its phase
+PHASE_CHANGE_POLICIES = ("skip", "stop")
 
 
 def select_trainable(model: torch.nn.Module, patterns: Sequence[str] | str | None) -> list[str]:
@@ -107,6 +109,9 @@ class DiffTReModule(pl.LightningModule):
         patience: int = 3,
         chunk_frames: int = 16,
         max_nonfinite_steps: int = 3,
+        min_valid_fraction: float = 0.5,
+        on_phase_change: str = "skip",
+        max_phase_resamples: int = 1,
     ) -> None:
         super().__init__()
         if not 0 < ess_threshold <= 1:
@@ -136,6 +141,17 @@ class DiffTReModule(pl.LightningModule):
         self.chunk_frames = int(chunk_frames)
         self.max_nonfinite_steps = int(max_nonfinite_steps)
         self.nonfinite_steps = 0
+        if not 0 < min_valid_fraction <= 1:
+            raise ValueError(f"min_valid_fraction must be in (0, 1], got {min_valid_fraction}")
+        if on_phase_change not in PHASE_CHANGE_POLICIES:
+            raise ValueError(
+                f"on_phase_change must be one of {PHASE_CHANGE_POLICIES}, got {on_phase_change!r}"
+            )
+        self.min_valid_fraction = float(min_valid_fraction)
+        self.on_phase_change = on_phase_change
+        self.max_phase_resamples = int(max_phase_resamples)
+        self.phase_resamples: dict[str, int] = {}
+        self.skipped: list[str] = []  # targets left out of the current step
         self.theta0 = {n: p.detach().clone() for n, p in model.named_parameters()}
         self.scales = parameter_scales(model)
         for pattern, factor in (step_scales or {}).items():
@@ -168,10 +184,59 @@ class DiffTReModule(pl.LightningModule):
             self.model, ensemble, chunk_frames=self.chunk_frames
         ).delta_g_eV
 
+    def _lost_phase(self, datamodule) -> list[str]:
+        """Ensembles with fewer than ``min_valid_fraction`` of their frames in their phase.
+
+        Each gets up to ``max_phase_resamples`` fresh samplings from its target's starting
+        structure; one still lost then either stops the run (``on_phase_change="stop"``)
+        or has its target left out of this step with a warning (``"skip"``).
+        """
+
+        def lost(name: str) -> bool:
+            e = datamodule.ensembles[name]
+            return e.n_valid() < max(2, self.min_valid_fraction * e.frames.n_frames)
+
+        names = [n for n in datamodule.ensembles if lost(n)]
+        retry = [n for n in names if self.phase_resamples.get(n, 0) < self.max_phase_resamples]
+        if retry:
+            for name in retry:
+                self.phase_resamples[name] = self.phase_resamples.get(name, 0) + 1
+            log.warning("%s left their phase: sampling again from the start structure", retry)
+            datamodule.sample(self.model, retry, cold=True)
+            names = [n for n in names if lost(n)]
+        for name in names:
+            e = datamodule.ensembles[name]
+            why = (
+                f"state point {name} kept {e.n_valid()}/{e.frames.n_frames} frames in the "
+                f"{e.phase} phase at {e.temperature_K:g} K, {e.pressure_GPa:g} GPa (the phase "
+                "check flagged the rest: the phase melted, froze or transformed)"
+            )
+            if self.on_phase_change == "stop":
+                raise RuntimeError(
+                    f"target {e.target}: {why}. Check the structure and (T, P), or set "
+                    "loss.on_phase_change=skip to leave the target out"
+                )
+            log.warning("target %s skipped this step: %s", e.target, why)
+        return names
+
     def _changes(self, datamodule) -> tuple[dict, dict]:
-        """Reweighted [G(θ) − G(θ₀)]/N of every ensemble; re-sample those with low ESS."""
+        """Reweighted [G(θ) − G(θ₀)]/N of every ensemble; re-sample those with low ESS.
+
+        Ensembles that left their phase contribute a constant 0 and their targets are
+        recorded in ``self.skipped`` (see :meth:`_lost_phase`).
+        """
+        lost = set(self._lost_phase(datamodule))
+        self.skipped = sorted({datamodule.ensembles[n].target for n in lost})
+        if len(self.skipped) == len(self.targets):
+            raise RuntimeError(
+                f"every target left its phase ({', '.join(self.skipped)}): nothing to fit"
+            )
         changes, ess = {}, {}
         for name, ensemble in datamodule.ensembles.items():
+            if name in lost:
+                changes[name] = torch.zeros((), dtype=torch.float64)
+                ess[name] = float("nan")
+                continue
             rg = reweighted_gibbs_change(self.model, ensemble, chunk_frames=self.chunk_frames)
             changes[name], ess[name] = rg.delta_g_eV, rg.relative_ess
         low = [name for name, value in ess.items() if value < self.ess_threshold]
@@ -214,7 +279,11 @@ class DiffTReModule(pl.LightningModule):
         differentiable in θ (its gradient is the reweighted ⟨∂U/∂θ⟩ chain).
         """
         dg = delta_g_estimates(changes, anchors_eV=self.anchor_eV, pairs=self.pairs)
-        loss_targets = transition_loss(dg, self.tolerance_eV)
+        # skipped targets (a phase lost) contribute nothing this step
+        active = torch.tensor(
+            [t.name not in self.skipped for t in self.targets], dtype=dg.dtype, device=dg.device
+        )
+        loss_targets = transition_loss(dg * active, self.tolerance_eV)
         loss = loss_targets
         if self.pullback_weight > 0:
             loss = loss + self.pullback_weight * l2_sp(self.model, self.theta0, self.scales)
@@ -231,10 +300,15 @@ class DiffTReModule(pl.LightningModule):
             return self._skip_nonfinite(loss, dg, ess)
         shift_K = (dg / self.delta_s).detach()
         metrics = {"loss": loss.detach(), "loss_targets": loss_targets.detach()}
+        nan = torch.tensor(float("nan"), dtype=torch.float64)
         for k, target in enumerate(self.targets):
-            metrics[f"dg_meV/{target.name}"] = 1e3 * dg[k].detach()
-            metrics[f"T_shift_K/{target.name}"] = shift_K[k]
-            metrics[f"T_implied_K/{target.name}"] = target.temperature_K + shift_K[k]
+            skipped = target.name in self.skipped
+            metrics[f"dg_meV/{target.name}"] = nan if skipped else 1e3 * dg[k].detach()
+            metrics[f"T_shift_K/{target.name}"] = nan if skipped else shift_K[k]
+            metrics[f"T_implied_K/{target.name}"] = (
+                nan if skipped else target.temperature_K + shift_K[k]
+            )
+        metrics["skipped_targets"] = float(len(self.skipped))
         for name, value in ess.items():
             metrics[f"ess/{name}"] = value
         metrics["resamplings"] = float(datamodule.resamplings)
@@ -260,7 +334,10 @@ class DiffTReModule(pl.LightningModule):
                 for n, p in self._trainable_parameters():
                     p.copy_(good[n])
             log.error("step %d made %s non-finite: restored", self.global_step, broken)
-        ratio = (dg.detach().abs() / self.tolerance_eV).max()
+        active = [k for k, t in enumerate(self.targets) if t.name not in self.skipped]
+        ratio = (dg.detach()[active].abs() / self.tolerance_eV[active]).max()
+        if self.skipped:
+            ratio = torch.tensor(float("inf"))  # not converged while a target is left out
         self._converged_steps = self._converged_steps + 1 if ratio < self.converged_fraction else 0
         if self._converged_steps >= self.patience:
             log.info(
@@ -311,7 +388,10 @@ class DiffTReModule(pl.LightningModule):
                             p.sub_(group["lr"] * self.offset_weight_decay * (p - theta0))
             return
         params = self._trainable_parameters()
-        residuals = dg / self.tolerance_eV
+        active = torch.tensor(
+            [t.name not in self.skipped for t in self.targets], dtype=dg.dtype, device=dg.device
+        )
+        residuals = dg * active / self.tolerance_eV
         rows = []
         for k in range(len(residuals)):
             grads = torch.autograd.grad(
@@ -383,6 +463,7 @@ class DiffTReModule(pl.LightningModule):
             "targets": [t.as_dict() for t in self.targets],
             "converged_steps": self._converged_steps,
             "nonfinite_steps": self.nonfinite_steps,
+            "phase_resamples": self.phase_resamples,
             "history": self.history,
         }
 
@@ -392,4 +473,5 @@ class DiffTReModule(pl.LightningModule):
         self.scales = extra.get("scales", self.scales)
         self._converged_steps = int(extra.get("converged_steps", 0))
         self.nonfinite_steps = int(extra.get("nonfinite_steps", 0))
+        self.phase_resamples = dict(extra.get("phase_resamples", {}))
         self.history = list(extra.get("history", []))
