@@ -130,7 +130,7 @@ def test_guard_detects_hot_flying_and_collapsing_systems(argon, lj):
     md.positions = md.positions.clone()
     md.positions[int(torch.nonzero(idx == 2)[0])] += 5.0  # one atom jumps 8.7 Å
     md.cell = md.cell.clone()
-    md.cell[3] *= 0.5  # V → V/8
+    md.cell[3] *= 0.5  # V → V/8 in one step
     bad, reasons = guard.unstable(md, kT)
     assert bad.tolist() == [False, True, True, True]
     assert "temperature" in reasons[1]

@@ -7,8 +7,9 @@ A system is unstable after a step when any of these holds (the others are not to
 * an atom moved more than ``max_displacement_factor`` × its thermal step √(3k_BT/m)·dt in
   one step (atoms flying apart; 8× the rms speed is never reached by Maxwell–Boltzmann
   velocities: P(χ²₃ > 192) ≈ 10⁻⁴¹);
-* its volume left [V₀/f, f·V₀] with f = ``max_volume_factor`` (a collapsing or exploding
-  cell; V₀ is the volume at the start of the run).
+* its volume changed by more than a factor ``max_volume_step_factor`` in one step (a
+  collapsing or exploding cell; a barostat moves the volume by well under 1 % a step, and
+  large but slow fluctuations, as of a small ideal gas, are legitimate).
 
 It is then put back to its last good snapshot (taken every ``stride`` steps) and continues
 with its time step multiplied by ``timestep_factor``; after ``max_retries`` restarts it is
@@ -37,7 +38,7 @@ class StabilitySettings:
     enabled: bool = True
     max_temperature_factor: float = 5.0
     max_displacement_factor: float = 8.0
-    max_volume_factor: float = 3.0
+    max_volume_step_factor: float = 1.5
     max_retries: int = 3
     timestep_factor: float = 0.5
 
@@ -46,8 +47,8 @@ class StabilitySettings:
             raise ValueError("stability.max_temperature_factor must be > 1")
         if not self.max_displacement_factor > 1:
             raise ValueError("stability.max_displacement_factor must be > 1")
-        if not self.max_volume_factor > 1:
-            raise ValueError("stability.max_volume_factor must be > 1")
+        if not self.max_volume_step_factor > 1:
+            raise ValueError("stability.max_volume_step_factor must be > 1")
         if self.max_retries < 0:
             raise ValueError("stability.max_retries must be >= 0")
         if not 0 < self.timestep_factor < 1:
@@ -61,12 +62,12 @@ class StabilityGuard:
     settings: StabilitySettings
     names: list[str]
     dt: torch.Tensor  # [n_systems], torch-sim time units
-    reference_volume: torch.Tensor  # [n_systems]
+    reference_volume: torch.Tensor  # [n_systems], the volume after the previous step
     retries: torch.Tensor = field(init=False)
     stopped: torch.Tensor = field(init=False)
     events: list[dict] = field(default_factory=list)
     _snapshot: dict[str, torch.Tensor] = field(default_factory=dict)
-    _previous_positions: torch.Tensor | None = None
+    _previous_fractional: torch.Tensor | None = None
 
     def __post_init__(self) -> None:
         n = len(self.names)
@@ -82,7 +83,7 @@ class StabilityGuard:
             reference_volume=torch.linalg.det(md.cell).detach().clone(),
         )
         guard.snapshot(md)
-        guard._previous_positions = md.positions.detach().clone()
+        guard._previous_fractional = guard._fractional(md)
         return guard
 
     def snapshot(self, md, systems: torch.Tensor | None = None) -> None:
@@ -95,6 +96,18 @@ class StabilityGuard:
             value = getattr(md, k)
             mask = atoms if value.shape[0] == md.n_atoms else systems
             self._snapshot[k][mask] = value.detach()[mask]
+
+    @staticmethod
+    def _fractional(md) -> torch.Tensor:
+        inverse = torch.linalg.inv(md.row_vector_cell.detach())
+        return torch.einsum("nk,nkl->nl", md.positions.detach(), inverse[md.system_idx])
+
+    def _non_affine_step(self, md) -> torch.Tensor:
+        """Displacement since the previous step without the barostat's affine scaling
+        (fractional change, minimum image, in the current cell) [n_atoms, 3] in Å."""
+        change = self._fractional(md) - self._previous_fractional
+        change = change - torch.round(torch.nan_to_num(change))
+        return torch.einsum("nk,nkl->nl", change, md.row_vector_cell.detach()[md.system_idx])
 
     def unstable(self, md, kT: torch.Tensor) -> tuple[torch.Tensor, list[str]]:
         """Mask [n_systems] of systems that just became unstable, and why (one line each)."""
@@ -112,13 +125,14 @@ class StabilityGuard:
         dof = md.get_number_of_degrees_of_freedom().to(kinetic.dtype)
         hot = 2 * kinetic / dof > self.settings.max_temperature_factor * kT
         thermal = torch.sqrt(3 * kT[idx] / md.masses) * self.dt.to(kT)[idx]
-        step = (md.positions - self._previous_positions).norm(dim=-1) / thermal
+        step = self._non_affine_step(md).norm(dim=-1) / thermal
         jump = torch.zeros(n, dtype=step.dtype, device=idx.device).index_reduce(
             0, idx, torch.nan_to_num(step, nan=float("inf")), "amax", include_self=False
         )
         flying = jump > self.settings.max_displacement_factor
-        ratio = torch.linalg.det(md.cell).detach() / self.reference_volume
-        f = self.settings.max_volume_factor
+        volume = torch.linalg.det(md.cell).detach()
+        ratio = volume / self.reference_volume
+        f = self.settings.max_volume_step_factor
         cell = ~torch.isfinite(ratio) | (ratio < 1 / f) | (ratio > f)
         bad = (nonfinite | hot | flying | cell) & ~self.stopped.to(idx.device)
         for k in torch.nonzero(bad).flatten().tolist():
@@ -133,7 +147,8 @@ class StabilityGuard:
             if cell[k]:
                 why.append(f"volume changed by a factor {float(ratio[k]):.2f}")
             reasons[k] = "; ".join(why)
-        self._previous_positions = md.positions.detach().clone()
+        self._previous_fractional = self._fractional(md)
+        self.reference_volume = torch.where(bad, self.reference_volume, volume)
         return bad, reasons
 
     def _restore(self, md, systems: torch.Tensor):
@@ -153,6 +168,7 @@ class StabilityGuard:
     def restart(self, md, bad: torch.Tensor, reasons: list[str], step: int):
         """Put ``bad`` systems back to their snapshot with a smaller time step (or stop them)."""
         md = self._restore(md, bad)
+        self.reference_volume = torch.linalg.det(md.cell).detach().clone()
         for k in torch.nonzero(bad).flatten().tolist():
             self.retries[k] += 1
             if int(self.retries[k]) > self.settings.max_retries:
@@ -171,5 +187,5 @@ class StabilityGuard:
             }
             self.events.append(event)
             log.warning("%s at step %d: %s; %s", self.names[k], step, reasons[k], action)
-        self._previous_positions = md.positions.detach().clone()
+        self._previous_fractional = self._fractional(md)
         return md
