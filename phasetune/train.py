@@ -17,6 +17,7 @@ import csv
 import json
 import logging
 import math
+import os
 import sys
 import time
 from pathlib import Path
@@ -29,6 +30,7 @@ from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 
 from phasetune.cli import _DTYPES, CONFIG_DIR
+from phasetune.config_check import ensure_writable
 from phasetune.learn.anchor import TransitionMeasurement, compute_anchors, measure_transitions
 from phasetune.learn.checkpoint import AtomicCheckpointIO, previous_path
 from phasetune.learn.data import StatePointDataModule
@@ -140,6 +142,28 @@ def plot_report(rows: list[dict], history: list[dict], path: Path) -> Path:
     return path
 
 
+def make_logger(cfg: DictConfig, output_dir: Path):
+    """The configured Lightning logger (False: none). wandb without a reachable server logs
+    offline (``wandb sync`` uploads it later) and says so; WANDB_MODE is respected."""
+    if not cfg.get("logger"):
+        return False
+    kwargs = {"save_dir": str(output_dir)}
+    if str(cfg.logger.get("_target_", "")).endswith("WandbLogger"):
+        from phasetune.config_check import wandb_reachable
+
+        mode = os.environ.get("WANDB_MODE", "").lower()
+        offline = bool(cfg.logger.get("offline", False)) or mode in ("offline", "dryrun")
+        if mode != "disabled" and not offline and not wandb_reachable():
+            message = (
+                "wandb: the server cannot be reached (no network?); logging offline to "
+                f"{output_dir}/wandb; upload later with `wandb sync {output_dir}/wandb/offline-*`"
+            )
+            log.warning(message)
+            print(message)
+            kwargs["offline"] = True
+    return instantiate(cfg.logger, **kwargs)
+
+
 def resume_path(cfg: DictConfig, checkpoints: Path) -> str | None:
     """``ckpt_path``: null (fresh), a file, or ``last`` (this run dir's last checkpoint,
     falling back to the one before it when it is unreadable; fresh if there is none)."""
@@ -192,7 +216,7 @@ def train(cfg: DictConfig, output_dir: Path) -> dict:
     if cfg.dtype not in _DTYPES:
         raise ValueError(f"dtype must be one of {list(_DTYPES)}, got {cfg.dtype!r}")
     dtype = _DTYPES[cfg.dtype]
-    output_dir.mkdir(parents=True, exist_ok=True)
+    ensure_writable(output_dir)
     pl.seed_everything(int(cfg.seed), workers=False, verbose=False)
     device = resolve_device(cfg)
     model = build_model(cfg, device, dtype)
@@ -222,7 +246,7 @@ def train(cfg: DictConfig, output_dir: Path) -> dict:
         dtype=dtype,
     )
     module = DiffTReModule(model, targets, anchors, **OmegaConf.to_container(cfg.loss))
-    logger = instantiate(cfg.logger, save_dir=str(output_dir)) if cfg.get("logger") else False
+    logger = make_logger(cfg, output_dir)
     checkpoints = output_dir / "checkpoints"
     trainer = pl.Trainer(
         **OmegaConf.to_container(cfg.trainer),
@@ -297,12 +321,33 @@ def _hydra_train(cfg: DictConfig) -> None:
     train(cfg, Path(HydraConfig.get().runtime.output_dir))
 
 
+def _precheck(args: list[str]) -> None:
+    """Unknown keys and unwritable output dirs are reported before Hydra starts the job."""
+    from phasetune.config_check import ConfigError, check_overrides, nearest_existing_parent
+
+    if any(a in ("-m", "--multirun") or a.startswith("--") or a == "-h" for a in args):
+        return  # sweeps and Hydra's own flags: Hydra checks them itself
+    try:
+        cfg = check_overrides(CONFIG_DIR, "train", args)
+        run_dir = Path(str(cfg.hydra.run.dir))
+        parent = nearest_existing_parent(run_dir)
+        if not parent.is_dir() or not os.access(parent, os.W_OK):
+            raise ConfigError(
+                f"output directory {run_dir} cannot be created ({parent} is not writable); "
+                "choose another with hydra.run.dir=/writable/path"
+            )
+    except ConfigError as err:
+        print(f"phasetune: {err}", file=sys.stderr)
+        raise SystemExit(2) from None
+
+
 def train_main() -> None:
     """``phasetune [overrides]`` trains; ``phasetune export RUN_DIR`` exports a run's model."""
     if len(sys.argv) > 1 and sys.argv[1] == "export":
         from phasetune.export import export_main
 
         raise SystemExit(export_main(sys.argv[2:]))
+    _precheck(sys.argv[1:])
     _hydra_train()
 
 
