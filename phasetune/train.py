@@ -291,6 +291,7 @@ def train(cfg: DictConfig, output_dir: Path) -> dict:
         "resamplings": datamodule.resamplings,
         "md_steps": datamodule.md_steps,
         "atom_steps": datamodule.atom_steps,
+        "md_events": datamodule.md_events,
         "wall_s": time.perf_counter() - start,
         "parameters": {
             name: p.detach().cpu().tolist()
@@ -311,6 +312,11 @@ def train(cfg: DictConfig, output_dir: Path) -> dict:
         import wandb
 
         wandb.finish()
+    if datamodule.md_events:
+        print(
+            f"{len(datamodule.md_events)} unstable-MD event(s) were caught and handled (systems "
+            "restarted with a smaller time step, or stopped): see md_events in summary.json"
+        )
     if cfg.get("remeasure", True) and not all(math.isfinite(r["after_K"]) for r in rows):
         log.warning("some re-measurements failed (NaN): see report.json")
     return summary

@@ -76,6 +76,8 @@ class StatePointDataModule(pl.LightningDataModule):
         self.resamplings = 0
         self.md_steps = 0
         self.atom_steps = 0
+        #: unstable-MD events of every round (system restarted or stopped; see stability.py)
+        self.md_events: list[dict] = []
         self.sampling_rounds = 0
         self._frozen: torch.nn.Module | None = None
         self.points = {
@@ -123,6 +125,9 @@ class StatePointDataModule(pl.LightningDataModule):
             self._frozen, points, settings, device=self.device, dtype=self.dtype
         )
         self.sampling_rounds += 1
+        for event in frames.metadata.get("md_events", []):
+            self.md_events.append({**event, "round": self.sampling_rounds})
+            log.warning("sampling round %d: %s", self.sampling_rounds, event)
         steps = settings.equilibration_steps + settings.production_steps
         self.md_steps += steps * len(points)
         self.atom_steps += steps * sum(len(p.atoms) for p in points)
@@ -193,6 +198,7 @@ class StatePointDataModule(pl.LightningDataModule):
                 }
                 for name, e in self.ensembles.items()
             },
+            "md_events": self.md_events,
             "counters": {
                 "resamplings": self.resamplings,
                 "md_steps": self.md_steps,
@@ -221,5 +227,6 @@ class StatePointDataModule(pl.LightningDataModule):
                 history=list(entry["history"]),
             )
             self.frame_paths[name] = entry["frames_path"]
+        self.md_events = list(state.get("md_events", []))
         for key, value in state["counters"].items():
             setattr(self, key, int(value))

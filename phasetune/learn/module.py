@@ -311,6 +311,7 @@ class DiffTReModule(pl.LightningModule):
         metrics["skipped_targets"] = float(len(self.skipped))
         for name, value in ess.items():
             metrics[f"ess/{name}"] = value
+        metrics["md_restarts"] = float(len(getattr(datamodule, "md_events", [])))
         metrics["resamplings"] = float(datamodule.resamplings)
         metrics["md_steps"] = float(datamodule.md_steps)
         for name, p in self.model.named_parameters():
