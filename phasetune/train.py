@@ -126,10 +126,11 @@ def plot_report(rows: list[dict], history: list[dict], path: Path) -> Path:
     ax.set_ylabel("transition temperature (K)")
     ax.set_title("phase diagram: targets and model")
     ax.legend(fontsize=8)
+    history = [h for h in history if "loss" in h]  # steps that were taken (not skipped)
     if history:
         steps = [h["step"] for h in history]
         for key in [k for k in history[0] if k.startswith("T_implied_K/")]:
-            ax2.plot(steps, [h[key] for h in history], label=key.split("/", 1)[1])
+            ax2.plot(steps, [h.get(key, math.nan) for h in history], label=key.split("/", 1)[1])
         for r in rows:
             ax2.axhline(r["experiment_K"], color="k", ls=":", lw=0.8)
         ax2.set_xlabel("optimizer step")
@@ -140,6 +141,57 @@ def plot_report(rows: list[dict], history: list[dict], path: Path) -> Path:
     fig.savefig(path, dpi=120)
     plt.close(fig)
     return path
+
+
+def plot_ess_history(history: list[dict], path: Path) -> Path:
+    """Relative ESS N_eff/N of every state point per optimizer step (re-samplings show as
+    jumps back to 1)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    history = [h for h in history if "loss" in h]
+    fig, ax = plt.subplots(figsize=(6, 3.8))
+    if history:
+        steps = [h["step"] for h in history]
+        for key in sorted({k for h in history for k in h if k.startswith("ess/")}):
+            ax.plot(steps, [h.get(key, math.nan) for h in history], marker=".", label=key[4:])
+    ax.set_xlabel("optimizer step")
+    ax.set_ylabel("relative ESS  N_eff/N")
+    ax.set_ylim(0, 1.05)
+    ax.set_title("effective sample size per state point")
+    ax.legend(fontsize=7)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path
+
+
+def log_media(logger, rows: list[dict], images: dict[str, Path]) -> None:
+    """To wandb: the phase diagram and ESS plots, and the before/after table of targets."""
+    if type(logger).__name__ != "WandbLogger":
+        return
+    for key, path in images.items():
+        if path.exists():
+            logger.log_image(key=key, images=[str(path)])
+    columns = list(rows[0]) if rows else []
+    logger.log_table(key="targets", columns=columns, data=[[r[c] for c in columns] for r in rows])
+
+
+def _multirun_names() -> tuple[str | None, str | None]:
+    """(group, name) of a Hydra multirun job, else (None, None)."""
+    try:
+        from hydra.types import RunMode
+
+        hydra_cfg = HydraConfig.get()
+    except ValueError:  # not under @hydra.main (library use)
+        return None, None
+    if hydra_cfg.mode != RunMode.MULTIRUN:
+        return None, None
+    group = Path(str(hydra_cfg.sweep.dir)).name
+    name = hydra_cfg.job.override_dirname or f"job{hydra_cfg.job.num}"
+    return group, name
 
 
 def make_logger(cfg: DictConfig, output_dir: Path):
@@ -161,6 +213,11 @@ def make_logger(cfg: DictConfig, output_dir: Path):
             log.warning(message)
             print(message)
             kwargs["offline"] = True
+        group, name = _multirun_names()  # one wandb run per job, grouped by sweep
+        if group and not cfg.logger.get("group"):
+            kwargs["group"] = group
+        if name and not cfg.logger.get("name"):
+            kwargs["name"] = name
     return instantiate(cfg.logger, **kwargs)
 
 
@@ -283,8 +340,13 @@ def train(cfg: DictConfig, output_dir: Path) -> dict:
         ]
     rows = report_rows(targets, anchors, after, estimates)
     write_report(rows, output_dir)
+    images = {}
     if cfg.plot:
-        plot_report(rows, module.history, output_dir / "phase_diagram.png")
+        images["phase_diagram"] = plot_report(
+            rows, module.history, output_dir / "phase_diagram.png"
+        )
+        images["ess_history"] = plot_ess_history(module.history, output_dir / "ess_history.png")
+    log_media(logger, rows, images)
     summary = {
         "rows": rows,
         "steps": int(trainer.global_step),
@@ -308,10 +370,10 @@ def train(cfg: DictConfig, output_dir: Path) -> dict:
         f"{summary['md_steps']} MD steps; {summary['wall_s']:.0f} s. Report, plot and model "
         f"in {output_dir}"
     )
-    if logger and hasattr(logger, "experiment") and type(logger).__name__ == "WandbLogger":
+    if type(logger).__name__ == "WandbLogger":
         import wandb
 
-        wandb.finish()
+        wandb.finish()  # one run per job: a multirun's next job starts a new one
     if datamodule.md_events:
         print(
             f"{len(datamodule.md_events)} unstable-MD event(s) were caught and handled (systems "

@@ -126,8 +126,8 @@ class StabilityGuard:
         hot = 2 * kinetic / dof > self.settings.max_temperature_factor * kT
         thermal = torch.sqrt(3 * kT[idx] / md.masses) * self.dt.to(kT)[idx]
         step = self._non_affine_step(md).norm(dim=-1) / thermal
-        jump = torch.zeros(n, dtype=step.dtype, device=idx.device).index_reduce(
-            0, idx, torch.nan_to_num(step, nan=float("inf")), "amax", include_self=False
+        jump = torch.zeros(n, dtype=step.dtype, device=idx.device).scatter_reduce(
+            0, idx, torch.nan_to_num(step, nan=float("inf")), reduce="amax", include_self=False
         )
         flying = jump > self.settings.max_displacement_factor
         volume = torch.linalg.det(md.cell).detach()

@@ -1,0 +1,782 @@
+"""Reading a ``phasetune`` run directory and drawing its figures (used by the notebooks).
+
+A run directory (``outputs/train/<date>/``, written by :func:`phasetune.train.train`) holds
+
+- ``report.csv`` / ``report.json``: one row per target — experiment, tolerance, the model
+  before (its anchor), the reweighted estimate and the independently re-measured "after"
+  value (NaN when it was skipped or failed);
+- ``logs/version_*/metrics.csv``: Lightning's CSV log, one row per optimizer step (loss,
+  ``dg_meV/<target>``, ``T_implied_K/<target>``, ``ess/<target>/<phase>``, re-samplings …);
+- optionally, liquid self-diffusion data for validation, in either form:
+
+  - ``diffusion/<label>/*.h5``: :class:`~phasetune.sampling.frames.Frames` files of liquid
+    state points sampled with the model ``<label>`` (``before``, ``after``); D is computed
+    here by :func:`phasetune.observables.diffusion_coefficient` (replicas of one state point
+    — same phase, T, P — are pooled);
+  - ``diffusion.csv``: already computed, columns ``label, temperature_K, pressure_GPa,
+    D_m2_per_s, error_m2_per_s``.
+
+:func:`write_synthetic_ti_run` writes a small, made-up titanium run directory in this layout
+(flagged ``"synthetic": true`` in ``summary.json``) so the analysis can be shown and tested
+before a real run exists.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import math
+import re
+from collections.abc import Iterable, Mapping, Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+if TYPE_CHECKING:
+    from matplotlib.axes import Axes
+    from matplotlib.figure import Figure
+
+__all__ = [
+    "REPORT_FLOAT_FIELDS",
+    "diffusion_from_frames",
+    "is_synthetic",
+    "load_diffusion_experiment",
+    "load_metrics",
+    "load_model_diffusion",
+    "load_report",
+    "metric_series",
+    "plot_diffusion",
+    "plot_phase_diagram",
+    "plot_training",
+    "report_markdown",
+    "write_synthetic_ti_run",
+]
+
+_CONF = Path(__file__).resolve().parent.parent / "conf"
+#: Numeric columns of ``report.csv`` (parsed to float; ``nan`` or empty → NaN).
+REPORT_FLOAT_FIELDS = (
+    "pressure_GPa",
+    "experiment_K",
+    "tolerance_K",
+    "before_K",
+    "before_error_K",
+    "reweighted_K",
+    "after_K",
+    "after_error_K",
+)
+#: Columns of ``report.csv`` as :func:`phasetune.train.write_report` writes them.
+_REPORT_FIELDS = (
+    "target",
+    "phases",
+    "pressure_GPa",
+    "experiment_K",
+    "tolerance_K",
+    "before_K",
+    "before_error_K",
+    "reweighted_K",
+    "after_K",
+    "after_error_K",
+    "after_method",
+    "met",
+    "source",
+)
+_DIFFUSION_FIELDS = ("label", "temperature_K", "pressure_GPa", "D_m2_per_s", "error_m2_per_s")
+#: Model series of the plots: colour and line style.
+_STYLE = {
+    "experiment": ("k", "-"),
+    "before": ("tab:red", ":"),
+    "after": ("tab:blue", "--"),
+    "reweighted": ("tab:green", "none"),
+}
+_MARKERS = ("o", "s", "^", "D", "v", "P")
+
+
+def _float(value: Any) -> float:
+    """A CSV/JSON cell as float: '' / None / 'nan' → NaN."""
+    if value is None or (isinstance(value, str) and value.strip() == ""):
+        return math.nan
+    return float(value)
+
+
+def _bool(value: Any) -> bool:
+    if isinstance(value, bool):
+        return value
+    return str(value).strip().lower() in ("true", "1", "yes")
+
+
+def _run_dir(run_dir: str | Path) -> Path:
+    path = Path(run_dir)
+    if not path.is_dir():
+        raise FileNotFoundError(f"run directory {path} does not exist (or is not a directory)")
+    return path
+
+
+# ---------------------------------------------------------------------------- report
+
+
+def load_report(run_dir: str | Path) -> list[dict[str, Any]]:
+    """The rows of a run's ``report.csv`` (or ``report.json`` if there is no CSV).
+
+    Numeric fields (:data:`REPORT_FLOAT_FIELDS`) become floats — a skipped or failed
+    re-measurement ("after") is NaN —, ``met`` a bool; other fields stay strings.
+
+    Raises:
+        FileNotFoundError: ``run_dir`` is not a directory, or holds neither report file
+            (the message names the directory and what it does contain).
+        ValueError: the report has no rows or lacks a required column.
+    """
+    path = _run_dir(run_dir)
+    if (path / "report.csv").exists():
+        with open(path / "report.csv", newline="") as handle:
+            raw = list(csv.DictReader(handle))
+        source = path / "report.csv"
+    elif (path / "report.json").exists():
+        raw = json.loads((path / "report.json").read_text())
+        source = path / "report.json"
+    else:
+        contents = sorted(p.name for p in path.iterdir())[:12]
+        raise FileNotFoundError(
+            f"{path} has no report.csv (nor report.json): not a finished phasetune train run? "
+            f"It contains {contents or 'nothing'}"
+        )
+    if not raw:
+        raise ValueError(f"{source} has no rows")
+    required = {"target", "phases", "pressure_GPa", "experiment_K", "before_K", "after_K"}
+    missing = required - set(raw[0])
+    if missing:
+        raise ValueError(f"{source} lacks the column(s) {sorted(missing)}")
+    rows = []
+    for entry in raw:
+        row = dict(entry)
+        for name in REPORT_FLOAT_FIELDS:
+            if name in row:
+                row[name] = _float(row[name])
+        if "met" in row:
+            row["met"] = _bool(row["met"])
+        rows.append(row)
+    return rows
+
+
+def _fmt(value: float, error: float | None = None, digits: int = 1) -> str:
+    if not math.isfinite(value):
+        return "—"
+    text = f"{value:.{digits}f}"
+    if error is not None and math.isfinite(error) and error > 0:
+        text += f" ± {error:.{digits}f}"
+    return text
+
+
+def report_markdown(rows: Sequence[Mapping[str, Any]], digits: int = 1) -> str:
+    """The report as a Markdown table: experiment ± tolerance, before ± error, reweighted,
+    after ± error (— where NaN), the re-measurement method and whether the target is met."""
+    head = (
+        "| target | phases | P (GPa) | experiment (K) | before (K) | reweighted (K) "
+        "| after (K) | after method | met |"
+    )
+    lines = [head, "|" + "---|" * 9]
+    for r in rows:
+        lines.append(
+            f"| {r['target']} | {r['phases']} | {r['pressure_GPa']:g} "
+            f"| {_fmt(r['experiment_K'], r.get('tolerance_K'), digits)} "
+            f"| {_fmt(r['before_K'], r.get('before_error_K'), digits)} "
+            f"| {_fmt(r.get('reweighted_K', math.nan), None, digits)} "
+            f"| {_fmt(r['after_K'], r.get('after_error_K'), digits)} "
+            f"| {r.get('after_method', '')} | {'yes' if r.get('met') else 'no'} |"
+        )
+    return "\n".join(lines)
+
+
+# ---------------------------------------------------------------------------- metrics
+
+
+def _metrics_files(run_dir: Path) -> list[Path]:
+    if run_dir.is_file():
+        return [run_dir]
+    files = list((run_dir / "logs").glob("version_*/metrics.csv"))
+
+    def version(p: Path) -> int:
+        match = re.fullmatch(r"version_(\d+)", p.parent.name)
+        return int(match.group(1)) if match else -1
+
+    return sorted(files, key=version)
+
+
+def load_metrics(run_dir: str | Path) -> dict[str, np.ndarray]:
+    """The per-step training metrics of a run, one float array per column, sorted by step.
+
+    ``run_dir`` is a run directory (every ``logs/version_*/metrics.csv`` is read in version
+    order, so a resumed run, which logs into a new version, gives one history; a step logged
+    again overrides the earlier value) or a ``metrics.csv`` file. Empty cells are NaN; rows
+    with the same ``step`` are merged (the last non-empty value of each column wins).
+
+    Raises:
+        FileNotFoundError: no metrics file (the run had no CSV logger: ``~logger`` or wandb).
+        ValueError: the file has no ``step`` column or no rows.
+    """
+    path = Path(run_dir)
+    if not path.exists():
+        raise FileNotFoundError(f"run directory {path} does not exist")
+    files = _metrics_files(path)
+    if not files:
+        raise FileNotFoundError(
+            f"no logs/version_*/metrics.csv under {path}: the run had no CSV logger "
+            "(logger=csv is the default; `~logger` and logger=wandb write none)"
+        )
+    by_step: dict[int, dict[str, float]] = {}
+    columns: list[str] = []
+    for file in files:
+        with open(file, newline="") as handle:
+            reader = csv.DictReader(handle)
+            if reader.fieldnames is None or "step" not in reader.fieldnames:
+                raise ValueError(f"{file} has no 'step' column")
+            for name in reader.fieldnames:
+                if name not in columns:
+                    columns.append(name)
+            for entry in reader:
+                step = int(float(entry["step"]))
+                row = by_step.setdefault(step, {})
+                for name, value in entry.items():
+                    number = _float(value)
+                    if not math.isnan(number) or name not in row:
+                        row[name] = number
+    if not by_step:
+        raise ValueError(f"{[str(f) for f in files]} hold no rows")
+    steps = sorted(by_step)
+    return {
+        name: np.array([by_step[s].get(name, math.nan) for s in steps], dtype=float)
+        for name in columns
+    }
+
+
+def metric_series(metrics: Mapping[str, np.ndarray], prefix: str) -> dict[str, np.ndarray]:
+    """The columns ``<prefix>/<name>`` of :func:`load_metrics`'s result, keyed by ``<name>``
+    (e.g. ``metric_series(m, "ess")`` → ``{"argon_triple_point/fcc": array, ...}``)."""
+    head = prefix.rstrip("/") + "/"
+    return {k[len(head) :]: v for k, v in metrics.items() if k.startswith(head)}
+
+
+def plot_training(
+    metrics: Mapping[str, np.ndarray],
+    rows: Sequence[Mapping[str, Any]] | None = None,
+    *,
+    ess_threshold: float | None = None,
+    relative: bool = False,
+    title: str | None = None,
+    max_legend: int = 8,
+) -> Figure:
+    """Four panels against the optimizer step: the loss, Δg_k (meV/atom), the implied T*_k
+    and the effective sample size N_eff/N of every state point.
+
+    Args:
+        metrics: :func:`load_metrics`'s result.
+        rows: the report (:func:`load_report`): draws each target's experimental T as a dotted
+            line in the T* panel (needed for ``relative``).
+        ess_threshold: the re-sampling threshold (``loss.ess_threshold``), drawn as a line.
+            Steps where the ``resamplings`` counter grows are marked in the ESS panel.
+        relative: plot T*_k − T_k^exp instead of T*_k (readable when targets span 1000 K).
+        title: figure title. max_legend: panels with more series get no legend.
+
+    Returns:
+        The figure; ``fig.axes`` are [loss, Δg, T*, ESS].
+    """
+    import matplotlib.pyplot as plt
+
+    if "step" not in metrics:
+        raise ValueError("metrics have no 'step' column")
+    steps = np.asarray(metrics["step"])
+    experiment = {r["target"]: float(r["experiment_K"]) for r in rows or []}
+    if relative and not experiment:
+        raise ValueError("relative=True needs the report rows (their experiment_K)")
+    fig, axes = plt.subplots(2, 2, figsize=(11, 7), sharex=True)
+    ax_loss, ax_dg, ax_t, ax_ess = axes.flat
+    if "loss" in metrics:
+        loss = np.asarray(metrics["loss"])
+        ax_loss.plot(steps, loss, "k.-")
+        if np.all(loss[np.isfinite(loss)] > 0) and np.isfinite(loss).any():
+            ax_loss.set_yscale("log")
+    ax_loss.set_ylabel("loss Σ (Δg_k / tol_k)²")
+    ax_loss.set_title("loss")
+
+    dg = metric_series(metrics, "dg_meV")
+    for name, values in dg.items():
+        ax_dg.plot(steps, values, ".-", label=name)
+    ax_dg.axhline(0.0, color="k", lw=0.8)
+    ax_dg.set_ylabel("Δg = g_B − g_A (meV/atom)")
+    ax_dg.set_title("Δg at the experimental T_k (0 = on target)")
+
+    implied = metric_series(metrics, "T_implied_K")
+    for k, (name, values) in enumerate(implied.items()):
+        color = f"C{k % 10}"
+        shift = experiment.get(name, 0.0) if relative else 0.0
+        ax_t.plot(steps, values - shift, ".-", color=color, label=name)
+        if name in experiment:
+            ax_t.axhline(0.0 if relative else experiment[name], color=color, ls=":", lw=0.9)
+    ax_t.set_ylabel("T*_k − T_k^exp (K)" if relative else "implied T*_k (K)")
+    ax_t.set_title("implied transition temperature (dotted: experiment)")
+
+    ess = metric_series(metrics, "ess")
+    for name, values in ess.items():
+        ax_ess.plot(steps, values, ".-", label=name)
+    if ess_threshold is not None:
+        ax_ess.axhline(ess_threshold, color="k", ls="--", lw=0.9, label="re-sampling threshold")
+    if "resamplings" in metrics:
+        counts = np.nan_to_num(np.asarray(metrics["resamplings"]), nan=0.0)
+        for step in steps[1:][np.diff(counts) > 0]:
+            ax_ess.axvline(step, color="0.6", lw=0.8)
+    ax_ess.set_ylabel("N_eff / N")
+    ax_ess.set_title("effective sample size (grey: re-sampled)")
+
+    for ax in axes.flat:
+        n_series = len([line for line in ax.get_lines() if not line.get_label().startswith("_")])
+        if 0 < n_series <= max_legend:
+            ax.legend(fontsize=7)
+    for ax in axes[1]:
+        ax.set_xlabel("optimizer step")
+    if title:
+        fig.suptitle(title)
+    fig.tight_layout()
+    return fig
+
+
+# ---------------------------------------------------------------------------- phase diagram
+
+
+def _boundaries(rows: Sequence[Mapping[str, Any]]) -> dict[str, list[Mapping[str, Any]]]:
+    groups: dict[str, list[Mapping[str, Any]]] = {}
+    for r in rows:
+        groups.setdefault(str(r["phases"]), []).append(r)
+    return {k: sorted(v, key=lambda r: float(r["pressure_GPa"])) for k, v in groups.items()}
+
+
+def plot_phase_diagram(
+    rows: Sequence[Mapping[str, Any]],
+    ax: Axes | None = None,
+    *,
+    title: str | None = None,
+    show_reweighted: bool = False,
+    dodge_GPa: float = 0.06,
+) -> Axes:
+    """Transition temperature against pressure for every boundary (``phases``, e.g.
+    ``hcp|bcc``, ``bcc|liquid``): experiment (± tolerance) and the model before and after
+    fine-tuning, each with its error bars.
+
+    One ``errorbar`` series per (boundary, kind): kinds ``experiment`` (black, solid line,
+    yerr = tolerance_K), ``before`` (red, yerr = before_error_K), ``after`` (blue,
+    yerr = after_error_K) and, with ``show_reweighted``, ``reweighted`` (green, no error).
+    The model series are shifted by ∓/± ``dodge_GPa`` in P so the bars do not overlap. A
+    series whose values are all NaN (e.g. "after" not re-measured) is left out and named in a
+    note on the axes; NaN errors are drawn as no bar. The series are in ``ax.containers``,
+    labelled ``"<boundary>: <kind>"``.
+    """
+    import matplotlib.pyplot as plt
+
+    if not rows:
+        raise ValueError("no report rows to plot")
+    if ax is None:
+        _, ax = plt.subplots(figsize=(7, 5))
+    kinds = [
+        ("experiment", "experiment_K", "tolerance_K", 0.0, "experiment (± tolerance)"),
+        ("before", "before_K", "before_error_K", -dodge_GPa, "model before"),
+        ("after", "after_K", "after_error_K", dodge_GPa, "model after (re-measured)"),
+    ]
+    if show_reweighted:
+        kinds.append(("reweighted", "reweighted_K", None, 0.0, "reweighted estimate"))
+    missing = []
+    for b, (boundary, group) in enumerate(_boundaries(rows).items()):
+        marker = _MARKERS[b % len(_MARKERS)]
+        p = np.array([float(r["pressure_GPa"]) for r in group])
+        for kind, value, error, dodge, label in kinds:
+            y = np.array([_float(r.get(value)) for r in group])
+            if not np.isfinite(y).any():
+                missing.append(f"{boundary} {kind}")
+                continue
+            yerr = None
+            if error is not None:
+                yerr = np.nan_to_num(np.array([_float(r.get(error)) for r in group]), nan=0.0)
+            color, line = _STYLE[kind]
+            ax.errorbar(
+                p + dodge,
+                y,
+                yerr=yerr,
+                marker=marker,
+                ls=line,
+                color=color,
+                mfc="white" if kind == "before" else color,
+                capsize=3,
+                lw=1.2,
+                label=f"{boundary}: {label}",
+            )
+        ax.annotate(
+            boundary,
+            (p[-1], float(group[-1]["experiment_K"])),
+            textcoords="offset points",
+            xytext=(8, 0),
+            fontsize=9,
+            va="center",
+        )
+    if missing:
+        ax.text(
+            0.02,
+            0.02,
+            "no values (NaN): " + ", ".join(missing),
+            transform=ax.transAxes,
+            fontsize=8,
+            color="0.3",
+        )
+    ax.set_xlabel("pressure (GPa)")
+    ax.set_ylabel("transition temperature (K)")
+    ax.set_title(title or "phase diagram: experiment and model before / after")
+    ax.legend(fontsize=7, loc="best")
+    return ax
+
+
+# ---------------------------------------------------------------------------- diffusion
+
+
+def load_diffusion_experiment(path: str | Path | None = None) -> list[dict[str, float]]:
+    """Experimental liquid self-diffusion points of an experiment config's
+    ``validation.diffusion`` list (default: ``conf/experiment/ti_phase_diagram.yaml``,
+    Horbach et al., PRB 80, 212203 (2009)): dicts with temperature_K, pressure_GPa,
+    D_m2_per_s, sorted by temperature."""
+    import yaml
+
+    file = Path(path) if path is not None else _CONF / "experiment" / "ti_phase_diagram.yaml"
+    data = yaml.safe_load(file.read_text()) or {}
+    entries = (data.get("validation") or {}).get("diffusion")
+    if not entries:
+        raise ValueError(f"{file} has no validation.diffusion list")
+    points = [
+        {
+            "temperature_K": float(e["temperature_K"]),
+            "pressure_GPa": float(e.get("pressure_GPa", 0.0)),
+            "D_m2_per_s": float(e["D_m2_per_s"]),
+        }
+        for e in entries
+    ]
+    return sorted(points, key=lambda e: e["temperature_K"])
+
+
+def diffusion_from_frames(
+    paths: Iterable[str | Path], label: str, *, phase: str = "liquid", **kwargs: Any
+) -> list[dict[str, Any]]:
+    """Self-diffusion coefficients of the ``phase`` systems in stored frames files.
+
+    Systems of one file at the same (phase, T, P) are replicas and are pooled (the error
+    then comes from their spread when there are at least 4, else from trajectory blocks;
+    see :func:`phasetune.observables.diffusion_coefficient`, which gets ``kwargs``).
+
+    Returns:
+        One dict per state point: label, name, temperature_K, pressure_GPa, D_m2_per_s,
+        error_m2_per_s, error_method, log_log_slope, file; sorted by temperature.
+    """
+    from phasetune.observables import diffusion_coefficient
+    from phasetune.sampling.frames import Frames
+
+    results = []
+    for path in paths:
+        frames = Frames.load(path)
+        states = frames.state_points or [{} for _ in range(frames.n_systems)]
+        groups: dict[tuple, list[int]] = {}
+        for k, sp in enumerate(states):
+            if sp and sp.get("phase") != phase:
+                continue
+            key = (sp.get("temperature_K"), sp.get("pressure_GPa"))
+            groups.setdefault(key, []).append(k)
+        for (temperature, pressure), systems in groups.items():
+            result = diffusion_coefficient(frames, system=systems, **kwargs)
+            results.append(
+                {
+                    "label": label,
+                    "name": states[systems[0]].get("name", f"system {systems[0]}"),
+                    "temperature_K": float(
+                        temperature if temperature is not None else result.temperature_K
+                    ),
+                    "pressure_GPa": float(pressure) if pressure is not None else math.nan,
+                    "D_m2_per_s": result.D_m2_per_s,
+                    "error_m2_per_s": result.error_m2_per_s,
+                    "error_method": result.error_method,
+                    "log_log_slope": result.log_log_slope,
+                    "file": str(path),
+                }
+            )
+    return sorted(results, key=lambda r: r["temperature_K"])
+
+
+def load_model_diffusion(run_dir: str | Path, **kwargs: Any) -> list[dict[str, Any]]:
+    """The model's liquid self-diffusion in a run directory, ``[]`` if it holds none.
+
+    Reads ``diffusion.csv`` if present, else computes D from the frames files
+    ``diffusion/<label>/*.h5`` (:func:`diffusion_from_frames`, ``kwargs`` passed on), one
+    label per sub-directory (``before``, ``after``). Rows as in :func:`diffusion_from_frames`.
+    """
+    path = _run_dir(run_dir)
+    table = path / "diffusion.csv"
+    if table.exists():
+        with open(table, newline="") as handle:
+            reader = csv.DictReader(handle)
+            missing = set(_DIFFUSION_FIELDS) - set(reader.fieldnames or [])
+            if missing:
+                raise ValueError(f"{table} lacks the column(s) {sorted(missing)}")
+            rows = []
+            for entry in reader:
+                row: dict[str, Any] = dict(entry)
+                for name in _DIFFUSION_FIELDS[1:]:
+                    row[name] = _float(entry[name])
+                rows.append(row)
+        return sorted(rows, key=lambda r: (r["label"], r["temperature_K"]))
+    rows = []
+    folder = path / "diffusion"
+    if folder.is_dir():
+        for sub in sorted(p for p in folder.iterdir() if p.is_dir()):
+            files = sorted(sub.glob("*.h5"))
+            if files:
+                rows.extend(diffusion_from_frames(files, sub.name, **kwargs))
+    return rows
+
+
+def plot_diffusion(
+    experiment: Sequence[Mapping[str, float]],
+    model: Sequence[Mapping[str, Any]] = (),
+    ax: Axes | None = None,
+    *,
+    title: str | None = None,
+    experiment_label: str = "Horbach et al., PRB 80, 212203 (2009)",
+) -> Axes:
+    """Liquid self-diffusion D(T) in 10⁻⁹ m²/s: the experimental points and the model's,
+    one ``errorbar`` series per model label (``before``, ``after``) with its errors.
+
+    With no model rows only the experiment is drawn and a note on the axes says so. The
+    series are in ``ax.containers`` (experiment first, then the labels in order of
+    appearance, ``before`` before ``after``).
+    """
+    import matplotlib.pyplot as plt
+
+    if ax is None:
+        _, ax = plt.subplots(figsize=(6.5, 4.5))
+    unit = 1e-9
+    t_exp = np.array([float(e["temperature_K"]) for e in experiment])
+    d_exp = np.array([float(e["D_m2_per_s"]) for e in experiment]) / unit
+    ax.errorbar(t_exp, d_exp, yerr=None, fmt="k*", ms=10, label=experiment_label)
+    labels: list[str] = []
+    for r in model:
+        if r["label"] not in labels:
+            labels.append(str(r["label"]))
+    order = {"before": 0, "after": 1}
+    labels.sort(key=lambda name: order.get(name, 2))
+    for k, name in enumerate(labels):
+        points = sorted((r for r in model if r["label"] == name), key=lambda r: r["temperature_K"])
+        color, line = _STYLE.get(name, (f"C{k + 2}", "-"))
+        ax.errorbar(
+            [float(r["temperature_K"]) for r in points],
+            [float(r["D_m2_per_s"]) / unit for r in points],
+            yerr=np.nan_to_num([_float(r.get("error_m2_per_s")) / unit for r in points]),
+            marker="o",
+            ls=line,
+            color=color,
+            mfc="white" if name == "before" else color,
+            capsize=3,
+            label=f"model {name}",
+        )
+    if not labels:
+        ax.text(
+            0.03,
+            0.95,
+            "no model diffusion data in this run: experiment only",
+            transform=ax.transAxes,
+            va="top",
+            fontsize=9,
+            color="0.3",
+        )
+    ax.set_xlabel("temperature (K)")
+    ax.set_ylabel("self-diffusion D (10⁻⁹ m²/s)")
+    ax.set_title(title or "liquid self-diffusion")
+    ax.legend(fontsize=8, loc="lower right")
+    return ax
+
+
+# ---------------------------------------------------------------------------- synthetic run
+
+
+def is_synthetic(run_dir: str | Path) -> bool:
+    """Whether ``run_dir`` is a made-up example (``"synthetic": true`` in summary.json)."""
+    summary = Path(run_dir) / "summary.json"
+    if not summary.exists():
+        return False
+    return bool(json.loads(summary.read_text()).get("synthetic", False))
+
+
+def _brownian_frames(
+    d_m2_per_s: Sequence[float],
+    temperatures_K: Sequence[float],
+    *,
+    n_atoms: int,
+    n_frames: int,
+    frame_fs: float,
+    seed: int,
+):
+    """Frames of independent Brownian walkers, one liquid Ti system per temperature, with
+    ⟨Δx²⟩ = 2DΔt per axis per frame (a made-up trajectory with a known D)."""
+    import torch
+
+    from phasetune.sampling.frames import Frames
+
+    f64 = torch.float64
+    n_sys = len(temperatures_K)
+    box = (n_atoms / 0.0535) ** (1.0 / 3.0)  # liquid Ti: ≈ 0.0535 atoms/Å³
+    g = torch.Generator().manual_seed(seed)
+    sigma = torch.tensor([math.sqrt(2.0 * d * 1e5 * frame_fs) for d in d_m2_per_s], dtype=f64)
+    sigma = sigma.repeat_interleave(n_atoms)[None, :, None]  # Å per frame and axis
+    steps = torch.randn(n_frames - 1, n_sys * n_atoms, 3, generator=g, dtype=f64) * sigma
+    start = torch.rand(1, n_sys * n_atoms, 3, generator=g, dtype=f64) * box
+    positions = torch.cat([start, start + torch.cumsum(steps, dim=0)])
+    cell = torch.eye(3, dtype=f64).mul(box).expand(n_frames, n_sys, 3, 3).clone()
+    zeros = torch.zeros(n_frames, n_sys, dtype=f64)
+    temperature = torch.tensor(list(temperatures_K), dtype=f64).expand(n_frames, n_sys).clone()
+    stride = 125
+    return Frames(
+        positions=positions,
+        cell=cell,
+        potential_energy=zeros,
+        kinetic_energy=zeros,
+        volume=torch.linalg.det(cell),
+        temperature=temperature,
+        pressure=zeros,
+        enthalpy=zeros,
+        phase_ok=torch.ones(n_frames, n_sys, dtype=torch.bool),
+        phase_fractions=torch.zeros(n_frames, n_sys, 4, dtype=f64),
+        step=torch.arange(n_frames) * stride,
+        system_idx=torch.arange(n_sys).repeat_interleave(n_atoms),
+        atomic_numbers=torch.full((n_sys * n_atoms,), 22),
+        masses=torch.full((n_sys * n_atoms,), 47.867, dtype=f64),
+        state_points=[
+            {
+                "name": f"liquid_{t:.0f}K",
+                "phase": "liquid",
+                "temperature_K": float(t),
+                "pressure_GPa": 0.0,
+                "cell_mode": "isotropic",
+            }
+            for t in temperatures_K
+        ],
+        metadata={"timestep_fs": frame_fs / stride, "synthetic": True},
+    )
+
+
+def write_synthetic_ti_run(
+    run_dir: str | Path,
+    *,
+    with_diffusion: bool = True,
+    n_steps: int = 12,
+    seed: int = 0,
+) -> Path:
+    """Write a small, MADE-UP titanium run directory (fake numbers, for demonstration and
+    tests only), in the layout of a real ``phasetune experiment=ti_phase_diagram`` run.
+
+    The targets (names, experimental T, P, tolerance) are the real ones of
+    ``conf/targets/ti_phase_diagram.yaml``; every model number is invented: "before" a
+    foundation model too low by ≈ 150 K (hcp|bcc) and ≈ 250 K (bcc|liquid), "after" within a
+    few K, a training history converging over ``n_steps`` steps with two re-samplings, and
+    (``with_diffusion``) Brownian-walker frames ``diffusion/{before,after}/liquid.h5`` whose D
+    is 0.75× and 1.0× Horbach's. ``summary.json`` says ``"synthetic": true``.
+
+    Returns:
+        ``run_dir``.
+    """
+    import yaml
+
+    path = Path(run_dir)
+    path.mkdir(parents=True, exist_ok=True)
+    rng = np.random.default_rng(seed)
+    targets = yaml.safe_load((_CONF / "targets" / "ti_phase_diagram.yaml").read_text())["targets"]
+    rows = []
+    start_shift = []
+    for t in targets:
+        t_exp, p = float(t["temperature_K"]), float(t["pressure_GPa"])
+        solid = t["phases"][1] != "liquid"
+        shift = (-150.0 + 6.0 * p) if solid else (-250.0 - 10.0 * p)
+        start_shift.append(shift)
+        after = t_exp + float(rng.normal(0.0, 4.0))
+        rows.append(
+            {
+                "target": t["name"],
+                "phases": "|".join(t["phases"]),
+                "pressure_GPa": p,
+                "experiment_K": t_exp,
+                "tolerance_K": float(t["tolerance_K"]),
+                "before_K": t_exp + shift + float(rng.normal(0.0, 5.0)),
+                "before_error_K": 15.0 if solid else 10.0,
+                "reweighted_K": t_exp + float(rng.normal(0.0, 3.0)),
+                "after_K": after,
+                "after_error_K": 15.0 if solid else 10.0,
+                "after_method": "free_energy" if solid else "coexistence",
+                "met": bool(abs(after - t_exp) < float(t["tolerance_K"])),
+                "source": "SYNTHETIC EXAMPLE (made-up model numbers); target: " + t["source"],
+            }
+        )
+    with open(path / "report.csv", "w", newline="") as handle:
+        writer = csv.DictWriter(handle, fieldnames=list(_REPORT_FIELDS))
+        writer.writeheader()
+        writer.writerows(rows)
+    (path / "report.json").write_text(json.dumps(rows, indent=2))
+
+    # a made-up history: T* relaxes to the target, ESS decays and is reset by re-samplings
+    delta_s_meV_per_K = {True: 0.08, False: 0.11}  # |Δs| per atom, made up
+    resample_at = {n_steps // 3, 2 * n_steps // 3}
+    history = []
+    ess_age = 0
+    resamplings = 0
+    for step in range(n_steps):
+        if step in resample_at:
+            resamplings += 1
+            ess_age = 0
+        entry: dict[str, float] = {"step": float(step), "epoch": 0.0}
+        loss = 0.0
+        for t, shift in zip(targets, start_shift, strict=True):
+            solid = t["phases"][1] != "liquid"
+            off = shift * math.exp(-step / (n_steps / 4.0)) + float(rng.normal(0.0, 2.0))
+            dg = -delta_s_meV_per_K[solid] * off
+            entry[f"dg_meV/{t['name']}"] = dg
+            entry[f"T_shift_K/{t['name']}"] = off
+            entry[f"T_implied_K/{t['name']}"] = float(t["temperature_K"]) + off
+            loss += (off / float(t["tolerance_K"])) ** 2
+            for phase in t["phases"]:
+                ess = math.exp(-0.03 * ess_age) - abs(float(rng.normal(0.0, 0.005)))
+                entry[f"ess/{t['name']}/{phase}"] = min(1.0, ess)
+        entry["loss"] = loss
+        entry["resamplings"] = float(resamplings)
+        history.append(entry)
+        ess_age += 1
+    logs = path / "logs" / "version_0"
+    logs.mkdir(parents=True, exist_ok=True)
+    with open(logs / "metrics.csv", "w", newline="") as handle:
+        writer = csv.DictWriter(handle, fieldnames=sorted(history[0]))
+        writer.writeheader()
+        writer.writerows(history)
+
+    if with_diffusion:
+        experiment = load_diffusion_experiment()
+        temperatures = [e["temperature_K"] for e in experiment]
+        for k, (label, factor) in enumerate((("before", 0.75), ("after", 1.0))):
+            frames = _brownian_frames(
+                [factor * e["D_m2_per_s"] for e in experiment],
+                temperatures,
+                n_atoms=32,
+                n_frames=160,
+                frame_fs=100.0,
+                seed=seed + 1 + k,
+            )
+            frames.save(path / "diffusion" / label / "liquid.h5")
+    summary = {
+        "synthetic": True,
+        "note": "SYNTHETIC EXAMPLE: made-up numbers, not a titanium run",
+        "rows": rows,
+        "steps": n_steps,
+        "resamplings": resamplings,
+    }
+    (path / "summary.json").write_text(json.dumps(summary, indent=2))
+    (path / "SYNTHETIC_EXAMPLE.txt").write_text(
+        "This directory was written by phasetune.analysis.write_synthetic_ti_run: every model "
+        "number in it is made up (a demonstration of the analysis, not a titanium run).\n"
+    )
+    return path
