@@ -13,6 +13,7 @@ trained weights (``trained_model.pt``, a state dict: load with ``weights_only=Tr
 
 from __future__ import annotations
 
+import copy
 import csv
 import json
 import logging
@@ -35,6 +36,7 @@ from phasetune.learn.anchor import TransitionMeasurement, compute_anchors, measu
 from phasetune.learn.checkpoint import AtomicCheckpointIO, previous_path
 from phasetune.learn.data import StatePointDataModule
 from phasetune.learn.module import DiffTReModule
+from phasetune.learn.validation import diffusion_before_after, plot_diffusion, write_diffusion
 from phasetune.targets import load_targets
 
 log = logging.getLogger(__name__)
@@ -221,6 +223,30 @@ def make_logger(cfg: DictConfig, output_dir: Path):
     return instantiate(cfg.logger, **kwargs)
 
 
+def validate_diffusion(cfg, validation, targets, model_before, model, device, dtype) -> list[dict]:
+    """Liquid D before and after fine-tuning at ``validation.diffusion`` (see validation.py)."""
+    liquid_targets = [t for t in targets if "liquid" in t.phases]
+    if not liquid_targets:
+        log.warning("validation.diffusion needs a target with a liquid phase: skipped")
+        return []
+    settings = instantiate(validation["sampler"]) if "sampler" in validation else None
+    settings = settings or instantiate(cfg.sampler)
+    rows = diffusion_before_after(
+        {"before": model_before, "after": model},
+        validation["diffusion"],
+        liquid_targets[0].atoms("liquid"),
+        settings,
+        device=device,
+        dtype=dtype,
+    )
+    for r in rows:
+        print(
+            f"D at {r['temperature_K']:g} K: experiment {r['experiment_m2_per_s']:.3g}, before "
+            f"{r['before_m2_per_s']:.3g}, after {r['after_m2_per_s']:.3g} m²/s"
+        )
+    return rows
+
+
 def resume_path(cfg: DictConfig, checkpoints: Path) -> str | None:
     """``ckpt_path``: null (fresh), a file, or ``last`` (this run dir's last checkpoint,
     falling back to the one before it when it is unreadable; fresh if there is none)."""
@@ -277,6 +303,8 @@ def train(cfg: DictConfig, output_dir: Path) -> dict:
     pl.seed_everything(int(cfg.seed), workers=False, verbose=False)
     device = resolve_device(cfg)
     model = build_model(cfg, device, dtype)
+    validation = OmegaConf.to_container(cfg.get("validation") or {}, resolve=True)
+    model_before = copy.deepcopy(model) if validation.get("diffusion") else None
     targets = load_targets(OmegaConf.to_container(cfg.targets, resolve=True))
     anchor_settings = instantiate(cfg.anchor.settings)
     guesses = dict(cfg.anchor.get("guesses_K") or {})
@@ -346,6 +374,15 @@ def train(cfg: DictConfig, output_dir: Path) -> dict:
             rows, module.history, output_dir / "phase_diagram.png"
         )
         images["ess_history"] = plot_ess_history(module.history, output_dir / "ess_history.png")
+    diffusion_rows = []
+    if model_before is not None:
+        diffusion_rows = validate_diffusion(
+            cfg, validation, targets, model_before, model, device, dtype
+        )
+        if diffusion_rows:
+            write_diffusion(diffusion_rows, output_dir)
+            if cfg.plot:
+                images["diffusion"] = plot_diffusion(diffusion_rows, output_dir / "diffusion.png")
     log_media(logger, rows, images)
     summary = {
         "rows": rows,
@@ -354,6 +391,7 @@ def train(cfg: DictConfig, output_dir: Path) -> dict:
         "md_steps": datamodule.md_steps,
         "atom_steps": datamodule.atom_steps,
         "md_events": datamodule.md_events,
+        "diffusion": diffusion_rows,
         "wall_s": time.perf_counter() - start,
         "parameters": {
             name: p.detach().cpu().tolist()
