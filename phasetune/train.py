@@ -21,6 +21,7 @@ import math
 import os
 import sys
 import time
+import warnings
 from pathlib import Path
 
 import hydra
@@ -333,6 +334,9 @@ def train(cfg: DictConfig, output_dir: Path) -> dict:
     module = DiffTReModule(model, targets, anchors, **OmegaConf.to_container(cfg.loss))
     logger = make_logger(cfg, output_dir)
     checkpoints = output_dir / "checkpoints"
+    # the checkpoint after a step holds the state after its update: that is what a resume
+    # continues from (tests/test_resume.py), so Lightning's manual-optimization note is noise
+    warnings.filterwarnings("ignore", message="Using ModelCheckpoint with manual optimization")
     trainer = pl.Trainer(
         **OmegaConf.to_container(cfg.trainer),
         logger=logger,

@@ -21,3 +21,49 @@ ARGON_SIGMA_A = 3.405
 @pytest.fixture
 def argon():
     return {"epsilon_eV": ARGON_EPSILON_EV, "sigma_A": ARGON_SIGMA_A, "epsilon_K": ARGON_EPSILON_K}
+
+
+#: A train config small enough for tests: 32-atom boxes, the model's T_m given (no
+#: coexistence run), short NPT runs, 2 optimizer steps, one thread, no re-measurement.
+TINY_TRAIN = [
+    "+targets.0.model_transition_K=75.0",
+    "targets.0.temperature_K=78.0",
+    "targets.0.structures.fcc.n_atoms=32",
+    "targets.0.structures.liquid.n_atoms=32",
+    "anchor.settings.enthalpy.equilibration_steps=100",
+    "anchor.settings.enthalpy.melt_steps=50",
+    "anchor.settings.enthalpy.production_steps=200",
+    "anchor.settings.enthalpy.progress=false",
+    "sampler.equilibration_steps=60",
+    "sampler.melt_steps=40",
+    "sampler.production_steps=60",
+    "sampler.check_phase=false",
+    "trainer.max_steps=2",
+    "trainer.enable_progress_bar=false",
+    "threads=1",
+    "remeasure=false",
+]
+
+
+@pytest.fixture
+def tiny_train():
+    """Overrides of ``conf/train.yaml`` for a seconds-long fine-tuning run (a copy)."""
+    return list(TINY_TRAIN)
+
+
+@pytest.fixture
+def quiet_trainer():
+    """A factory of CPU Lightning Trainers without logger, checkpoints or progress bar."""
+    import pytorch_lightning as pl
+
+    def make(max_steps: int):
+        return pl.Trainer(
+            max_steps=max_steps,
+            logger=False,
+            enable_checkpointing=False,
+            enable_progress_bar=False,
+            enable_model_summary=False,
+            accelerator="cpu",
+        )
+
+    return make

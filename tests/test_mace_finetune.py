@@ -3,7 +3,6 @@ step, export and reload. A tiny MACE built with ``mace.modules`` stands in for a
 model (no network here)."""
 
 import pytest
-import pytorch_lightning as pl
 import torch
 
 from phasetune.export import export_model
@@ -193,7 +192,7 @@ def test_chunked_reweighting_gradients_equal_unchunked(model_file, tmp_path):
     assert torch.isfinite(fep)
 
 
-def test_round_trip_load_sample_step_export_reload(model_file, tmp_path):
+def test_round_trip_load_sample_step_export_reload(model_file, tmp_path, quiet_trainer):
     from mace.calculators import MACECalculator
 
     live = mace_potential(path=model_file)
@@ -214,14 +213,7 @@ def test_round_trip_load_sample_step_export_reload(model_file, tmp_path):
         live, [target], [anchor], optimizer="adam", lr=1e-3, trainable="readouts"
     )
     before = {n: p.detach().clone() for n, p in live.named_parameters()}
-    trainer = pl.Trainer(
-        max_steps=1,
-        logger=False,
-        enable_checkpointing=False,
-        enable_progress_bar=False,
-        enable_model_summary=False,
-        accelerator="cpu",
-    )
+    trainer = quiet_trainer(1)
     trainer.fit(module, datamodule=datamodule)
     moved = [n for n, p in live.named_parameters() if not torch.equal(p, before[n])]
     assert moved and all(n.startswith("model.readouts.") for n in moved)

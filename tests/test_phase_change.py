@@ -4,7 +4,6 @@ others go on training."""
 import logging
 
 import pytest
-import pytorch_lightning as pl
 
 from phasetune.learn.anchor import Anchor
 from phasetune.learn.data import StatePointDataModule
@@ -44,7 +43,7 @@ def _anchor(target):
     )
 
 
-def _fit(argon, tmp_path, policy):
+def _fit(argon, tmp_path, policy, quiet_trainer):
     model = LennardJones(epsilon_eV=argon["epsilon_eV"], sigma_A=argon["sigma_A"], cutoff_sigma=2.5)
     # fcc argon at 250 K (3.3 T_m) melts within picoseconds: that state point loses its phase
     targets = [_target("hot", 250.0), _target("ok", 70.0)]
@@ -69,22 +68,15 @@ def _fit(argon, tmp_path, policy):
         on_phase_change=policy,
         patience=100,
     )
-    trainer = pl.Trainer(
-        max_steps=2,
-        logger=False,
-        enable_checkpointing=False,
-        enable_progress_bar=False,
-        enable_model_summary=False,
-        accelerator="cpu",
-    )
+    trainer = quiet_trainer(2)
     epsilon0 = model.epsilon.item()
     trainer.fit(module, datamodule=datamodule)
     return module, datamodule, epsilon0, model
 
 
-def test_lost_phase_skips_its_target_and_the_others_train(argon, tmp_path, caplog):
+def test_lost_phase_skips_its_target_and_the_others_train(argon, tmp_path, caplog, quiet_trainer):
     with caplog.at_level(logging.WARNING):
-        module, datamodule, epsilon0, model = _fit(argon, tmp_path, "skip")
+        module, datamodule, epsilon0, model = _fit(argon, tmp_path, "skip", quiet_trainer)
     assert module.skipped == ["hot"]
     assert datamodule.ensembles["hot/fcc"].n_valid() < 2
     assert module.phase_resamples == {"hot/fcc": 1}  # one fresh try from the crystal
@@ -96,6 +88,6 @@ def test_lost_phase_skips_its_target_and_the_others_train(argon, tmp_path, caplo
     assert rows[0]["dg_meV/hot"] != rows[0]["dg_meV/hot"]  # NaN: not estimated
 
 
-def test_lost_phase_stops_the_run_with_a_message(argon, tmp_path):
+def test_lost_phase_stops_the_run_with_a_message(argon, tmp_path, quiet_trainer):
     with pytest.raises(RuntimeError, match=r"target hot: state point hot/fcc kept \d+/10 frames"):
-        _fit(argon, tmp_path, "stop")
+        _fit(argon, tmp_path, "stop", quiet_trainer)

@@ -14,38 +14,25 @@ from phasetune.learn.checkpoint import previous_path
 from phasetune.sampling.frames import Frames
 from phasetune.train import train
 
-TINY = [
-    "+targets.0.model_transition_K=75.0",
-    "targets.0.temperature_K=78.0",
-    "targets.0.structures.fcc.n_atoms=32",
-    "targets.0.structures.liquid.n_atoms=32",
-    "anchor.settings.enthalpy.equilibration_steps=100",
-    "anchor.settings.enthalpy.melt_steps=50",
-    "anchor.settings.enthalpy.production_steps=200",
-    "anchor.settings.enthalpy.progress=false",
-    "sampler.equilibration_steps=60",
-    "sampler.melt_steps=40",
-    "sampler.production_steps=60",
+#: on top of the ``tiny_train`` fixture (tests/conftest.py): Adam (its state must resume
+#: too), frequent re-sampling, 4 steps
+EXTRA = [
     "sampler.stride=10",
-    "sampler.check_phase=false",
     "loss.optimizer=adam",
     "loss.lr=0.01",
     "loss.ess_threshold=0.97",
     "loss.patience=100",
     "trainer.max_steps=4",
-    "trainer.enable_progress_bar=false",
     "~logger",
-    "threads=1",
     "plot=false",
-    "remeasure=false",
 ]
 
 
-def _cfg(tmp_path: Path, *extra: str):
+def _cfg(tiny: list[str], tmp_path: Path, *extra: str):
     with initialize_config_dir(config_dir=CONFIG_DIR, version_base="1.3"):
         return compose(
             config_name="train",
-            overrides=[*TINY, f"anchor.cache_dir={tmp_path / 'cache'}", *extra],
+            overrides=[*tiny, *EXTRA, f"anchor.cache_dir={tmp_path / 'cache'}", *extra],
         )
 
 
@@ -99,12 +86,14 @@ def _same_frames(a: dict, b: dict) -> None:
     "site, count",
     [("sampling", 2), ("optimizer_step", 2), ("between_steps", 3)],
 )
-def test_crashed_and_resumed_run_is_bit_identical(tmp_path_factory, monkeypatch, site, count):
+def test_crashed_and_resumed_run_is_bit_identical(
+    tmp_path_factory, monkeypatch, site, count, tiny_train
+):
     base = tmp_path_factory.getbasetemp() / "resume"
     reference = base / "reference"
     if not (reference / "trained_model.pt").exists():
         reset_faults()
-        summary = train(_cfg(base), reference)
+        summary = train(_cfg(tiny_train, base), reference)
         assert summary["steps"] == 4 and summary["resamplings"] >= 1, summary
     expected = _state(reference)
 
@@ -112,37 +101,39 @@ def test_crashed_and_resumed_run_is_bit_identical(tmp_path_factory, monkeypatch,
     monkeypatch.setenv("PHASETUNE_FAULT", f"{site}:{count}")
     reset_faults()
     with pytest.raises(InjectedFaultError):
-        train(_cfg(base), run)
+        train(_cfg(tiny_train, base), run)
     assert not (run / "trained_model.pt").exists()
     monkeypatch.delenv("PHASETUNE_FAULT")
-    train(_cfg(base, "ckpt_path=last"), run)
+    train(_cfg(tiny_train, base, "ckpt_path=last"), run)
     got = _state(run)
     _same_frames(got.pop("frames"), expected["frames"])
     _assert_same(got, {k: v for k, v in expected.items() if k != "frames"})
 
 
-def test_truncated_checkpoint_falls_back_to_the_previous_one(tmp_path):
+def test_truncated_checkpoint_falls_back_to_the_previous_one(tmp_path, tiny_train):
     reset_faults()
     run = tmp_path / "run"
-    train(_cfg(tmp_path, "trainer.max_steps=2"), run)
+    train(_cfg(tiny_train, tmp_path, "trainer.max_steps=2"), run)
     last = run / "checkpoints" / "last.ckpt"
     assert previous_path(last).exists()
     step_of_previous = torch.load(previous_path(last), weights_only=True)["global_step"]
     last.write_bytes(last.read_bytes()[:1000])  # a crash while writing, without the rename
     with pytest.warns(RuntimeWarning, match="resuming from the previous one"):
-        summary = train(_cfg(tmp_path, "trainer.max_steps=3", "ckpt_path=last"), run)
+        summary = train(_cfg(tiny_train, tmp_path, "trainer.max_steps=3", "ckpt_path=last"), run)
     assert step_of_previous == 1 and summary["steps"] == 3
 
 
-def test_same_seed_same_numbers(tmp_path):
+def test_same_seed_same_numbers(tmp_path, tiny_train):
     reset_faults()
-    first = train(_cfg(tmp_path, "trainer.max_steps=2"), tmp_path / "a")
-    second = train(_cfg(tmp_path, "trainer.max_steps=2"), tmp_path / "b")
+    first = train(_cfg(tiny_train, tmp_path, "trainer.max_steps=2"), tmp_path / "a")
+    second = train(_cfg(tiny_train, tmp_path, "trainer.max_steps=2"), tmp_path / "b")
     _assert_same(
         torch.load(tmp_path / "a" / "trained_model.pt", weights_only=True),
         torch.load(tmp_path / "b" / "trained_model.pt", weights_only=True),
     )
     assert first["rows"][0]["reweighted_K"] == second["rows"][0]["reweighted_K"]
     # and a different seed gives different frames (the test can fail)
-    third = train(_cfg(tmp_path, "trainer.max_steps=2", "sampler.seed=1"), tmp_path / "c")
+    third = train(
+        _cfg(tiny_train, tmp_path, "trainer.max_steps=2", "sampler.seed=1"), tmp_path / "c"
+    )
     assert third["rows"][0]["reweighted_K"] != first["rows"][0]["reweighted_K"]

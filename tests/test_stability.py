@@ -155,9 +155,7 @@ def test_stability_settings_are_checked():
     assert SamplerSettings(stability={"max_retries": 1}).stability.max_retries == 1
 
 
-def _tiny_fit(model, tmp_path, anchor_dg=1e-3, max_steps=2):
-    import pytorch_lightning as pl
-
+def _tiny_fit(model, tmp_path, quiet_trainer, anchor_dg=1e-3, max_steps=2):
     from phasetune.learn.anchor import Anchor
     from phasetune.learn.data import StatePointDataModule
     from phasetune.learn.module import DiffTReModule
@@ -190,30 +188,25 @@ def _tiny_fit(model, tmp_path, anchor_dg=1e-3, max_steps=2):
         frames_dir=tmp_path,
     )
     module = DiffTReModule(model, [target], [anchor], trainable=["inner.epsilon"], patience=100)
-    trainer = pl.Trainer(
-        max_steps=max_steps,
-        logger=False,
-        enable_checkpointing=False,
-        enable_progress_bar=False,
-        enable_model_summary=False,
-        accelerator="cpu",
-    )
+    trainer = quiet_trainer(max_steps)
     trainer.fit(module, datamodule=datamodule)
     return module, datamodule
 
 
-def test_fine_tuning_run_survives_nan_md_and_reports_it(lj, tmp_path):
+def test_fine_tuning_run_survives_nan_md_and_reports_it(lj, tmp_path, quiet_trainer):
     model = NaNAfter(lj, system=1, start=80)  # the liquid state point, mid-equilibration
-    module, datamodule = _tiny_fit(model, tmp_path)
+    module, datamodule = _tiny_fit(model, tmp_path, quiet_trainer)
     assert [e["system"] for e in datamodule.md_events] == ["t/liquid"]
     rows = [r for r in module.history if "loss" in r]
     assert len(rows) == 2 and rows[-1]["md_restarts"] == 1.0
     assert all(r["loss"] == r["loss"] for r in rows)  # finite: nothing NaN reached the loss
 
 
-def test_nan_loss_skips_the_step_keeps_parameters_and_stops_after_three(lj, tmp_path):
+def test_nan_loss_skips_the_step_keeps_parameters_and_stops_after_three(
+    lj, tmp_path, quiet_trainer
+):
     model = NaNAfter(lj, system=0, start=10**9)  # never NaN: the anchor is what is broken
     epsilon0 = float(lj.epsilon)
     with pytest.raises(RuntimeError, match="3 non-finite losses in a row"):
-        _tiny_fit(model, tmp_path, anchor_dg=float("nan"), max_steps=5)
+        _tiny_fit(model, tmp_path, quiet_trainer, anchor_dg=float("nan"), max_steps=5)
     assert float(lj.epsilon) == epsilon0

@@ -9,30 +9,17 @@ from omegaconf import open_dict
 from phasetune.cli import CONFIG_DIR
 from phasetune.train import train
 
-TINY = [
-    "+targets.0.model_transition_K=75.0",
-    "targets.0.temperature_K=80.0",
-    "targets.0.structures.fcc.n_atoms=32",
-    "targets.0.structures.liquid.n_atoms=108",
-    "anchor.settings.enthalpy.equilibration_steps=100",
-    "anchor.settings.enthalpy.melt_steps=50",
-    "anchor.settings.enthalpy.production_steps=200",
-    "anchor.settings.enthalpy.progress=false",
-    "sampler.equilibration_steps=60",
-    "sampler.melt_steps=40",
-    "sampler.production_steps=60",
-    "sampler.check_phase=false",
-    "trainer.max_steps=2",
-    "trainer.enable_progress_bar=false",
-    "~logger",
-    "threads=1",
-    "remeasure=false",
-]
 
-
-def test_diffusion_before_and_after_is_reported(tmp_path):
+def test_diffusion_before_and_after_is_reported(tmp_path, tiny_train):
+    overrides = [
+        *tiny_train,
+        "targets.0.temperature_K=80.0",
+        "targets.0.structures.liquid.n_atoms=108",
+        "~logger",
+        f"anchor.cache_dir={tmp_path}/cache",
+    ]
     with initialize_config_dir(config_dir=CONFIG_DIR, version_base="1.3"):
-        cfg = compose("train", overrides=[*TINY, f"anchor.cache_dir={tmp_path}/cache"])
+        cfg = compose("train", overrides=overrides)
     with open_dict(cfg):
         # argon near its triple point: D ≈ 2.4e-9 m²/s (order of magnitude is what matters)
         cfg.validation.diffusion = [

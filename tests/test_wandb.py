@@ -9,28 +9,8 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
 
-TINY = [
-    "logger=wandb",
-    "+targets.0.model_transition_K=75.0",
-    "targets.0.temperature_K=78.0",
-    "targets.0.structures.fcc.n_atoms=32",
-    "targets.0.structures.liquid.n_atoms=32",
-    "anchor.settings.enthalpy.equilibration_steps=100",
-    "anchor.settings.enthalpy.melt_steps=50",
-    "anchor.settings.enthalpy.production_steps=200",
-    "anchor.settings.enthalpy.progress=false",
-    "sampler.equilibration_steps=60",
-    "sampler.melt_steps=40",
-    "sampler.production_steps=60",
-    "sampler.check_phase=false",
-    "trainer.max_steps=2",
-    "trainer.enable_progress_bar=false",
-    "threads=1",
-    "remeasure=false",
-]
 
-
-def _run(tmp_path, *extra, flags=()):
+def _run(tiny, tmp_path, *extra, flags=()):
     env = dict(os.environ, WANDB_MODE="offline", WANDB_SILENT="true", OMP_NUM_THREADS="1")
     env.pop("WANDB_API_KEY", None)
     done = subprocess.run(
@@ -39,7 +19,8 @@ def _run(tmp_path, *extra, flags=()):
             "-m",
             "phasetune.train",
             *flags,
-            *TINY,
+            *tiny,
+            "logger=wandb",
             f"anchor.cache_dir={tmp_path}/cache",
             *extra,
         ],
@@ -57,8 +38,8 @@ def _offline_runs(run_dir: Path) -> list[Path]:
     return sorted((run_dir / "wandb").glob("offline-run-*"))
 
 
-def test_wandb_offline_run_has_metrics_images_and_table(tmp_path):
-    _run(tmp_path, f"hydra.run.dir={tmp_path}/run")
+def test_wandb_offline_run_has_metrics_images_and_table(tmp_path, tiny_train):
+    _run(tiny_train, tmp_path, f"hydra.run.dir={tmp_path}/run")
     (run,) = _offline_runs(tmp_path / "run")
     (record,) = run.glob("*.wandb")
     data = record.read_bytes()
@@ -73,8 +54,9 @@ def test_wandb_offline_run_has_metrics_images_and_table(tmp_path):
     assert "before_K" in content["columns"] and len(content["data"]) == 1
 
 
-def test_multirun_gives_one_grouped_wandb_run_per_job(tmp_path):
+def test_multirun_gives_one_grouped_wandb_run_per_job(tmp_path, tiny_train):
     _run(
+        tiny_train,
         tmp_path,
         "loss.max_step=0.01,0.02",
         f"hydra.sweep.dir={tmp_path}/sweep",
