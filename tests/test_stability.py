@@ -121,7 +121,8 @@ def test_guard_detects_hot_flying_and_collapsing_systems(argon, lj):
     )
     md = crescale_init(state, lj, targets=targets)
     dt = torch.tensor(fs_to_internal(10.0), dtype=torch.float64)
-    guard = StabilityGuard.start(md, ["ok", "hot", "flying", "collapse"], dt, StabilitySettings())
+    settings = StabilitySettings(check_every=1)
+    guard = StabilityGuard.start(md, ["ok", "hot", "flying", "collapse"], dt, settings)
     bad, reasons = guard.unstable(md, kT)
     assert not bool(bad.any()), reasons
     idx = md.system_idx

@@ -7,7 +7,7 @@ A system is unstable after a step when any of these holds (the others are not to
 * an atom moved more than ``max_displacement_factor`` × its thermal step √(3k_BT/m)·dt in
   one step (atoms flying apart; 8× the rms speed is never reached by Maxwell–Boltzmann
   velocities: P(χ²₃ > 192) ≈ 10⁻⁴¹);
-* its volume changed by more than a factor ``max_volume_step_factor`` in one step (a
+* its volume changed by more than a factor ``max_volume_step_factor`` between checks (a
   collapsing or exploding cell; a barostat moves the volume by well under 1 % a step, and
   large but slow fluctuations, as of a small ideal gas, are legitimate).
 
@@ -41,6 +41,8 @@ class StabilitySettings:
     max_volume_step_factor: float = 1.5
     max_retries: int = 3
     timestep_factor: float = 0.5
+    #: the costlier checks (temperature, displacement, volume) every this many steps
+    check_every: int = 5
 
     def __post_init__(self) -> None:
         if not self.max_temperature_factor > 1:
@@ -51,6 +53,8 @@ class StabilitySettings:
             raise ValueError("stability.max_volume_step_factor must be > 1")
         if self.max_retries < 0:
             raise ValueError("stability.max_retries must be >= 0")
+        if self.check_every < 1:
+            raise ValueError("stability.check_every must be >= 1")
         if not 0 < self.timestep_factor < 1:
             raise ValueError("stability.timestep_factor must be in (0, 1)")
 
@@ -68,6 +72,7 @@ class StabilityGuard:
     events: list[dict] = field(default_factory=list)
     _snapshot: dict[str, torch.Tensor] = field(default_factory=dict)
     _previous_fractional: torch.Tensor | None = None
+    _since_check: int = 0
 
     def __post_init__(self) -> None:
         n = len(self.names)
@@ -102,18 +107,27 @@ class StabilityGuard:
         inverse = torch.linalg.inv(md.row_vector_cell.detach())
         return torch.einsum("nk,nkl->nl", md.positions.detach(), inverse[md.system_idx])
 
-    def _non_affine_step(self, md) -> torch.Tensor:
-        """Displacement since the previous step without the barostat's affine scaling
+    def _non_affine_step(self, md, fractional: torch.Tensor) -> torch.Tensor:
+        """Displacement since the previous check without the barostat's affine scaling
         (fractional change, minimum image, in the current cell) [n_atoms, 3] in Å."""
-        change = self._fractional(md) - self._previous_fractional
+        change = fractional - self._previous_fractional
         change = change - torch.round(torch.nan_to_num(change))
         return torch.einsum("nk,nkl->nl", change, md.row_vector_cell.detach()[md.system_idx])
 
     def unstable(self, md, kT: torch.Tensor) -> tuple[torch.Tensor, list[str]]:
-        """Mask [n_systems] of systems that just became unstable, and why (one line each)."""
+        """Mask [n_systems] of systems that just became unstable, and why (one line each).
+
+        NaN/inf is checked after every step; temperature, displacement and volume (the
+        costlier checks) every ``check_every`` steps, against thresholds for that many.
+        """
         n = md.n_systems
         idx = md.system_idx
         reasons = [""] * n
+        self._since_check += 1
+        finite = bool(torch.isfinite(md.energy).all()) and bool(torch.isfinite(md.forces).all())
+        if finite and self._since_check < self.settings.check_every:
+            return torch.zeros(n, dtype=torch.bool, device=idx.device), reasons
+        steps, self._since_check = self._since_check, 0
         bad_atoms = ~torch.isfinite(md.forces).all(-1) | ~torch.isfinite(md.positions).all(-1)
         nonfinite = torch.zeros(n, dtype=torch.bool, device=idx.device).index_put_(
             (idx[bad_atoms],), torch.tensor(True, device=idx.device)
@@ -124,15 +138,16 @@ class StabilityGuard:
         )
         dof = md.get_number_of_degrees_of_freedom().to(kinetic.dtype)
         hot = 2 * kinetic / dof > self.settings.max_temperature_factor * kT
-        thermal = torch.sqrt(3 * kT[idx] / md.masses) * self.dt.to(kT)[idx]
-        step = self._non_affine_step(md).norm(dim=-1) / thermal
+        thermal = steps * torch.sqrt(3 * kT[idx] / md.masses) * self.dt.to(kT)[idx]
+        fractional = self._fractional(md)
+        step = self._non_affine_step(md, fractional).norm(dim=-1) / thermal
         jump = torch.zeros(n, dtype=step.dtype, device=idx.device).scatter_reduce(
             0, idx, torch.nan_to_num(step, nan=float("inf")), reduce="amax", include_self=False
         )
         flying = jump > self.settings.max_displacement_factor
         volume = torch.linalg.det(md.cell).detach()
         ratio = volume / self.reference_volume
-        f = self.settings.max_volume_step_factor
+        f = self.settings.max_volume_step_factor**steps
         cell = ~torch.isfinite(ratio) | (ratio < 1 / f) | (ratio > f)
         bad = (nonfinite | hot | flying | cell) & ~self.stopped.to(idx.device)
         for k in torch.nonzero(bad).flatten().tolist():
@@ -143,11 +158,11 @@ class StabilityGuard:
                 t = float(2 * kinetic[k] / dof[k] / KB_EV_PER_K)
                 why.append(f"temperature {t:.0f} K > {self.settings.max_temperature_factor:g}× set")
             if flying[k]:
-                why.append(f"an atom moved {float(jump[k]):.1f}× its thermal step in one step")
+                why.append(f"an atom moved {float(jump[k]):.1f}× its thermal step per step")
             if cell[k]:
                 why.append(f"volume changed by a factor {float(ratio[k]):.2f}")
             reasons[k] = "; ".join(why)
-        self._previous_fractional = self._fractional(md)
+        self._previous_fractional = fractional
         self.reference_volume = torch.where(bad, self.reference_volume, volume)
         return bad, reasons
 
@@ -169,6 +184,7 @@ class StabilityGuard:
         """Put ``bad`` systems back to their snapshot with a smaller time step (or stop them)."""
         md = self._restore(md, bad)
         self.reference_volume = torch.linalg.det(md.cell).detach().clone()
+        self._since_check = 0
         for k in torch.nonzero(bad).flatten().tolist():
             self.retries[k] += 1
             if int(self.retries[k]) > self.settings.max_retries:
