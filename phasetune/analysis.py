@@ -177,7 +177,8 @@ def report_markdown(rows: Sequence[Mapping[str, Any]], digits: int = 1) -> str:
     lines = [head, "|" + "---|" * 9]
     for r in rows:
         lines.append(
-            f"| {r['target']} | {r['phases']} | {r['pressure_GPa']:g} "
+            f"| {r['target']} | {str(r['phases']).replace('|', chr(92) + '|')} "
+            f"| {r['pressure_GPa']:g} "
             f"| {_fmt(r['experiment_K'], r.get('tolerance_K'), digits)} "
             f"| {_fmt(r['before_K'], r.get('before_error_K'), digits)} "
             f"| {_fmt(r.get('reweighted_K', math.nan), None, digits)} "
@@ -355,6 +356,7 @@ def plot_phase_diagram(
     *,
     title: str | None = None,
     show_reweighted: bool = False,
+    relative: bool = False,
     dodge_GPa: float = 0.06,
 ) -> Axes:
     """Transition temperature against pressure for every boundary (``phases``, e.g.
@@ -386,8 +388,9 @@ def plot_phase_diagram(
     for b, (boundary, group) in enumerate(_boundaries(rows).items()):
         marker = _MARKERS[b % len(_MARKERS)]
         p = np.array([float(r["pressure_GPa"]) for r in group])
+        reference = np.array([float(r["experiment_K"]) for r in group]) if relative else 0.0
         for kind, value, error, dodge, label in kinds:
-            y = np.array([_float(r.get(value)) for r in group])
+            y = np.array([_float(r.get(value)) for r in group]) - reference
             if not np.isfinite(y).any():
                 missing.append(f"{boundary} {kind}")
                 continue
@@ -407,14 +410,15 @@ def plot_phase_diagram(
                 lw=1.2,
                 label=f"{boundary}: {label}",
             )
-        ax.annotate(
-            boundary,
-            (p[-1], float(group[-1]["experiment_K"])),
-            textcoords="offset points",
-            xytext=(8, 0),
-            fontsize=9,
-            va="center",
-        )
+        if not relative:  # name each boundary at its high-pressure end
+            ax.annotate(
+                boundary,
+                (p[-1], float(group[-1]["experiment_K"])),
+                textcoords="offset points",
+                xytext=(8, 0),
+                fontsize=9,
+                va="center",
+            )
     if missing:
         ax.text(
             0.02,
@@ -425,7 +429,7 @@ def plot_phase_diagram(
             color="0.3",
         )
     ax.set_xlabel("pressure (GPa)")
-    ax.set_ylabel("transition temperature (K)")
+    ax.set_ylabel("T − T_exp (K)" if relative else "transition temperature (K)")
     ax.set_title(title or "phase diagram: experiment and model before / after")
     ax.legend(fontsize=7, loc="best")
     return ax
@@ -676,7 +680,7 @@ def write_synthetic_ti_run(
     The targets (names, experimental T, P, tolerance) are the real ones of
     ``conf/targets/ti_phase_diagram.yaml``; every model number is invented: "before" a
     foundation model too low by ≈ 150 K (hcp|bcc) and ≈ 250 K (bcc|liquid), "after" within a
-    few K, a training history converging over ``n_steps`` steps with two re-samplings, and
+    few K, a training history converging over ``n_steps`` steps with ESS-triggered re-samplings, and
     (``with_diffusion``) Brownian-walker frames ``diffusion/{before,after}/liquid.h5`` whose D
     is 0.75× and 1.0× Horbach's. ``summary.json`` says ``"synthetic": true``.
 
@@ -720,14 +724,14 @@ def write_synthetic_ti_run(
         writer.writerows(rows)
     (path / "report.json").write_text(json.dumps(rows, indent=2))
 
-    # a made-up history: T* relaxes to the target, ESS decays and is reset by re-samplings
+    # a made-up history: T* relaxes to the target; the ESS decays as the parameters move
+    # away from the sampling ones and is reset by a re-sampling once it falls below 0.9
     delta_s_meV_per_K = {True: 0.08, False: 0.11}  # |Δs| per atom, made up
-    resample_at = {n_steps // 3, 2 * n_steps // 3}
     history = []
     ess_age = 0
     resamplings = 0
     for step in range(n_steps):
-        if step in resample_at:
+        if history and min(v for k, v in history[-1].items() if k.startswith("ess/")) < 0.9:
             resamplings += 1
             ess_age = 0
         entry: dict[str, float] = {"step": float(step), "epoch": 0.0}
@@ -735,13 +739,12 @@ def write_synthetic_ti_run(
         for t, shift in zip(targets, start_shift, strict=True):
             solid = t["phases"][1] != "liquid"
             off = shift * math.exp(-step / (n_steps / 4.0)) + float(rng.normal(0.0, 2.0))
-            dg = -delta_s_meV_per_K[solid] * off
-            entry[f"dg_meV/{t['name']}"] = dg
+            entry[f"dg_meV/{t['name']}"] = delta_s_meV_per_K[solid] * off  # Δg = Δs (T* − T)
             entry[f"T_shift_K/{t['name']}"] = off
             entry[f"T_implied_K/{t['name']}"] = float(t["temperature_K"]) + off
             loss += (off / float(t["tolerance_K"])) ** 2
             for phase in t["phases"]:
-                ess = math.exp(-0.03 * ess_age) - abs(float(rng.normal(0.0, 0.005)))
+                ess = math.exp(-0.04 * ess_age) - abs(float(rng.normal(0.0, 0.005)))
                 entry[f"ess/{t['name']}/{phase}"] = min(1.0, ess)
         entry["loss"] = loss
         entry["resamplings"] = float(resamplings)
@@ -761,7 +764,7 @@ def write_synthetic_ti_run(
             frames = _brownian_frames(
                 [factor * e["D_m2_per_s"] for e in experiment],
                 temperatures,
-                n_atoms=32,
+                n_atoms=64,
                 n_frames=160,
                 frame_fs=100.0,
                 seed=seed + 1 + k,

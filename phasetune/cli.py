@@ -94,13 +94,11 @@ def write_summary_csv(frames: Frames, path: Path) -> Path:
 
 def plot_frames(frames: Frames, path: Path) -> Path:
     """Traces of temperature, pressure, volume per atom and energy per atom per state point."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    from matplotlib.figure import Figure  # no global backend: notebooks keep theirs
 
     n = frames.n_atoms_per_system.to(frames.volume.dtype)
-    fig, axes = plt.subplots(2, 2, figsize=(11, 7), sharex=True)
+    fig = Figure(figsize=(11, 7))
+    axes = fig.subplots(2, 2, sharex=True)
     series = [
         ("temperature (K)", frames.temperature),
         ("pressure (GPa)", frames.pressure),
@@ -120,7 +118,6 @@ def plot_frames(frames: Frames, path: Path) -> Path:
     fig.suptitle("phasetune-sample (red × = frame flagged by the phase check)")
     fig.tight_layout()
     fig.savefig(path, dpi=120)
-    plt.close(fig)
     return path
 
 

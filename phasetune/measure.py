@@ -82,13 +82,11 @@ def write_transitions(rows: list[dict], output_dir: Path) -> None:
 
 def plot_transitions(rows: list[dict], coexistence: list, path: Path) -> Path:
     """Phase boundary T*(P) with error bars per method, and interface velocities v(T)."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    from matplotlib.figure import Figure  # no global backend: notebooks keep theirs
 
     n_panels = 2 if coexistence else 1
-    fig, axes = plt.subplots(1, n_panels, figsize=(5.5 * n_panels, 4.2), squeeze=False)
+    fig = Figure(figsize=(5.5 * n_panels, 4.2))
+    axes = fig.subplots(1, n_panels, squeeze=False)
     ax = axes[0, 0]
     for method, marker in (("coexistence", "o"), ("free_energy", "s")):
         sel = [r for r in rows if r["method"] == method]
@@ -115,7 +113,6 @@ def plot_transitions(rows: list[dict], coexistence: list, path: Path) -> Path:
         ax.legend()
     fig.tight_layout()
     fig.savefig(path, dpi=120)
-    plt.close(fig)
     return path
 
 

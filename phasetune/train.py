@@ -95,12 +95,10 @@ def write_report(rows: list[dict], output_dir: Path) -> None:
 
 def plot_report(rows: list[dict], history: list[dict], path: Path) -> Path:
     """Phase diagram (experiment, before, after with error bars) and the training curves."""
-    import matplotlib
+    from matplotlib.figure import Figure  # no global backend: notebooks keep theirs
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, (ax, ax2) = plt.subplots(1, 2, figsize=(11, 4.2))
+    fig = Figure(figsize=(11, 4.2))
+    ax, ax2 = fig.subplots(1, 2)
     p = [r["pressure_GPa"] for r in rows]
     series = (
         ("experiment_K", "tolerance_K", "k*", "k", "experiment (± tolerance)"),
@@ -142,20 +140,17 @@ def plot_report(rows: list[dict], history: list[dict], path: Path) -> Path:
         ax2.legend(fontsize=8)
     fig.tight_layout()
     fig.savefig(path, dpi=120)
-    plt.close(fig)
     return path
 
 
 def plot_ess_history(history: list[dict], path: Path) -> Path:
     """Relative ESS N_eff/N of every state point per optimizer step (re-samplings show as
     jumps back to 1)."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    from matplotlib.figure import Figure  # no global backend: notebooks keep theirs
 
     history = [h for h in history if "loss" in h]
-    fig, ax = plt.subplots(figsize=(6, 3.8))
+    fig = Figure(figsize=(6, 3.8))
+    ax = fig.subplots()
     if history:
         steps = [h["step"] for h in history]
         for key in sorted({k for h in history for k in h if k.startswith("ess/")}):
@@ -167,7 +162,6 @@ def plot_ess_history(history: list[dict], path: Path) -> Path:
     ax.legend(fontsize=7)
     fig.tight_layout()
     fig.savefig(path, dpi=110)
-    plt.close(fig)
     return path
 
 

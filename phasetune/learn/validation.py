@@ -83,22 +83,36 @@ def diffusion_before_after(
 
 
 def write_diffusion(rows: list[dict], output_dir: Path) -> Path:
+    """``diffusion.csv``, one line per (model, state point): label, temperature_K,
+    pressure_GPa, D_m2_per_s, error_m2_per_s, experiment_m2_per_s (the layout
+    :func:`phasetune.analysis.load_model_diffusion` reads)."""
     path = output_dir / "diffusion.csv"
+    fields = ["label", "temperature_K", "pressure_GPa", "D_m2_per_s", "error_m2_per_s"]
     with open(path, "w", newline="") as handle:
-        writer = csv.DictWriter(handle, fieldnames=list(rows[0]))
+        writer = csv.DictWriter(handle, fieldnames=[*fields, "experiment_m2_per_s"])
         writer.writeheader()
-        writer.writerows(rows)
+        for row in rows:
+            for label in ("before", "after"):
+                if f"{label}_m2_per_s" in row:
+                    writer.writerow(
+                        {
+                            "label": label,
+                            "temperature_K": row["temperature_K"],
+                            "pressure_GPa": row["pressure_GPa"],
+                            "D_m2_per_s": row[f"{label}_m2_per_s"],
+                            "error_m2_per_s": row[f"{label}_error_m2_per_s"],
+                            "experiment_m2_per_s": row["experiment_m2_per_s"],
+                        }
+                    )
     return path
 
 
 def plot_diffusion(rows: list[dict], path: Path) -> Path:
     """D(T): experiment against the model before and after fine-tuning (10⁻⁹ m²/s)."""
-    import matplotlib
+    from matplotlib.figure import Figure  # no global backend: notebooks keep theirs
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, ax = plt.subplots(figsize=(5.5, 4))
+    fig = Figure(figsize=(5.5, 4))
+    ax = fig.subplots()
     t = [r["temperature_K"] for r in rows]
     ax.plot(t, [1e9 * r["experiment_m2_per_s"] for r in rows], "k*", ms=9, label="experiment")
     for label, fmt, color in (("before", "o", "tab:red"), ("after", "s", "tab:blue")):
@@ -118,5 +132,4 @@ def plot_diffusion(rows: list[dict], path: Path) -> Path:
     ax.legend(fontsize=8)
     fig.tight_layout()
     fig.savefig(path, dpi=110)
-    plt.close(fig)
     return path
