@@ -1,7 +1,14 @@
 #!/usr/bin/env bash
-# Set up (if needed) and run the whole test suite on the CPU.
+# Set up (if needed) and run the test suite on the CPU.
+# CI (CI=true) and PHASETUNE_SLOW=1 also run the `slow` physics validations (≈ 11 min more
+# on 2 cores); extra arguments go to pytest.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup.sh
 export WANDB_MODE=disabled OMP_NUM_THREADS="${OMP_NUM_THREADS:-2}"
-exec .venv/bin/python -m pytest -q -p no:cacheprovider "$@"
+markers=()
+if [ "${CI:-}" != "true" ] && [ "${PHASETUNE_SLOW:-0}" != "1" ]; then
+  echo "[test] slow physics validations skipped (PHASETUNE_SLOW=1 runs them; CI does)"
+  markers=(-m "not slow")
+fi
+exec .venv/bin/python -m pytest -q -p no:cacheprovider "${markers[@]}" "$@"

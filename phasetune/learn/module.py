@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import fnmatch
 import logging
+import math
 from collections.abc import Sequence
 
 import pytorch_lightning as pl
@@ -257,7 +258,7 @@ class DiffTReModule(pl.LightningModule):
         return {
             "delta_g_eV": dg.tolist(),
             "implied_T_K": [
-                t.temperature_K + float(d) / float(s)
+                math.nan if t.name in self.skipped else t.temperature_K + float(d) / float(s)
                 for t, d, s in zip(self.targets, dg, self.delta_s, strict=True)
             ],
             "ess": ess,
