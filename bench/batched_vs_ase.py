@@ -56,6 +56,7 @@ from ase.md.nose_hoover_chain import IsotropicMTKNPT  # noqa: E402
 from ase.md.nptberendsen import NPTBerendsen  # noqa: E402
 from ase.md.velocitydistribution import MaxwellBoltzmannDistribution, Stationary  # noqa: E402
 from ase.stress import full_3x3_to_voigt_6_stress  # noqa: E402
+from sampler_overhead import mace_points  # noqa: E402  (bench/ is on sys.path when run)
 
 from phasetune.potentials.lennard_jones import LennardJones  # noqa: E402
 from phasetune.sampling.sampler import (  # noqa: E402
@@ -127,28 +128,6 @@ def lj_points(n: int) -> list[StatePoint]:
                 ),
                 temperature_K=100.0 if liquid else 60.0,
                 pressure_GPa=0.05,
-            )
-        )
-    return points
-
-
-def mace_points(n: int) -> list[StatePoint]:
-    points = []
-    for k in range(n):
-        if k % 2 == 0:
-            atoms = build_structure("bcc", element="Ti", lattice_A=3.30, n_atoms=54)
-            phase, temperature = "bcc", 1500.0
-        else:
-            atoms = build_structure("hcp", element="Ti", lattice_A=2.95, c_over_a=1.586, n_atoms=48)
-            phase, temperature = "hcp", 1000.0
-        points.append(
-            StatePoint(
-                name=f"ti{k}",
-                phase=phase,
-                atoms=atoms,
-                temperature_K=temperature,
-                pressure_GPa=0.0,
-                cell_mode="isotropic",
             )
         )
     return points
