@@ -3,9 +3,10 @@
 * Sampling: MD runs with a frozen, detached copy (:func:`sampling_copy`), refreshed from the
   trained weights before each sampling round (:func:`refresh_sampling_copy`).
 * Reweighting: :func:`frame_energies` evaluates the LIVE module on stored frames, with
-  gradients to its parameters, in chunks of frames so that memory does not grow with the
-  number of frames. DiffTRe's estimates are built on these energies:
-  ΔU_k(θ) = U_θ(x_k) − U_ref(x_k).
+  gradients to its parameters, in chunks of frames (each chunk one torch-sim batch).
+  DiffTRe's estimates are built on these energies: ΔU_k(θ) = U_θ(x_k) − U_ref(x_k); its FEP
+  recomputes them chunk by chunk in the backward pass, so that memory does not grow with the
+  number of frames (:func:`phasetune.learn.difftre.reweighted_gibbs_change`).
 """
 
 from __future__ import annotations
@@ -84,7 +85,9 @@ def frame_energies(
 
     Differentiable with respect to the model's parameters. Frames are evaluated
     ``chunk_frames`` at a time (each chunk is one torch-sim batch of chunk × n_systems
-    systems); autograd keeps only what each chunk's energies need.
+    systems). With gradients on, every chunk's graph stays alive until backward (memory
+    ∝ frames): for gradients over many frames use the chunked FEP of
+    :func:`phasetune.learn.difftre.reweighted_gibbs_change`.
     """
     if chunk_frames < 1:
         raise ValueError(f"chunk_frames must be >= 1, got {chunk_frames}")
