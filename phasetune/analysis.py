@@ -53,7 +53,9 @@ __all__ = [
     "write_synthetic_ti_run",
 ]
 
-_CONF = Path(__file__).resolve().parent.parent / "conf"
+from phasetune.cli import CONFIG_DIR
+
+_CONF = Path(CONFIG_DIR)
 #: Numeric columns of ``report.csv`` (parsed to float; ``nan`` or empty → NaN).
 REPORT_FLOAT_FIELDS = (
     "pressure_GPa",

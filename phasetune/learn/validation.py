@@ -82,54 +82,49 @@ def diffusion_before_after(
     return rows
 
 
+def diffusion_table(rows: list[dict]) -> list[dict]:
+    """One row per (model, state point): label, temperature_K, pressure_GPa, D_m2_per_s,
+    error_m2_per_s, experiment_m2_per_s (the layout :mod:`phasetune.analysis` reads)."""
+    table = []
+    for row in rows:
+        for label in ("before", "after"):
+            if f"{label}_m2_per_s" in row:
+                table.append(
+                    {
+                        "label": label,
+                        "temperature_K": row["temperature_K"],
+                        "pressure_GPa": row["pressure_GPa"],
+                        "D_m2_per_s": row[f"{label}_m2_per_s"],
+                        "error_m2_per_s": row[f"{label}_error_m2_per_s"],
+                        "experiment_m2_per_s": row["experiment_m2_per_s"],
+                    }
+                )
+    return table
+
+
 def write_diffusion(rows: list[dict], output_dir: Path) -> Path:
-    """``diffusion.csv``, one line per (model, state point): label, temperature_K,
-    pressure_GPa, D_m2_per_s, error_m2_per_s, experiment_m2_per_s (the layout
-    :func:`phasetune.analysis.load_model_diffusion` reads)."""
+    """``diffusion.csv`` in the layout of :func:`diffusion_table`."""
     path = output_dir / "diffusion.csv"
-    fields = ["label", "temperature_K", "pressure_GPa", "D_m2_per_s", "error_m2_per_s"]
+    table = diffusion_table(rows)
     with open(path, "w", newline="") as handle:
-        writer = csv.DictWriter(handle, fieldnames=[*fields, "experiment_m2_per_s"])
+        writer = csv.DictWriter(handle, fieldnames=list(table[0]))
         writer.writeheader()
-        for row in rows:
-            for label in ("before", "after"):
-                if f"{label}_m2_per_s" in row:
-                    writer.writerow(
-                        {
-                            "label": label,
-                            "temperature_K": row["temperature_K"],
-                            "pressure_GPa": row["pressure_GPa"],
-                            "D_m2_per_s": row[f"{label}_m2_per_s"],
-                            "error_m2_per_s": row[f"{label}_error_m2_per_s"],
-                            "experiment_m2_per_s": row["experiment_m2_per_s"],
-                        }
-                    )
+        writer.writerows(table)
     return path
 
 
 def plot_diffusion(rows: list[dict], path: Path) -> Path:
-    """D(T): experiment against the model before and after fine-tuning (10⁻⁹ m²/s)."""
+    """D(T): experiment against the model before and after fine-tuning (10⁻⁹ m²/s), drawn
+    by :func:`phasetune.analysis.plot_diffusion` on a figure of its own."""
     from matplotlib.figure import Figure  # no global backend: notebooks keep theirs
 
+    from phasetune.analysis import plot_diffusion as draw
+
+    experiment = [
+        {"temperature_K": r["temperature_K"], "D_m2_per_s": r["experiment_m2_per_s"]} for r in rows
+    ]
     fig = Figure(figsize=(5.5, 4))
-    ax = fig.subplots()
-    t = [r["temperature_K"] for r in rows]
-    ax.plot(t, [1e9 * r["experiment_m2_per_s"] for r in rows], "k*", ms=9, label="experiment")
-    for label, fmt, color in (("before", "o", "tab:red"), ("after", "s", "tab:blue")):
-        if f"{label}_m2_per_s" in rows[0]:
-            ax.errorbar(
-                t,
-                [1e9 * r[f"{label}_m2_per_s"] for r in rows],
-                yerr=[1e9 * r[f"{label}_error_m2_per_s"] for r in rows],
-                fmt=fmt,
-                color=color,
-                capsize=3,
-                label=f"model {label}",
-            )
-    ax.set_xlabel("temperature (K)")
-    ax.set_ylabel("self-diffusion D (10⁻⁹ m²/s)")
-    ax.set_title("liquid self-diffusion")
-    ax.legend(fontsize=8)
+    draw(experiment, diffusion_table(rows), ax=fig.subplots(), experiment_label="experiment")
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     return path
