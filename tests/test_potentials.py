@@ -141,3 +141,31 @@ def test_bad_parameters_raise():
         LennardJones(epsilon_eV=-1.0, sigma_A=3.4)
     with pytest.raises(ValueError, match="cutoff"):
         VerletList(-1.0)
+
+
+def test_vesin_half_list_equals_the_halved_full_list_with_images_and_unwrapped_atoms():
+    """The direct half list (one vesin call per system) holds the same pairs as torch-sim's
+    full list halved: same distances, each unordered pair once, self-images included."""
+    from phasetune.potentials.neighbors import _build_pairs, _half_list, _vesin_half_pairs
+
+    small = bulk("Ar", "fcc", a=5.3).repeat((2, 2, 2))  # 8 atoms, cell < 2 × cutoff
+    small.rattle(0.2, seed=3)
+    small.positions += np.array([7.0, -12.0, 3.0])  # far outside the cell
+    big = bulk("Ar", "fcc", a=5.3, cubic=True).repeat((3, 3, 3))
+    big.rattle(0.2, seed=4)
+    state = ts.io.atoms_to_state([small, big], device="cpu", dtype=torch.float64)
+    cell = state.row_vector_cell
+    cutoff = 9.0
+
+    def distances(i, j, shifts):
+        image = shifts.to(torch.float64)
+        d = state.positions[j] - state.positions[i]
+        d = d + torch.einsum("pk,pkl->pl", image, cell[state.system_idx[i]])
+        key = state.system_idx[i].double() * 1e3 + d.norm(dim=-1)
+        return np.sort(key.numpy())
+
+    reference = _half_list(*_build_pairs(state.positions, cell, state.system_idx, cutoff))
+    direct = _vesin_half_pairs(state.positions, cell, state.system_idx, cutoff)
+    assert len(direct[0]) == len(reference[0]) and (direct[0] == direct[1]).any()  # self-images
+    np.testing.assert_allclose(distances(*direct), distances(*reference), atol=1e-9)
+    assert distances(*direct).max() % 1e3 < cutoff

@@ -19,8 +19,21 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+import numpy as np
 import torch
 from torch_sim.neighbors import VESIN_AVAILABLE, torch_nl_linked_cell, vesin_nl
+
+try:
+    import vesin  # noqa: F401
+
+    _VESIN_HALF = True
+except ImportError:  # pragma: no cover - vesin is a dependency
+    _VESIN_HALF = False
+
+
+def _sorted(system_idx: torch.Tensor) -> bool:
+    """Atoms grouped by system in ascending order (as torch-sim batches them)."""
+    return bool((system_idx[1:] >= system_idx[:-1]).all()) if len(system_idx) > 1 else True
 
 
 def _build_pairs(
@@ -37,6 +50,41 @@ def _build_pairs(
     # torch-sim's neighbour lists take the row-vector cell
     mapping, _, shifts = builder(positions, row_cell, pbc, cutoff_t, system_idx)
     return mapping[0].long(), mapping[1].long(), shifts.round().to(torch.long)
+
+
+def _vesin_half_pairs(
+    positions: torch.Tensor,
+    row_cell: torch.Tensor,
+    system_idx: torch.Tensor,
+    cutoff: float,
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """The half list (each pair once) straight from vesin, one call per system (CPU).
+
+    Positions are wrapped first, x' = x − n·H with n = ⌊x H⁻¹⌋; vesin's shift S' for
+    r_ij = x'_j − x'_i + S'·H then becomes S = S' + n_i − n_j for the unwrapped positions.
+    """
+    from vesin import NeighborList
+
+    x = positions.detach().to(torch.float64).cpu().numpy()
+    cells = row_cell.detach().to(torch.float64).cpu().numpy()
+    systems = system_idx.cpu().numpy()
+    starts = np.searchsorted(systems, np.arange(cells.shape[0]))
+    ends = np.searchsorted(systems, np.arange(cells.shape[0]), side="right")
+    builder = NeighborList(cutoff=float(cutoff), full_list=False)
+    out_i, out_j, out_s = [], [], []
+    for s, (start, end) in enumerate(zip(starts, ends, strict=True)):
+        cell = cells[s]
+        n = np.floor(x[start:end] @ np.linalg.inv(cell))
+        wrapped = x[start:end] - n @ cell
+        i, j, shift = builder.compute(wrapped, cell, True, quantities="ijS")
+        out_i.append(i.astype(np.int64) + start)
+        out_j.append(j.astype(np.int64) + start)
+        out_s.append(shift.astype(np.int64) + (n[i] - n[j]).astype(np.int64))
+    return (
+        torch.from_numpy(np.concatenate(out_i)).to(positions.device),
+        torch.from_numpy(np.concatenate(out_j)).to(positions.device),
+        torch.from_numpy(np.concatenate(out_s)).to(positions.device),
+    )
 
 
 def _half_list(
@@ -104,10 +152,14 @@ class VerletList:
         inverse = torch.linalg.inv(row_cell_d)
         frac = torch.einsum("nk,nkl->nl", positions_d, inverse[system_idx])
         if self._needs_rebuild(frac, row_cell_d, system_idx):
-            i, j, shifts = _build_pairs(
-                positions_d, row_cell_d, system_idx, self.cutoff + self.skin
-            )
-            self._i, self._j, self._shifts = _half_list(i, j, shifts)
+            reach = self.cutoff + self.skin
+            if _VESIN_HALF and positions_d.device.type == "cpu" and _sorted(system_idx):
+                self._i, self._j, self._shifts = _vesin_half_pairs(
+                    positions_d, row_cell_d, system_idx, reach
+                )
+            else:
+                i, j, shifts = _build_pairs(positions_d, row_cell_d, system_idx, reach)
+                self._i, self._j, self._shifts = _half_list(i, j, shifts)
             self._pair_system = system_idx[self._i]
             self._frac0 = frac
             self._cell0 = row_cell_d.clone()
