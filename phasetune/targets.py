@@ -67,6 +67,8 @@ class TransitionTarget:
     #: the model's own transition temperature at ``pressure_GPa`` if known (K): anchor by
     #: Gibbs–Helmholtz instead of measuring it
     model_transition_K: float | None = None
+    #: its statistical error (K), carried into σ(Δg) of the anchor
+    model_transition_error_K: float = 0.0
     extra: dict = field(default_factory=dict)
 
     @property
@@ -89,6 +91,7 @@ class TransitionTarget:
             "tolerance_K": self.tolerance_K,
             "source": self.source,
             "model_transition_K": self.model_transition_K,
+            "model_transition_error_K": self.model_transition_error_K,
             "structures": {
                 phase: {
                     "element": s.element,
@@ -134,6 +137,7 @@ def target_from_dict(entry: Mapping, index: int = 0) -> TransitionTarget:
         "source",
         "structures",
         "model_transition_K",
+        "model_transition_error_K",
     }
     unknown = sorted(set(entry) - known)
     if unknown:
@@ -170,6 +174,11 @@ def target_from_dict(entry: Mapping, index: int = 0) -> TransitionTarget:
     model_t = _number(entry, "model_transition_K", where)
     if model_t is not None and not model_t > 0:
         raise TargetError(f"{where}: field 'model_transition_K' must be > 0 K, got {model_t}")
+    model_t_error = _number(entry, "model_transition_error_K", where, default=0.0)
+    if not model_t_error >= 0:
+        raise TargetError(
+            f"{where}: field 'model_transition_error_K' must be >= 0 K, got {model_t_error}"
+        )
     raw_structures = dict(_field(entry, "structures", where))
     structures = {}
     for phase in phases:
@@ -203,6 +212,7 @@ def target_from_dict(entry: Mapping, index: int = 0) -> TransitionTarget:
         structures=structures,
         source=str(entry.get("source", "")),
         model_transition_K=model_t,
+        model_transition_error_K=model_t_error,
     )
     for phase in phases:  # build once now so that a bad structure fails at load time
         try:

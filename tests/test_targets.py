@@ -106,6 +106,7 @@ def test_anchor_is_cached_by_model_weights(tmp_path, argon, monkeypatch):
     # 80 K is above the given T* = 75 K: the liquid is stable there, Δg < 0, Δs > 0
     assert first.delta_g_eV < 0 < first.delta_s_eV_per_K
     assert first.delta_g_eV == pytest.approx(-first.delta_s_eV_per_K * 5.0, rel=0.1)
+    assert first.delta_g_error_eV == 0.0  # a given T* without an error
 
     calls = []
     real = anchor_module.enthalpies
@@ -118,3 +119,14 @@ def test_anchor_is_cached_by_model_weights(tmp_path, argon, monkeypatch):
         model.epsilon.mul_(1.01)
     compute_anchors(model, [target], settings, cache_dir=tmp_path)
     assert calls == [1] and len(list(tmp_path.glob("anchor_*.json"))) == 2
+    # a given T* with an error: σ(Δg) = Δs·σ(T*)
+    with_error = dataclasses.replace(target, model_transition_error_K=2.0)
+    (anchor,) = compute_anchors(model, [with_error], settings, cache_dir=tmp_path)
+    assert anchor.delta_g_error_eV == pytest.approx(2.0 * abs(anchor.delta_s_eV_per_K))
+
+
+def test_model_transition_error_is_read_and_checked():
+    target = target_from_dict(_entry(model_transition_K=75.0, model_transition_error_K=1.5))
+    assert target.model_transition_error_K == 1.5
+    with pytest.raises(TargetError, match="model_transition_error_K"):
+        target_from_dict(_entry(model_transition_K=75.0, model_transition_error_K=-1.0))

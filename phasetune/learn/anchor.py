@@ -317,7 +317,7 @@ def anchor_from_transition(
         model_transition_K=float(transition_K),
         model_transition_error_K=float(transition_error_K),
         delta_g_eV=delta_g,
-        delta_g_error_eV=float(delta_s * transition_error_K),
+        delta_g_error_eV=float(abs(delta_s) * transition_error_K),
         delta_s_eV_per_K=delta_s,
         method=method,
         enthalpy_temperatures_K=temperatures,
@@ -370,7 +370,8 @@ def compute_anchors(
             m = measured[k]
             t_star, err, method = m.transition_temperature_K, m.error_K, m.method
         else:
-            t_star, err, method = float(target.model_transition_K), 0.0, "given"
+            t_star, method = float(target.model_transition_K), "given"
+            err = float(target.model_transition_error_K)
         anchors[k] = anchor_from_transition(
             model,
             target,
