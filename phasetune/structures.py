@@ -2,7 +2,9 @@
 
 Orthogonal cells let the anisotropic barostat relax every lattice parameter (for hcp, a and c
 independently through the orthorhombic a × √3a × c cell). A liquid starts as the fcc crystal
-at the requested density; the sampler melts it during equilibration (``melt_steps``).
+at the requested density, thinned to exactly the requested number of atoms (a count no
+crystal of the box fits, which frustrates recrystallisation of an undercooled liquid); the
+sampler melts it during equilibration (``melt_steps``).
 """
 
 from __future__ import annotations
@@ -36,14 +38,15 @@ def build_structure(
     n_atoms: int,
     c_over_a: float | None = None,
 ) -> Atoms:
-    """A near-cubic supercell of ``phase`` with about ``n_atoms`` atoms (at least that many).
+    """A near-cubic supercell of ``phase`` with at least ``n_atoms`` atoms (a liquid: exactly).
 
     Args:
         phase: one of ``PHASES``.
         element: chemical symbol.
         lattice_A: cubic lattice constant (fcc, bcc, liquid-as-fcc) or hcp ``a``, in Å.
         n_atoms: requested number of atoms; the supercell repeat is chosen to keep the box
-            as cubic as possible while holding at least this many atoms.
+            as cubic as possible while holding at least this many atoms. A liquid's fcc start
+            is then thinned to exactly ``n_atoms`` at the same number density.
         c_over_a: hcp axial ratio (default ideal √(8/3)).
     """
     if lattice_A <= 0:
@@ -58,4 +61,10 @@ def build_structure(
         reps[np.argmin(reps * lengths)] += 1
     atoms = unit.repeat(tuple(int(r) for r in reps))
     atoms.pbc = True
+    if phase == "liquid" and len(atoms) > n_atoms:
+        # remove evenly spread atoms, then shrink the box to keep the number density
+        n_before = len(atoms)
+        drop = np.unique(np.linspace(0, n_before - 1, n_before - n_atoms).round().astype(int))
+        del atoms[drop.tolist()]
+        atoms.set_cell(atoms.cell * (len(atoms) / n_before) ** (1.0 / 3.0), scale_atoms=True)
     return atoms
