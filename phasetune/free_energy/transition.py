@@ -14,6 +14,7 @@ far smaller at these run lengths and is reported separately).
 
 from __future__ import annotations
 
+import logging
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -27,6 +28,8 @@ from phasetune.free_energy.liquid import liquid_free_energy
 from phasetune.free_energy.solid import FrenkelLaddSettings, solid_free_energy
 from phasetune.sampling.sampler import SamplerSettings, StatePoint, sample_state_points
 from phasetune.thermo import gibbs_helmholtz_delta_g, standard_error_of_mean
+
+log = logging.getLogger(__name__)
 
 
 def delta_g_curve(
@@ -117,7 +120,15 @@ def enthalpies(
                 )
             series = frames.enthalpy[valid, k].double() / per_atom[k]
             means.append(float(series.mean()))
-            errors.append(float(standard_error_of_mean(series)))
+            if len(series) >= 16:
+                errors.append(float(standard_error_of_mean(series)))
+            else:  # too short to block: the uncorrelated estimate, a lower bound
+                log.warning(
+                    "%s: %d frames, too few for a blocking error; using σ/√n",
+                    points[k].name,
+                    len(series),
+                )
+                errors.append(float(series.std(correction=1) / len(series) ** 0.5))
             k += 1
         out[phase] = (np.array(means), np.array(errors))
     return out

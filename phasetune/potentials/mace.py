@@ -208,8 +208,8 @@ class MacePotential(ModelInterface):
         attrs[torch.arange(len(index)), index] = 1.0
         return attrs.to(self._dtype)
 
-    def forward(self, state: ts.SimState, **_) -> dict[str, torch.Tensor]:
-        """U [S] (eV, with its graph to the weights), and forces/stress by autograd if on."""
+    def inputs(self, state: ts.SimState, *, positions_grad: bool = False) -> dict:
+        """MACE's input dictionary for a torch-sim state (neighbour list within r_max)."""
         state = state.to(self._device, self._dtype)
         positions = ts.transforms.pbc_wrap_batched(
             state.positions, state.cell, state.system_idx, state.pbc
@@ -228,10 +228,9 @@ class MacePotential(ModelInterface):
         counts = torch.bincount(state.system_idx, minlength=n_systems)
         ptr = torch.zeros(n_systems + 1, dtype=torch.long, device=self._device)
         ptr[1:] = torch.cumsum(counts, 0)
-        forces_on = bool(self._compute_forces or self._compute_stress)
-        if forces_on:
+        if positions_grad:
             positions = positions.detach().requires_grad_(True)
-        data = {
+        return {
             "ptr": ptr,
             "node_attrs": self._node_attrs(state.atomic_numbers),
             "batch": state.system_idx,
@@ -243,6 +242,11 @@ class MacePotential(ModelInterface):
             "unit_shifts": unit_shifts,
             "shifts": shifts,
         }
+
+    def forward(self, state: ts.SimState, **_) -> dict[str, torch.Tensor]:
+        """U [S] (eV, with its graph to the weights), and forces/stress by autograd if on."""
+        forces_on = bool(self._compute_forces or self._compute_stress)
+        data = self.inputs(state, positions_grad=forces_on)
         out = self.model(
             data,
             compute_force=bool(self._compute_forces),
