@@ -35,7 +35,7 @@ import torch_sim as ts
 from ase import Atoms
 from tqdm.auto import tqdm
 
-from phasetune.potentials.mace import MacePotential, ModelNotFoundError, build_mace
+from phasetune.potentials.mace import MacePotential, ModelNotFoundError, build_mace, file_sha256
 from phasetune.sampling.sampler import SamplerSettings, StatePoint, sample_state_points
 from phasetune.structures import build_structure
 
@@ -349,7 +349,13 @@ def ti_small_potential(
         dtype = {"float64": torch.float64, "float32": torch.float32}[dtype]
     resolved = Path(path) if path is not None else DEFAULT_MODEL_PATH
     module = load_ti_small_module(resolved, dtype=dtype)
-    return MacePotential(module, device=device, dtype=dtype, source=str(resolved))
+    return MacePotential(
+        module,
+        device=device,
+        dtype=dtype,
+        source=str(resolved),
+        source_sha256=file_sha256(resolved),
+    )
 
 
 def build_report(path: str | Path | None = None) -> dict:
