@@ -2,6 +2,8 @@
 step, export and reload. A tiny MACE built with ``mace.modules`` stands in for a foundation
 model (no network here)."""
 
+import math
+
 import pytest
 import torch
 
@@ -217,6 +219,12 @@ def test_round_trip_load_sample_step_export_reload(model_file, tmp_path, quiet_t
     trainer.fit(module, datamodule=datamodule)
     moved = [n for n, p in live.named_parameters() if not torch.equal(p, before[n])]
     assert moved and all(n.startswith("model.readouts.") for n in moved)
+    # the end-of-run estimate() runs under no_grad and may re-sample: MD with MACE's autograd
+    # forces must still work there (it once raised "does not require grad")
+    module.ess_threshold = 1.01
+    rounds = datamodule.resamplings
+    estimate = module.estimate()
+    assert datamodule.resamplings > rounds and math.isfinite(estimate["implied_T_K"][0])
 
     files = export_model(live, tmp_path / "export", metadata={"targets": ["ti"]})
     record = torch.load(files["state_dict"], weights_only=True)

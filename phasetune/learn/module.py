@@ -243,7 +243,8 @@ class DiffTReModule(pl.LightningModule):
         low = [name for name, value in ess.items() if value < self.ess_threshold]
         if low:
             log.info("ESS below %.2f for %s: re-sampling", self.ess_threshold, ", ".join(low))
-            datamodule.sample(self.model, low)
+            with torch.enable_grad():  # MD with autograd forces (MACE), also from estimate()
+                datamodule.sample(self.model, low)
             for name in low:
                 ensemble = datamodule.ensembles[name]
                 rg = reweighted_gibbs_change(self.model, ensemble, chunk_frames=self.chunk_frames)
