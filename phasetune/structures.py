@@ -2,9 +2,9 @@
 
 Orthogonal cells let the anisotropic barostat relax every lattice parameter (for hcp, a and c
 independently through the orthorhombic a × √3a × c cell). A liquid starts as the fcc crystal
-at the requested density, thinned to exactly the requested number of atoms (a count no
-crystal of the box fits, which frustrates recrystallisation of an undercooled liquid); the
-sampler melts it during equilibration (``melt_steps``).
+at the requested density, thinned to exactly the requested number of atoms (unless that is
+the fcc count already; a count no crystal of the box fits frustrates recrystallisation of an
+undercooled liquid); the sampler melts it during equilibration (``melt_steps``).
 """
 
 from __future__ import annotations
