@@ -67,3 +67,26 @@ def quiet_trainer():
         )
 
     return make
+
+
+@pytest.fixture
+def strain_derivative():
+    """(1/V) ∂U/∂ε_ab by central differences of a homogeneous symmetric strain ± h/2.
+
+    ``energy(state)`` gives U [S]; returns [S] for the component (a, b).
+    """
+
+    def derivative(energy, state, a: int, b: int, h: float = 1e-6) -> torch.Tensor:
+        values = []
+        for sign in (1, -1):
+            strain = torch.eye(3, dtype=torch.float64)
+            strain[a, b] += sign * h / 2
+            strain[b, a] += sign * h / 2
+            strained = state.clone()
+            strained.positions = state.positions @ strain.T
+            strained.row_vector_cell = state.row_vector_cell @ strain.T
+            values.append(energy(strained).detach())
+        volume = torch.linalg.det(state.row_vector_cell)
+        return (values[0] - values[1]) / (2 * h) / volume
+
+    return derivative
