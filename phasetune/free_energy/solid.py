@@ -15,10 +15,15 @@
    relabelled copy of itself (Polson, Trizac, Pronk & Frenkel, J. Chem. Phys. 112, 5339
    (2000)).
 4. G = F + P V at the average volume.
+5. Optionally (``finite_size_correction``), minus the harmonic crystal's own finite-size error
+   [F_h(N) − F_h(∞)]/N from its phonons: for LJ fcc it is −0.072/−0.032/−0.017 k_BT at
+   N = 108/256/500 (T* = 2, ρ* = 1.28) and accounts for the whole N-dependence of the
+   Frenkel–Ladd result there (bench/RESULTS.md).
 """
 
 from __future__ import annotations
 
+import logging
 import math
 from dataclasses import dataclass
 
@@ -33,10 +38,13 @@ from phasetune.free_energy.einstein import (
     einstein_free_energy_per_atom_eV,
     spring_constant_from_msd,
 )
+from phasetune.free_energy.harmonic import harmonic_finite_size_correction_eV
 from phasetune.free_energy.switching import LambdaPath, nonequilibrium_switching
 from phasetune.sampling.frames import Frames
 from phasetune.sampling.sampler import SamplerSettings, StatePoint, sample_state_points
 from phasetune.units import EV_PER_A3_PER_GPA, KB_EV_PER_K
+
+log = logging.getLogger(__name__)
 
 #: Atoms per primitive cell of each crystal phasetune builds.
 ATOMS_PER_PRIMITIVE_CELL = {"fcc": 1, "bcc": 1, "hcp": 2}
@@ -58,8 +66,17 @@ class FrenkelLaddSettings:
     compressibility_per_GPa: float = 0.05
     seed: int = 0
     progress: bool = True
+    #: "none"; "harmonic": subtract the crystal's harmonic finite-size error F_h(N) − F_h(∞)
+    #: (:func:`~phasetune.free_energy.harmonic.harmonic_finite_size_correction_eV`; raises
+    #: where phasetune cannot compute it); "auto": harmonic where it can, else none.
+    finite_size_correction: str = "none"
 
     def __post_init__(self) -> None:
+        if self.finite_size_correction not in ("none", "harmonic", "auto"):
+            raise ValueError(
+                "finite_size_correction must be 'none', 'harmonic' or 'auto', got "
+                f"{self.finite_size_correction!r}"
+            )
         if self.n_replicas < 2:
             raise ValueError("n_replicas must be >= 2 (the error comes from their spread)")
         if self.switching_steps < 1 or self.npt_production_steps < 2 * self.npt_stride:
@@ -82,6 +99,8 @@ class SolidFreeEnergy:
     n_atoms: int
     work_reversible_eV: np.ndarray
     dissipation_eV: np.ndarray
+    #: [F_h(N) − F_h(∞)]/N already subtracted from f and g (0 when none was applied)
+    finite_size_correction_eV: float = 0.0
 
     def describe(self) -> str:
         return (
@@ -89,7 +108,12 @@ class SolidFreeEnergy:
             f"G/N = {self.g_eV_per_atom:.5f} ± {self.g_error_eV:.5f} eV "
             f"(F/N = {self.f_eV_per_atom:.5f} eV, V/N = {self.volume_A3_per_atom:.3f} Å³, "
             f"k = {self.spring_eV_A2:.3f} eV/Å², dissipation "
-            f"{float(np.mean(self.dissipation_eV)) / self.n_atoms * 1e3:.2f} meV/atom)"
+            f"{float(np.mean(self.dissipation_eV)) / self.n_atoms * 1e3:.2f} meV/atom"
+            + (
+                f", finite-size correction {-self.finite_size_correction_eV * 1e3:+.3f} meV/atom)"
+                if self.finite_size_correction_eV
+                else ")"
+            )
         )
 
     def as_dict(self) -> dict:
@@ -105,6 +129,7 @@ class SolidFreeEnergy:
             "spring_eV_A2": self.spring_eV_A2,
             "msd_A2": self.msd_A2,
             "n_atoms": self.n_atoms,
+            "finite_size_correction_eV": self.finite_size_correction_eV,
         }
 
 
@@ -139,6 +164,13 @@ def average_lattice(frames: Frames, system: int, reference: Atoms) -> tuple[Atom
     return lattice, msd
 
 
+def _check_crystal(atoms: Atoms, phase: str) -> None:
+    if phase not in ATOMS_PER_PRIMITIVE_CELL:
+        raise ValueError(f"phase must be one of {', '.join(ATOMS_PER_PRIMITIVE_CELL)}")
+    if len(set(atoms.get_atomic_numbers().tolist())) != 1:
+        raise ValueError("Frenkel-Ladd here handles one element (equal masses) for now")
+
+
 def solid_free_energy(
     model: ModelInterface,
     atoms: Atoms,
@@ -152,10 +184,7 @@ def solid_free_energy(
 ) -> SolidFreeEnergy:
     """G/N of the crystal ``atoms`` (a perfect lattice of ``phase``) at (T, P)."""
     settings = settings or FrenkelLaddSettings()
-    if phase not in ATOMS_PER_PRIMITIVE_CELL:
-        raise ValueError(f"phase must be one of {', '.join(ATOMS_PER_PRIMITIVE_CELL)}")
-    if len(set(atoms.get_atomic_numbers().tolist())) != 1:
-        raise ValueError("solid_free_energy handles one element (equal masses) for now")
+    _check_crystal(atoms, phase)
     device = torch.device(device) if device is not None else model.device
     frames, _ = sample_state_points(
         model,
@@ -184,7 +213,66 @@ def solid_free_energy(
     )
     lattice, msd = average_lattice(frames, 0, atoms)
     spring = spring_constant_from_msd(msd_A2=msd, temperature_K=temperature_K)
+    return frenkel_ladd_free_energy(
+        model,
+        lattice,
+        phase=phase,
+        temperature_K=temperature_K,
+        spring_eV_A2=spring,
+        pressure_GPa=pressure_GPa,
+        settings=settings,
+        msd_A2=msd,
+        device=device,
+        dtype=dtype,
+    )
+
+
+def frenkel_ladd_free_energy(
+    model: ModelInterface,
+    lattice: Atoms,
+    *,
+    phase: str,
+    temperature_K: float,
+    spring_eV_A2: float,
+    pressure_GPa: float = 0.0,
+    settings: FrenkelLaddSettings | None = None,
+    msd_A2: float = float("nan"),
+    device: torch.device | str | None = None,
+    dtype: torch.dtype = torch.float64,
+) -> SolidFreeEnergy:
+    """Steps 2–5 of the module docstring in a given cell and on given sites (``lattice``).
+
+    ``n_replicas`` copies switch U → U_E (springs ``spring_eV_A2`` on the sites of
+    ``lattice``) and back with the centre of mass fixed; F assembles the Einstein crystal,
+    W_rev and the centre-of-mass terms, and G = F + P V with V the volume of ``lattice``.
+    :func:`solid_free_energy` calls this with the NPT-averaged lattice and k = 3k_BT/⟨u²⟩.
+    """
+    settings = settings or FrenkelLaddSettings()
+    _check_crystal(lattice, phase)
+    if not spring_eV_A2 > 0:
+        raise ValueError(f"spring_eV_A2 must be > 0, got {spring_eV_A2}")
+    device = torch.device(device) if device is not None else model.device
+    spring = float(spring_eV_A2)
+    msd = float(msd_A2)
     n = len(lattice)
+    correction = 0.0
+    if settings.finite_size_correction != "none":
+        try:
+            known = harmonic_finite_size_correction_eV(
+                model, lattice, phase=phase, temperature_K=temperature_K
+            )
+        except ValueError as error:  # e.g. a mechanically unstable lattice
+            if settings.finite_size_correction == "harmonic":
+                raise
+            log.warning("no harmonic finite-size correction for %s: %s", phase, error)
+            known = None
+        if known is None and settings.finite_size_correction == "harmonic":
+            raise ValueError(
+                "finite_size_correction='harmonic' is known only for LennardJones fcc crystals "
+                f"in a cubic 4n^3 supercell (got {type(model).__name__}, {phase}, {n} atoms); "
+                "use 'auto' or 'none'"
+            )
+        correction = known or 0.0
     state = ts.io.atoms_to_state([lattice] * settings.n_replicas, device=device, dtype=dtype)
     path = LambdaPath(
         model,
@@ -213,6 +301,7 @@ def solid_free_energy(
         1.5 * math.log(spring * n / (2 * math.pi * kT)) + math.log(volume / n_cells)
     )
     f_total = f_einstein - w_rev + centre_of_mass
+    f_total = f_total - n * correction
     pv = pressure_GPa * EV_PER_A3_PER_GPA * volume
     g = (f_total + pv) / n
     return SolidFreeEnergy(
@@ -228,4 +317,5 @@ def solid_free_energy(
         n_atoms=n,
         work_reversible_eV=w_rev,
         dissipation_eV=result.dissipation.detach().double().cpu().numpy(),
+        finite_size_correction_eV=correction,
     )
