@@ -107,11 +107,9 @@ def test_shipped_model_is_small_and_fits_the_reference():
 
 
 def test_ti_small_two_step_smoke_run(tmp_path):
-    """`phasetune experiment=ti_small` on CPU, two optimizer steps, small boxes, T* given."""
+    """`phasetune experiment=ti_small` on CPU: two optimizer steps, small boxes, T* from config."""
     overrides = [
         "experiment=ti_small",
-        "targets.0.model_transition_K=1325.8",
-        "+targets.1.model_transition_K=2000.0",
         "targets.0.structures.hcp.n_atoms=48",
         "targets.0.structures.bcc.n_atoms=54",
         "targets.1.structures.bcc.n_atoms=54",
