@@ -240,8 +240,9 @@ def harmonic_finite_size_correction_eV(
         return None
     n = len(lattice)
     n_cells = round((n / 4) ** (1 / 3))
-    lengths = lattice.cell.lengths()
-    if 4 * n_cells**3 != n or not np.allclose(lengths, lengths[0], rtol=2e-3):
+    lengths, angles = lattice.cell.lengths(), lattice.cell.angles()
+    cubic = np.allclose(lengths, lengths[0], rtol=2e-3) and np.allclose(angles, 90.0, atol=0.1)
+    if 4 * n_cells**3 != n or not cubic:
         return None
     epsilon, sigma = float(model.epsilon.detach()), float(model.sigma.detach())
     kT = KB_EV_PER_K * temperature_K
