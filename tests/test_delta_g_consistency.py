@@ -118,15 +118,15 @@ def test_free_energy_delta_g_matches_gibbs_helmholtz_from_coexistence(argon):
     ∂Δg(T₀)/∂T_m = Δs T₀/T_m (dominant) and from the enthalpies.
 
     Finite size: the 108-atom crystal's free energy is too low by its harmonic finite-size
-    error, f_h(108) − f_h(∞) ≈ −0.065 k_BT₀ ≈ −0.37 meV/atom here, which
+    error, f_h(108) − f_h(∞) ≈ −0.069 k_BT₀ ≈ −0.39 meV/atom here, which
     ``finite_size_correction="harmonic"`` subtracts (from the lattice's phonons). Without
     it this test measured Δg_FE(108) − Δg_GH = +0.43 ± 0.09 meV/atom (8 runs at 66.4 K, the
     same at 75 K), and the crystal's part of Δg_FE(108) − Δg_FE(256) was −0.21 meV/atom,
-    which the harmonic errors at 108 and 256 atoms predict (−0.065 vs −0.029 k_BT₀). The
+    which the harmonic errors at 108 and 256 atoms predict (−0.069 vs −0.031 k_BT₀). The
     remaining allowance, 0.2 meV/atom (≈ 1.5 K in T_m), covers the liquid's finite size and
     the 4 × 4 interface of the coexistence boxes (+1 to +3 % in T_m at Pedersen's point,
     bench/RESULTS.md); the test fails for any error of the size of Δg itself (sign, factor
-    2, a missing centre-of-mass term) and for a missing finite-size correction.
+    2, a missing centre-of-mass term).
     """
     eps, sigma = argon["epsilon_eV"], argon["sigma_A"]
     model = LennardJones(epsilon_eV=eps, sigma_A=sigma, cutoff_sigma=2.5, shift=True)
