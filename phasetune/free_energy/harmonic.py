@@ -62,21 +62,38 @@ def harmonic_lattice_free_energy_eV(
     """Classical F (eV, whole system) of the labelled harmonic lattice: the module's βF."""
     bonds, directions = lattice_bonds(atoms, cutoff_A=cutoff_A)
     n = len(atoms)
-    eigenvalues = np.linalg.eigvalsh(harmonic_lattice_hessian(n, bonds, directions, spring_eV_A2))
-    if np.abs(eigenvalues[:3]).max() > 1e-8 * eigenvalues[-1] or eigenvalues[3] <= 0:
-        raise ValueError("the bonds do not make a rigid lattice (extra zero modes)")
-    kT = KB_EV_PER_K * temperature_K
     masses = atoms.get_masses()
     if not np.allclose(masses, masses[0]):
         raise ValueError("one mass for all atoms, please")
+    kT = KB_EV_PER_K * temperature_K
+    hessian = harmonic_lattice_hessian(n, bonds, directions, spring_eV_A2)
     wavelength = thermal_wavelength_A(mass_amu=float(masses[0]), temperature_K=temperature_K)
-    beta_f = (
-        3 * n * math.log(wavelength)
-        - math.log(atoms.get_volume())
-        - 1.5 * math.log(n)
-        + 0.5 * float(np.log(eigenvalues[3:] / (2 * math.pi * kT)).sum())
+    beta_f = 3 * n * math.log(wavelength) + translation_invariant_beta_f(
+        hessian, kT=kT, centre_of_mass_volume=atoms.get_volume()
     )
     return kT * beta_f
+
+
+def translation_invariant_beta_f(
+    hessian: np.ndarray, *, kT: float, centre_of_mass_volume: float
+) -> float:
+    """Configurational βF (without Λ) of a harmonic crystal with a free centre of mass.
+
+        βF = ½ Σ_{3N−3} ln(βλ_m / 2π) − ln V_cm − (3/2) ln N,
+
+    λ_m the non-zero eigenvalues of ``hessian`` (3N × 3N, equal masses), V_cm the volume
+    its centre of mass ranges over (V for labelled atoms, V/N_cells for identical ones) and
+    N^{3/2} the Jacobian of R = Σ r_i / N. Raises unless exactly three modes are zero.
+    """
+    n = hessian.shape[0] // 3
+    eigenvalues = np.linalg.eigvalsh(hessian)
+    if np.abs(eigenvalues[:3]).max() > 1e-8 * eigenvalues[-1] or eigenvalues[3] <= 0:
+        raise ValueError("the lattice is not mechanically stable (extra zero or negative modes)")
+    return (
+        0.5 * float(np.log(eigenvalues[3:] / (2 * math.pi * kT)).sum())
+        - math.log(centre_of_mass_volume)
+        - 1.5 * math.log(n)
+    )
 
 
 class HarmonicLattice(ModelInterface):
@@ -190,14 +207,9 @@ def fcc_pair_harmonic_beta_f(
             blocks = _pair_force_constant(d[j], phi_1, phi_2)
             hessian[i, :, j, :] -= blocks  # j unique within one image
             hessian[i, :, i, :] += blocks.sum(0)
-    eigenvalues = np.linalg.eigvalsh(hessian.reshape(3 * n, 3 * n))
-    if np.abs(eigenvalues[:3]).max() > 1e-8 * eigenvalues[-1] or eigenvalues[3] <= 0:
-        raise ValueError("the lattice is not mechanically stable (extra zero or negative modes)")
-    volume = side**3
-    beta_f = (
-        0.5 * float(np.log(eigenvalues[3:] / (2 * math.pi * kT)).sum())
-        - math.log(volume / n)
-        - 1.5 * math.log(n)
+    # identical atoms: the centre of mass ranges over one primitive cell, V/N (fcc)
+    beta_f = translation_invariant_beta_f(
+        hessian.reshape(3 * n, 3 * n), kT=kT, centre_of_mass_volume=side**3 / n
     )
     return beta_f / n
 
