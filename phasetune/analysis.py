@@ -64,6 +64,7 @@ REPORT_FLOAT_FIELDS = (
     "before_K",
     "before_error_K",
     "reweighted_K",
+    "reweighted_error_K",
     "after_K",
     "after_error_K",
 )
@@ -77,6 +78,7 @@ _REPORT_FIELDS = (
     "before_K",
     "before_error_K",
     "reweighted_K",
+    "reweighted_error_K",
     "after_K",
     "after_error_K",
     "after_method",
@@ -183,7 +185,7 @@ def report_markdown(rows: Sequence[Mapping[str, Any]], digits: int = 1) -> str:
             f"| {r['pressure_GPa']:g} "
             f"| {_fmt(r['experiment_K'], r.get('tolerance_K'), digits)} "
             f"| {_fmt(r['before_K'], r.get('before_error_K'), digits)} "
-            f"| {_fmt(r.get('reweighted_K', math.nan), None, digits)} "
+            f"| {_fmt(r.get('reweighted_K', math.nan), r.get('reweighted_error_K'), digits)} "
             f"| {_fmt(r['after_K'], r.get('after_error_K'), digits)} "
             f"| {r.get('after_method', '')} | {'yes' if r.get('met') else 'no'} |"
         )
@@ -385,7 +387,9 @@ def plot_phase_diagram(
         ("after", "after_K", "after_error_K", dodge_GPa, "model after (re-measured)"),
     ]
     if show_reweighted:
-        kinds.append(("reweighted", "reweighted_K", None, 0.0, "reweighted estimate"))
+        kinds.append(
+            ("reweighted", "reweighted_K", "reweighted_error_K", 0.0, "reweighted estimate")
+        )
     missing = []
     for b, (boundary, group) in enumerate(_boundaries(rows).items()):
         marker = _MARKERS[b % len(_MARKERS)]
@@ -713,6 +717,7 @@ def write_synthetic_ti_run(
                 "before_K": t_exp + shift + float(rng.normal(0.0, 5.0)),
                 "before_error_K": 15.0 if solid else 10.0,
                 "reweighted_K": t_exp + float(rng.normal(0.0, 3.0)),
+                "reweighted_error_K": 12.0 if solid else 8.0,
                 "after_K": after,
                 "after_error_K": 15.0 if solid else 10.0,
                 "after_method": "free_energy" if solid else "coexistence",

@@ -58,6 +58,7 @@ def report_rows(targets, anchors, after, estimates) -> list[dict]:
                 "before_K": anchor.model_transition_K,
                 "before_error_K": anchor.model_transition_error_K,
                 "reweighted_K": estimates["implied_T_K"][k],
+                "reweighted_error_K": estimates["implied_T_error_K"][k],
                 "after_K": t_after,
                 "after_error_K": measured.error_K,
                 "after_method": measured.method,
@@ -71,7 +72,7 @@ def report_rows(targets, anchors, after, estimates) -> list[dict]:
 def format_table(rows: list[dict]) -> str:
     head = (
         f"{'target':<24} {'P (GPa)':>8} {'exp (K)':>8} {'before (K)':>14} "
-        f"{'after (K)':>14} {'reweighted':>10}  met"
+        f"{'after (K)':>14} {'reweighted (K)':>16}  met"
     )
     lines = [head, "-" * len(head)]
     for r in rows:
@@ -79,7 +80,8 @@ def format_table(rows: list[dict]) -> str:
             f"{r['target']:<24} {r['pressure_GPa']:>8.3g} {r['experiment_K']:>8.2f} "
             f"{r['before_K']:>8.2f} ± {r['before_error_K']:<4.2f}"
             f"{r['after_K']:>8.2f} ± {r['after_error_K']:<4.2f}"
-            f"{r['reweighted_K']:>10.2f}  {'yes' if r['met'] else 'NO'}"
+            f"{r['reweighted_K']:>8.2f} ± {r['reweighted_error_K']:<6.2f}"
+            f"  {'yes' if r['met'] else 'NO'}"
         )
     return "\n".join(lines)
 

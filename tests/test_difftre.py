@@ -16,6 +16,7 @@ from torch_sim.models.interface import ModelInterface
 from phasetune.learn.difftre import (
     StatePointEnsemble,
     chain_with_bar,
+    correlated_fep_error,
     delta_g_estimates,
     energies_on_frames,
     l2_sp,
@@ -26,6 +27,7 @@ from phasetune.learn.difftre import (
 )
 from phasetune.potentials.base import sampling_copy
 from phasetune.sampling.sampler import SamplerSettings, StatePoint, sample_state_points
+from phasetune.thermo import free_energy_perturbation, free_energy_perturbation_error
 from phasetune.units import KB_EV_PER_K
 
 
@@ -130,6 +132,9 @@ def test_reweighted_change_gradient_and_bar_chain_are_exact_for_springs(springs)
         model.k.fill_(1.7 * k0)
     rg = reweighted_gibbs_change(model, new)
     assert rg.delta_g_eV.item() == pytest.approx(exact(1.7 * k0), abs=4 * error + 0.03 * kT)
+    # its error carries the chain's and this reweighting's (correlated frames)
+    assert error < rg.error_eV < 0.05 * kT
+    assert abs(rg.delta_g_eV.item() - exact(1.7 * k0)) < 4 * rg.error_eV + 0.01 * kT
 
 
 def test_loss_pieces():
@@ -149,3 +154,23 @@ def test_loss_pieces():
         lin.weight.add_(scales["weight"])
     # two weight entries moved by one scale each, one bias unchanged: mean = 2/3
     assert l2_sp(lin, theta0, scales).item() == pytest.approx(2 / 3)
+
+
+def test_correlated_fep_error_matches_the_spread_of_independent_runs():
+    """AR(1) energy differences, φ = 0.8 (statistical inefficiency (1 + φ)/(1 − φ) = 9):
+    the error from one series must match the spread of the FEP estimate over 400
+    independent series; the independent-frames formula understates it by ≈ √9 = 3."""
+    kT, phi, sd, n_frames, n_runs = 0.1, 0.8, 0.05, 400, 400
+    generator = torch.Generator().manual_seed(3)
+    noise = torch.randn(n_runs, n_frames, generator=generator, dtype=torch.float64)
+    series = torch.empty_like(noise)
+    series[:, 0] = noise[:, 0]
+    for i in range(1, n_frames):
+        series[:, i] = phi * series[:, i - 1] + math.sqrt(1 - phi**2) * noise[:, i]
+    du = 1.0 + sd * series  # eV; σ(βΔU) = 0.5
+    estimates = torch.stack([free_energy_perturbation(d, kT) for d in du])
+    spread = float(estimates.std())
+    correlated = sum(correlated_fep_error(d, kT) for d in du) / n_runs
+    independent = float(sum(free_energy_perturbation_error(d, kT) for d in du)) / n_runs
+    assert correlated == pytest.approx(spread, rel=0.2), (correlated, spread)
+    assert independent < 0.5 * spread, (independent, spread)

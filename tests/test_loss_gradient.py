@@ -10,11 +10,15 @@ its exact derivative: compared here with central differences in float64, at a θ
 θ_ref (non-uniform weights) and from θ₀ (non-zero pull-back and distillation terms).
 """
 
+from types import SimpleNamespace
+
 import pytest
 import torch
+from torch_sim.models.interface import ModelInterface
 
 from phasetune.learn.anchor import Anchor
 from phasetune.learn.data import StatePointDataModule
+from phasetune.learn.difftre import StatePointEnsemble, energies_on_frames, parameter_snapshot
 from phasetune.learn.module import DiffTReModule
 from phasetune.potentials.lennard_jones import LennardJones
 from phasetune.sampling.sampler import SamplerSettings
@@ -97,3 +101,82 @@ def test_loss_gradient_matches_finite_differences(sampled):
         numeric = (values[0] - values[1]) / (2 * h)
         assert abs(grad.item()) > 0
         assert grad.item() == pytest.approx(numeric, rel=1e-5), (grad.item(), numeric)
+
+
+class VolumeLinear(ModelInterface):
+    """U = N·a + b·V per system: [G(θ) − G(θ_ref)]/N is ≈ linear in (a, b) (a test model)."""
+
+    def __init__(self, a_eV: float, b_eV_per_A3: float) -> None:
+        super().__init__()
+        self._device, self._dtype = torch.device("cpu"), torch.float64
+        self._compute_forces = self._compute_stress = True
+        self.a = torch.nn.Parameter(torch.tensor(a_eV, dtype=torch.float64))
+        self.b = torch.nn.Parameter(torch.tensor(b_eV_per_A3, dtype=torch.float64))
+
+    def forward(self, state, **kwargs):
+        n_atoms = torch.bincount(state.system_idx, minlength=state.n_systems).double()
+        volume = torch.linalg.det(state.row_vector_cell).abs()
+        return {
+            "energy": n_atoms * self.a + self.b * volume,
+            "forces": torch.zeros_like(state.positions),
+            "stress": torch.zeros(state.n_systems, 3, 3, dtype=torch.float64),
+        }
+
+
+@pytest.mark.parametrize("gauge", [False, True])
+def test_gauss_newton_step_with_and_without_the_mean_energy_gauge(sampled, gauge):
+    """One Gauss–Newton step on U = N·a + b·V over the LJ fcc and liquid frames.
+
+    Δg changes by Δb·(v_liquid − v_fcc) and the mean of the two phases' G/N by
+    Δa + Δb·(mean v). The minimal-change step without the gauge moves b alone (a cannot
+    change Δg) and so shifts both phases by ≈ 7 meV/atom to fix 1.5 meV/atom of Δg; with
+    ``mean_energy_gauge`` it must fix Δg and keep the mean shift at 0, moving a too.
+    """
+    _, target, sampled_data = sampled
+    model = VolumeLinear(0.01, 1e-4)
+    ensembles = {}
+    for name, old in sampled_data.ensembles.items():
+        ensemble = StatePointEnsemble(
+            name=name,
+            target=old.target,
+            phase=old.phase,
+            temperature_K=old.temperature_K,
+            pressure_GPa=old.pressure_GPa,
+            frames=old.frames,
+            reference_energy=torch.zeros(old.frames.n_frames, dtype=torch.float64),
+            reference_params=parameter_snapshot(model),
+        )
+        with torch.no_grad():
+            ensemble.reference_energy = energies_on_frames(model, ensemble).double()
+        ensembles[name] = ensemble
+    datamodule = SimpleNamespace(ensembles=ensembles)
+    anchor = Anchor(
+        target=target.name,
+        temperature_K=target.temperature_K,
+        pressure_GPa=target.pressure_GPa,
+        model_transition_K=70.0,
+        model_transition_error_K=0.5,
+        delta_g_eV=-1.5e-3,
+        delta_g_error_eV=0.1e-3,
+        delta_s_eV_per_K=1.2e-4,
+        method="given",
+    )
+    module = DiffTReModule(
+        model, [target], [anchor], max_step=10.0, damping=1e-9, mean_energy_gauge=gauge
+    )
+    optimizer = module.configure_optimizers()
+    module.optimizers = lambda: optimizer  # no Trainer in this unit test
+    changes = {n: module.reweighted_change(e) for n, e in ensembles.items()}
+    loss, _, dg = module.objective(changes, datamodule)
+    module._update(loss, dg, changes)
+    with torch.no_grad():
+        after = {n: module.reweighted_change(e) for n, e in ensembles.items()}
+        dg_after = float(module.objective(after, datamodule)[2][0])
+    mean_shift = sum(float(c) for c in after.values()) / len(after)
+    assert abs(dg_after) < 0.05e-3, dg_after  # from −1.5 meV/atom
+    if gauge:
+        assert abs(mean_shift) < 0.05e-3, mean_shift
+        assert model.a.item() < 0.01  # a compensates b's common shift
+    else:
+        assert mean_shift > 3e-3, mean_shift
+        assert model.a.item() == pytest.approx(0.01, abs=1e-12)

@@ -15,6 +15,11 @@ tol_k = Δs_k·tolerance_K in eV/atom) and s the RMS of each parameter tensor at
   ``step_scales`` multiplies s per parameter (fnmatch pattern → factor): a prior on how
   readily each parameter may change (e.g. ``{sigma: 0.1}`` for LJ at P = 0, where σ cannot
   move T_m but its noisy reweighted gradient would otherwise take a share of each step).
+  ``mean_energy_gauge=True`` adds one residual, c(θ)/mean_k(tol_k) with c the mean over all
+  ensembles of [G(θ) − G(θ₀)]/N: Δg_k is blind to a shift of every phase's energy per atom,
+  so the minimal-change step may shift all of them by hundreds of meV/atom (seen with MACE
+  readouts), and every such shift has to be carried through the noisy BAR chains of each
+  phase separately. The gauge keeps the mean energy of the sampled states at θ₀'s.
 * ``optimizer="adam"``: Adam on
 
       loss = Σ_k r_k² + λ_sp · mean(((θ − θ₀)/s)²) + λ_d · mean_frames([(U_θ − U_θ₀)/(N kT)]²).
@@ -113,6 +118,7 @@ class DiffTReModule(pl.LightningModule):
         min_valid_fraction: float = 0.5,
         on_phase_change: str = "skip",
         max_phase_resamples: int = 1,
+        mean_energy_gauge: bool = False,
     ) -> None:
         super().__init__()
         if not 0 < ess_threshold <= 1:
@@ -151,8 +157,12 @@ class DiffTReModule(pl.LightningModule):
         self.min_valid_fraction = float(min_valid_fraction)
         self.on_phase_change = on_phase_change
         self.max_phase_resamples = int(max_phase_resamples)
+        if mean_energy_gauge and optimizer != "gauss_newton":
+            raise ValueError("mean_energy_gauge needs optimizer=gauss_newton")
+        self.mean_energy_gauge = bool(mean_energy_gauge)
         self.phase_resamples: dict[str, int] = {}
         self.skipped: list[str] = []  # targets left out of the current step
+        self._errors: dict[str, float] = {}  # standard error of each ensemble's change
         self.theta0 = {n: p.detach().clone() for n, p in model.named_parameters()}
         self.scales = parameter_scales(model)
         for pattern, factor in (step_scales or {}).items():
@@ -232,14 +242,18 @@ class DiffTReModule(pl.LightningModule):
             raise RuntimeError(
                 f"every target left its phase ({', '.join(self.skipped)}): nothing to fit"
             )
-        changes, ess = {}, {}
+        changes, ess, self._errors = {}, {}, {}
         for name, ensemble in datamodule.ensembles.items():
             if name in lost:
                 changes[name] = torch.zeros((), dtype=torch.float64)
-                ess[name] = float("nan")
+                ess[name], self._errors[name] = float("nan"), 0.0
                 continue
             rg = reweighted_gibbs_change(self.model, ensemble, chunk_frames=self.chunk_frames)
-            changes[name], ess[name] = rg.delta_g_eV, rg.relative_ess
+            changes[name], ess[name], self._errors[name] = (
+                rg.delta_g_eV,
+                rg.relative_ess,
+                rg.error_eV,
+            )
         low = [name for name, value in ess.items() if value < self.ess_threshold]
         if low:
             log.info("ESS below %.2f for %s: re-sampling", self.ess_threshold, ", ".join(low))
@@ -249,18 +263,31 @@ class DiffTReModule(pl.LightningModule):
                 ensemble = datamodule.ensembles[name]
                 rg = reweighted_gibbs_change(self.model, ensemble, chunk_frames=self.chunk_frames)
                 changes[name], ess[name] = rg.delta_g_eV, rg.relative_ess
+                self._errors[name] = rg.error_eV
         return changes, ess
 
     def estimate(self) -> dict:
-        """Current Δg_k (eV/atom), implied T*_k (K) and ESS, without a gradient step."""
+        """Current Δg_k (eV/atom), implied T*_k (K) and ESS, without a gradient step.
+
+        Errors: ``reweighting_error_eV`` is that of the reweighted change alone,
+        √(σ_A² + σ_B²) of the two phases' chains (BAR per re-sampling and this FEP, with the
+        frames' statistical inefficiency); ``implied_T_error_K`` adds the anchor's error:
+        √(σ_anchor² + σ_A² + σ_B²)/Δs.
+        """
         with torch.no_grad():
             changes, ess = self._changes(self.trainer.datamodule)
             dg = delta_g_estimates(changes, anchors_eV=self.anchor_eV, pairs=self.pairs)
+        chain = [math.hypot(self._errors[a], self._errors[b]) for a, b in self.pairs]
         return {
             "delta_g_eV": dg.tolist(),
+            "reweighting_error_eV": chain,
             "implied_T_K": [
                 math.nan if t.name in self.skipped else t.temperature_K + float(d) / float(s)
                 for t, d, s in zip(self.targets, dg, self.delta_s, strict=True)
+            ],
+            "implied_T_error_K": [
+                math.hypot(a.delta_g_error_eV, c) / float(s)
+                for a, c, s in zip(self.anchors, chain, self.delta_s, strict=True)
             ],
             "ess": ess,
         }
@@ -330,7 +357,7 @@ class DiffTReModule(pl.LightningModule):
         self.history.append(row)
         self.nonfinite_steps = 0
         good = {n: p.detach().clone() for n, p in self._trainable_parameters()}
-        self._update(loss, dg)
+        self._update(loss, dg, changes)
         broken = [n for n, p in self._trainable_parameters() if not bool(torch.isfinite(p).all())]
         if broken:
             with torch.no_grad():
@@ -373,7 +400,9 @@ class DiffTReModule(pl.LightningModule):
     def _trainable_parameters(self) -> list[tuple[str, torch.nn.Parameter]]:
         return [(n, p) for n, p in self.model.named_parameters() if n in self.trainable]
 
-    def _update(self, loss: torch.Tensor, dg: torch.Tensor) -> None:
+    def _update(
+        self, loss: torch.Tensor, dg: torch.Tensor, changes: dict[str, torch.Tensor]
+    ) -> None:
         """One optimizer step: Adam on the loss, or the minimal-change Gauss–Newton step."""
         optimizer = self.optimizers()
         optimizer.zero_grad()
@@ -395,6 +424,11 @@ class DiffTReModule(pl.LightningModule):
             [t.name not in self.skipped for t in self.targets], dtype=dg.dtype, device=dg.device
         )
         residuals = dg * active / self.tolerance_eV
+        if self.mean_energy_gauge:
+            kept = [c for name, c in changes.items() if c.requires_grad]
+            if kept:
+                gauge = torch.stack(kept).mean() / self.tolerance_eV.mean()
+                residuals = torch.cat([residuals, gauge.reshape(1).to(residuals)])
         rows = []
         for k in range(len(residuals)):
             grads = torch.autograd.grad(
