@@ -18,7 +18,7 @@ ARGON_EPSILON_EV = ARGON_EPSILON_K * KB_EV_PER_K
 ARGON_SIGMA_A = 3.405
 
 
-@pytest.fixture
+@pytest.fixture(scope="session")
 def argon():
     return {"epsilon_eV": ARGON_EPSILON_EV, "sigma_A": ARGON_SIGMA_A, "epsilon_K": ARGON_EPSILON_K}
 

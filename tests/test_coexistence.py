@@ -17,7 +17,10 @@ from phasetune.free_energy.coexistence import (
     melting_temperatures_coexistence,
     static_compressibility_per_GPa,
 )
+from phasetune.free_energy.solid import FrenkelLaddSettings
+from phasetune.free_energy.transition import transition_from_free_energies
 from phasetune.potentials.lennard_jones import LennardJones
+from phasetune.sampling.sampler import SamplerSettings
 from phasetune.structures import build_structure
 from phasetune.units import EV_PER_A3_PER_GPA
 
@@ -139,8 +142,18 @@ def test_lj_melting_temperature_scales_with_epsilon(argon):
 PEDERSEN_T_STAR, PEDERSEN_P_STAR = 0.800, 2.185
 
 
-@pytest.mark.slow
-def test_lj_melting_temperature_matches_pedersen_within_2_percent(argon):
+def _pedersen_pressure_GPa(argon) -> float:
+    return PEDERSEN_P_STAR * argon["epsilon_eV"] / argon["sigma_A"] ** 3 / EV_PER_A3_PER_GPA
+
+
+def _pedersen_lj(argon) -> LennardJones:
+    return LennardJones(
+        epsilon_eV=argon["epsilon_eV"], sigma_A=argon["sigma_A"], cutoff_sigma=2.5, shift=True
+    )
+
+
+@pytest.fixture(scope="module")
+def pedersen_coexistence(argon):
     """Coexistence T_m of LJ (r_c = 2.5σ, truncated and shifted) at Pedersen's pressure.
 
     A cross-section of 5 × 5 fcc cells (1,000-atom boxes), 5 temperatures ± 5 % × 2 replicas,
@@ -148,9 +161,6 @@ def test_lj_melting_temperature_matches_pedersen_within_2_percent(argon):
     effect of the narrow interface; with 3 temperatures ± 4 % and 25 ps the replicas scattered
     by ± 5 K (T* = 0.775 ± 0.04, measured once).
     """
-    eps, sigma = argon["epsilon_eV"], argon["sigma_A"]
-    pressure_GPa = PEDERSEN_P_STAR * eps / sigma**3 / EV_PER_A3_PER_GPA  # 0.0915 GPa
-    model = LennardJones(epsilon_eV=eps, sigma_A=sigma, cutoff_sigma=2.5, shift=True)
     atoms = build_structure("fcc", element="Ar", lattice_A=5.40, n_atoms=500)
     settings = CoexistenceSettings(
         timestep_fs=10.0,
@@ -164,17 +174,72 @@ def test_lj_melting_temperature_matches_pedersen_within_2_percent(argon):
         progress=False,
     )
     (result,) = melting_temperatures_coexistence(
-        model,
+        _pedersen_lj(argon),
         atoms,
         solid_phase="fcc",
-        pressures_GPa=[pressure_GPa],
+        pressures_GPa=[_pedersen_pressure_GPa(argon)],  # 0.0915 GPa
         guesses_K=[97.5],
         window=0.05,
         n_temperatures=5,
         n_replicas=2,
         settings=settings,
     )
+    return result
+
+
+@pytest.mark.slow
+def test_lj_melting_temperature_matches_pedersen_within_2_percent(argon, pedersen_coexistence):
+    result = pedersen_coexistence
     assert result.bracketed, result.describe()
     t_star = result.melting_temperature_K / argon["epsilon_K"]
     assert abs(t_star / PEDERSEN_T_STAR - 1) < 0.02, result.describe()
     assert result.error_K < 0.01 * result.melting_temperature_K, result.describe()
+
+
+@pytest.mark.slow
+def test_lj_free_energy_route_matches_pedersen_and_coexistence(argon, pedersen_coexistence):
+    """The same T_m from absolute free energies, 256 atoms per phase, at T₀ = 95.8 K.
+
+    Frenkel–Ladd fcc (4 replicas, 4,000 switching steps, the harmonic finite-size correction
+    of the 256-atom crystal, −0.029 k_BT), the liquid from the ideal gas (isotherm at
+    T_h = 240 K, 8 + 6 nodes, 120 ps per node), Gibbs–Helmholtz from NPT enthalpies at
+    0.9/1.0/1.1 T₀. The liquid needs the long runs: with 20 ps per node its g scattered by
+    ≈ 0.02 k_BT between runs, ≈ 1.5 % in T_m (bench/RESULTS.md).
+    """
+    md = dict(timestep_fs=10.0, compressibility_per_GPa=0.5, progress=False)
+    t0 = 95.8
+    result = transition_from_free_energies(
+        _pedersen_lj(argon),
+        {
+            "fcc": build_structure("fcc", element="Ar", lattice_A=5.40, n_atoms=256),
+            "liquid": build_structure("liquid", element="Ar", lattice_A=5.65, n_atoms=256),
+        },
+        pressure_GPa=_pedersen_pressure_GPa(argon),
+        reference_temperature_K=t0,
+        enthalpy_temperatures_K=[0.9 * t0, t0, 1.1 * t0],
+        solid_settings=FrenkelLaddSettings(
+            timestep_fs=10.0,
+            npt_equilibration_steps=500,
+            npt_production_steps=1000,
+            switching_equilibration_steps=300,
+            switching_steps=4000,
+            n_replicas=4,
+            compressibility_per_GPa=0.5,
+            progress=False,
+            finite_size_correction="harmonic",
+        ),
+        liquid_settings=SamplerSettings(
+            equilibration_steps=500, melt_steps=300, production_steps=12000, stride=10, **md
+        ),
+        enthalpy_settings=SamplerSettings(
+            equilibration_steps=500, melt_steps=300, production_steps=2000, stride=10, **md
+        ),
+        liquid_reference_temperature_K=240.0,
+    )
+    t_m, error = result.transition_temperature_K, result.error_K
+    print(f"free-energy route: T_m = {t_m:.2f} ± {error:.2f} K; {pedersen_coexistence.describe()}")
+    assert error < 0.01 * t_m, (t_m, error)
+    assert abs(t_m / argon["epsilon_K"] / PEDERSEN_T_STAR - 1) < 0.02, (t_m, error)
+    coexistence = pedersen_coexistence
+    combined = math.hypot(error, coexistence.error_K)
+    assert abs(t_m - coexistence.melting_temperature_K) < 3 * combined, (t_m, coexistence)
