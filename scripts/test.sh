@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Set up (if needed) and run the test suite on the CPU.
-# CI (CI=true) and PHASETUNE_SLOW=1 also run the `slow` physics validations (≈ 25 min more
+# CI (CI=true) and PHASETUNE_SLOW=1 also run the `slow` physics validations (≈ 33 min more
 # on 2 cores); extra arguments go to pytest.
 set -euo pipefail
 cd "$(dirname "$0")/.."
