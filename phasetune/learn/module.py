@@ -25,7 +25,8 @@ tol_k = Δs_k·tolerance_K in eV/atom) and s the RMS of each parameter tensor at
       loss = Σ_k r_k² + λ_sp · mean(((θ − θ₀)/s)²) + λ_d · mean_frames([(U_θ − U_θ₀)/(N kT)]²).
  Ensembles whose relative ESS falls
 below ``ess_threshold`` are re-sampled before the loss is taken. Logged per step: loss,
-Δg_k (meV/atom), implied T*_k − T_k (K), ESS per state point, re-samplings, MD steps.
+Δg_k (meV/atom) and the standard error of its reweighted change, implied T*_k − T_k (K),
+ESS per state point, re-samplings, MD steps.
 Training stops early once every |Δg_k| < ``converged_fraction``·tol_k for ``patience`` steps.
 """
 
@@ -333,6 +334,9 @@ class DiffTReModule(pl.LightningModule):
         for k, target in enumerate(self.targets):
             skipped = target.name in self.skipped
             metrics[f"dg_meV/{target.name}"] = nan if skipped else 1e3 * dg[k].detach()
+            a, b = self.pairs[k]
+            chain = math.hypot(self._errors.get(a, math.nan), self._errors.get(b, math.nan))
+            metrics[f"dg_error_meV/{target.name}"] = nan if skipped else 1e3 * chain
             metrics[f"T_shift_K/{target.name}"] = nan if skipped else shift_K[k]
             metrics[f"T_implied_K/{target.name}"] = (
                 nan if skipped else target.temperature_K + shift_K[k]
@@ -451,7 +455,10 @@ class DiffTReModule(pl.LightningModule):
         ).double()
         r = residuals.detach().double()
         m = jac @ jac.T
-        lam = self.damping * float(torch.trace(m)) / len(r) + 1e-30
+        # λ from the targets' rows: the gauge row's scale (every phase's whole energy shift)
+        # is orders of magnitude larger, and would otherwise damp the targets away
+        k = len(self.targets)
+        lam = self.damping * float(torch.trace(m[:k, :k])) / k + 1e-30
         du = -u - jac.T @ torch.linalg.solve(
             m + lam * torch.eye(len(r), dtype=m.dtype), r - jac @ u
         )
