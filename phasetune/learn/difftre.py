@@ -49,7 +49,7 @@ def correlated_fep_error(delta_u: torch.Tensor, kT_eV: float) -> float:
 
     σ = σ_independent · √g, with g the statistical inefficiency of e_i = exp(−β[ΔU_i −
     min ΔU]); consecutive MD frames are not independent, and the delta-method error alone
-    understates the error by √g (g ≈ 3–13 for the ti_small frames, measured).
+    understates the error by √g (the ti_small work series: g ≈ 3–8, measured).
     """
     du = delta_u.detach().double()
     if du.numel() < 2:

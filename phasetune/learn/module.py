@@ -287,8 +287,8 @@ class DiffTReModule(pl.LightningModule):
                 for t, d, s in zip(self.targets, dg, self.delta_s, strict=True)
             ],
             "implied_T_error_K": [
-                math.hypot(a.delta_g_error_eV, c) / float(s)
-                for a, c, s in zip(self.anchors, chain, self.delta_s, strict=True)
+                math.nan if t.name in self.skipped else math.hypot(a.delta_g_error_eV, c) / float(s)
+                for t, a, c, s in zip(self.targets, self.anchors, chain, self.delta_s, strict=True)
             ],
             "ess": ess,
         }
@@ -429,7 +429,7 @@ class DiffTReModule(pl.LightningModule):
         )
         residuals = dg * active / self.tolerance_eV
         if self.mean_energy_gauge:
-            kept = [c for name, c in changes.items() if c.requires_grad]
+            kept = [c for c in changes.values() if c.requires_grad]  # not lost
             if kept:
                 gauge = torch.stack(kept).mean() / self.tolerance_eV.mean()
                 residuals = torch.cat([residuals, gauge.reshape(1).to(residuals)])
