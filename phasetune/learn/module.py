@@ -267,6 +267,11 @@ class DiffTReModule(pl.LightningModule):
                 self._errors[name] = rg.error_eV
         return changes, ess
 
+    def _reweighting_errors(self) -> list[float]:
+        """Per target, √(σ_A² + σ_B²) (eV/atom) of its two ensembles' reweighted changes, as
+        the last :meth:`_changes` left them."""
+        return [math.hypot(self._errors[a], self._errors[b]) for a, b in self.pairs]
+
     def estimate(self) -> dict:
         """Current Δg_k (eV/atom), implied T*_k (K) and ESS, without a gradient step.
 
@@ -278,7 +283,7 @@ class DiffTReModule(pl.LightningModule):
         with torch.no_grad():
             changes, ess = self._changes(self.trainer.datamodule)
             dg = delta_g_estimates(changes, anchors_eV=self.anchor_eV, pairs=self.pairs)
-        chain = [math.hypot(self._errors[a], self._errors[b]) for a, b in self.pairs]
+        chain = self._reweighting_errors()
         return {
             "delta_g_eV": dg.tolist(),
             "reweighting_error_eV": chain,
@@ -331,12 +336,11 @@ class DiffTReModule(pl.LightningModule):
         shift_K = (dg / self.delta_s).detach()
         metrics = {"loss": loss.detach(), "loss_targets": loss_targets.detach()}
         nan = torch.tensor(float("nan"), dtype=torch.float64)
+        chain = self._reweighting_errors()
         for k, target in enumerate(self.targets):
             skipped = target.name in self.skipped
             metrics[f"dg_meV/{target.name}"] = nan if skipped else 1e3 * dg[k].detach()
-            a, b = self.pairs[k]
-            chain = math.hypot(self._errors.get(a, math.nan), self._errors.get(b, math.nan))
-            metrics[f"dg_error_meV/{target.name}"] = nan if skipped else 1e3 * chain
+            metrics[f"dg_error_meV/{target.name}"] = nan if skipped else 1e3 * chain[k]
             metrics[f"T_shift_K/{target.name}"] = nan if skipped else shift_K[k]
             metrics[f"T_implied_K/{target.name}"] = (
                 nan if skipped else target.temperature_K + shift_K[k]
