@@ -308,6 +308,7 @@ def train(cfg: DictConfig, output_dir: Path) -> dict:
     unknown = sorted(set(guesses) - {t.name for t in targets})
     if unknown:
         log.warning("anchor.guesses_K names no target: %s (ignored)", unknown)
+    timing = {"setup": time.perf_counter() - start}
     anchors = compute_anchors(
         model,
         targets,
@@ -319,6 +320,7 @@ def train(cfg: DictConfig, output_dir: Path) -> dict:
     )
     for anchor in anchors:
         print(anchor.describe())
+    timing["anchors"] = time.perf_counter() - start - sum(timing.values())
     datamodule = StatePointDataModule(
         targets,
         instantiate(cfg.sampler),
@@ -344,8 +346,13 @@ def train(cfg: DictConfig, output_dir: Path) -> dict:
             )
         ],
     )
+    fit_start = time.perf_counter()
     trainer.fit(module, datamodule=datamodule, ckpt_path=resume_path(cfg, checkpoints))
     estimates = module.estimate()
+    timing["fine_tuning"] = time.perf_counter() - fit_start
+    timing["of_which_md"] = datamodule.md_s
+    timing["of_which_chaining"] = datamodule.reweight_s
+    remeasure_start = time.perf_counter()
     torch.save(model.state_dict(), output_dir / "trained_model.pt")
     after = None
     if cfg.get("remeasure", True):
@@ -366,6 +373,7 @@ def train(cfg: DictConfig, output_dir: Path) -> dict:
             TransitionMeasurement(t.name, t.pressure_GPa, math.nan, math.nan, method, False)
             for t in targets
         ]
+    timing["remeasure"] = time.perf_counter() - remeasure_start
     rows = report_rows(targets, anchors, after, estimates)
     write_report(rows, output_dir)
     images = {}
@@ -393,6 +401,7 @@ def train(cfg: DictConfig, output_dir: Path) -> dict:
         "md_events": datamodule.md_events,
         "diffusion": diffusion_rows,
         "wall_s": time.perf_counter() - start,
+        "timing_s": timing,
         "parameters": {
             name: p.detach().cpu().tolist()
             for name, p in model.named_parameters()
@@ -407,6 +416,11 @@ def train(cfg: DictConfig, output_dir: Path) -> dict:
         f"{summary['steps']} optimizer steps, {summary['resamplings']} re-samplings, "
         f"{summary['md_steps']} MD steps; {summary['wall_s']:.0f} s. Report, plot and model "
         f"in {output_dir}"
+    )
+    print(
+        f"time: anchors {timing['anchors']:.0f} s, fine-tuning {timing['fine_tuning']:.0f} s "
+        f"(MD {timing['of_which_md']:.0f} s, chaining {timing['of_which_chaining']:.0f} s), "
+        f"re-measurement {timing['remeasure']:.0f} s"
     )
     if type(logger).__name__ == "WandbLogger":
         import wandb

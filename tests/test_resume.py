@@ -4,10 +4,12 @@ was never interrupted; and the same seed and config give the same numbers."""
 
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 from hydra import compose, initialize_config_dir
 
+from phasetune.analysis import load_metrics
 from phasetune.cli import CONFIG_DIR
 from phasetune.faults import InjectedFaultError, reset_faults
 from phasetune.learn.checkpoint import previous_path
@@ -137,3 +139,31 @@ def test_same_seed_same_numbers(tmp_path, tiny_train):
         _cfg(tiny_train, tmp_path, "trainer.max_steps=2", "sampler.seed=1"), tmp_path / "c"
     )
     assert third["rows"][0]["reweighted_K"] != first["rows"][0]["reweighted_K"]
+
+
+def test_wall_times_add_up_and_show_the_resamplings(tmp_path, tiny_train):
+    """MD and chaining are parts of fine-tuning, each step's re-sampling and update are parts
+    of that step, and a step re-sampled exactly when the re-sampling counter moved."""
+    reset_faults()
+    with initialize_config_dir(config_dir=CONFIG_DIR, version_base="1.3"):
+        cfg = compose(
+            config_name="train",
+            overrides=[
+                *tiny_train,
+                *[x for x in EXTRA if x != "~logger"],
+                "logger=csv",
+                f"anchor.cache_dir={tmp_path / 'cache'}",
+            ],
+        )
+    summary = train(cfg, tmp_path / "run")
+    timing = summary["timing_s"]
+    assert all(v >= 0 for v in timing.values()), timing
+    assert timing["of_which_md"] > 0 and timing["of_which_chaining"] > 0, timing
+    assert timing["of_which_md"] + timing["of_which_chaining"] <= timing["fine_tuning"], timing
+    assert sum(v for k, v in timing.items() if not k.startswith("of_")) <= summary["wall_s"]
+    metrics = load_metrics(tmp_path / "run")
+    step, update, resampling = (metrics[f"time/{k}_s"] for k in ("step", "update", "resampling"))
+    assert len(step) == summary["steps"] and np.all(update > 0)
+    assert np.all(step >= update + resampling)
+    resampled = np.diff(metrics["resamplings"], prepend=0.0) > 0
+    assert resampled.any() and np.array_equal(resampling > 0, resampled), (resampling, resampled)

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+import time
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 
@@ -76,6 +77,11 @@ class StatePointDataModule(pl.LightningDataModule):
         self.resamplings = 0
         self.md_steps = 0
         self.atom_steps = 0
+        #: wall seconds spent in MD (sample_state_points) and in the reference energies and
+        #: BAR chaining that follow each round, summed over the rounds of this process (not
+        #: checkpointed: a resumed run's state must equal the uninterrupted run's)
+        self.md_s = 0.0
+        self.reweight_s = 0.0
         #: unstable-MD events of every round (system restarted or stopped; see stability.py)
         self.md_events: list[dict] = []
         self.sampling_rounds = 0
@@ -121,9 +127,12 @@ class StatePointDataModule(pl.LightningDataModule):
                     pressure_GPa=target.pressure_GPa,
                 )
             )
+        start = time.perf_counter()
         frames, _ = sample_state_points(
             self._frozen, points, settings, device=self.device, dtype=self.dtype
         )
+        self.md_s += time.perf_counter() - start
+        start = time.perf_counter()
         self.sampling_rounds += 1
         for event in frames.metadata.get("md_events", []):
             self.md_events.append({**event, "round": self.sampling_rounds})
@@ -172,6 +181,7 @@ class StatePointDataModule(pl.LightningDataModule):
                 one.n_frames,
                 1e3 * new.offset_eV,
             )
+        self.reweight_s += time.perf_counter() - start
         return names
 
     # ---------------------------------------------------------------- Lightning

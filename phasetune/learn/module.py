@@ -35,6 +35,7 @@ from __future__ import annotations
 import fnmatch
 import logging
 import math
+import time
 from collections.abc import Sequence
 
 import pytorch_lightning as pl
@@ -328,7 +329,9 @@ class DiffTReModule(pl.LightningModule):
 
     def training_step(self, batch, batch_idx):
         fault_point("between_steps")
+        start = time.perf_counter()
         datamodule = self.trainer.datamodule
+        sampled_s = datamodule.md_s + datamodule.reweight_s
         changes, ess = self._changes(datamodule)
         loss, loss_targets, dg = self.objective(changes, datamodule)
         if not bool(torch.isfinite(loss)):
@@ -365,7 +368,22 @@ class DiffTReModule(pl.LightningModule):
         self.history.append(row)
         self.nonfinite_steps = 0
         good = {n: p.detach().clone() for n, p in self._trainable_parameters()}
+        update_start = time.perf_counter()
         self._update(loss, dg, changes)
+        if self.device.type == "cuda":
+            torch.cuda.synchronize(self.device)
+        # wall times (logged, not kept in the history: a resumed run must equal the original)
+        timing = {
+            "time/resampling_s": datamodule.md_s + datamodule.reweight_s - sampled_s,
+            "time/update_s": time.perf_counter() - update_start,
+            "time/step_s": time.perf_counter() - start,
+        }
+        self.log_dict(
+            {k: torch.tensor(v, dtype=torch.float64) for k, v in timing.items()},
+            on_step=True,
+            on_epoch=False,
+            batch_size=1,
+        )
         broken = [n for n, p in self._trainable_parameters() if not bool(torch.isfinite(p).all())]
         if broken:
             with torch.no_grad():
