@@ -7,6 +7,7 @@ import pytest
 import torch
 from ase import Atoms
 
+from phasetune.potentials.base import frame_energies
 from phasetune.potentials.ideal_gas import IdealGas
 from phasetune.potentials.lennard_jones import LennardJones
 from phasetune.sampling.frames import Frames
@@ -242,6 +243,32 @@ def test_frames_hdf5_round_trip_is_exact(tmp_path):
     assert loaded.n_frames == 4 and loaded.n_systems == 2
     with pytest.raises(FileNotFoundError):
         Frames.load(tmp_path / "missing.h5")
+
+
+def test_frames_from_atoms_give_back_the_sampled_energies_and_volumes():
+    """Frames built from ASE configurations of a run's frames hold the same configurations:
+    the model's energies and the cells' volumes on them are the sampled ones."""
+    one = _small_run(seed=5).select_system(1)
+    configurations = [
+        Atoms(
+            numbers=one.atomic_numbers.numpy(),
+            positions=one.positions[k].numpy(),
+            cell=one.cell[k, 0].numpy(),
+            masses=one.masses.numpy(),
+            pbc=True,
+        )
+        for k in range(one.n_frames)
+    ]
+    rebuilt = Frames.from_atoms(configurations, state_point=one.state_points[0])
+    model = LennardJones(epsilon_eV=0.0104, sigma_A=3.4, cutoff_sigma=2.2)
+    energies = frame_energies(sampling_copy(model), rebuilt)
+    torch.testing.assert_close(energies, one.potential_energy, rtol=1e-12, atol=1e-12)
+    torch.testing.assert_close(rebuilt.volume, one.volume, rtol=1e-12, atol=0)
+    assert rebuilt.phase_ok.all() and torch.isnan(rebuilt.enthalpy).all()
+    with pytest.raises(ValueError, match="configuration 1 has other atoms"):
+        Frames.from_atoms([configurations[0], configurations[0][:-1]])
+    with pytest.raises(ValueError, match="no configurations"):
+        Frames.from_atoms([])
 
 
 def test_runs_are_reproducible_from_the_seed():

@@ -116,6 +116,46 @@ class Frames:
             pbc=True,
         )
 
+    @classmethod
+    def from_atoms(
+        cls,
+        configurations,
+        *,
+        state_point: dict | None = None,
+        dtype: torch.dtype = torch.float64,
+    ) -> Frames:
+        """Frames of one system from ASE configurations (same atoms, any cells), e.g. an
+        external trajectory to reweight. Energies, temperatures, pressures and enthalpies are
+        unknown (NaN), the volume is the cell's, every frame counts as in its phase."""
+        configurations = list(configurations)
+        if not configurations:
+            raise ValueError("no configurations given")
+        first = configurations[0]
+        for k, atoms in enumerate(configurations):
+            if len(atoms) != len(first) or (atoms.numbers != first.numbers).any():
+                raise ValueError(f"configuration {k} has other atoms than configuration 0")
+        n = len(configurations)
+        unknown = torch.full((n, 1), float("nan"), dtype=torch.float64)
+        return cls(
+            positions=torch.as_tensor(np.stack([a.positions for a in configurations]), dtype=dtype),
+            cell=torch.as_tensor(
+                np.stack([a.cell.array for a in configurations])[:, None], dtype=dtype
+            ),
+            potential_energy=unknown.clone(),
+            kinetic_energy=unknown.clone(),
+            volume=torch.tensor([[a.get_volume()] for a in configurations], dtype=torch.float64),
+            temperature=unknown.clone(),
+            pressure=unknown.clone(),
+            enthalpy=unknown.clone(),
+            phase_ok=torch.ones(n, 1, dtype=torch.bool),
+            phase_fractions=torch.ones(n, 1, 1, dtype=torch.float64),
+            step=torch.arange(n),
+            system_idx=torch.zeros(len(first), dtype=torch.long),
+            atomic_numbers=torch.as_tensor(first.numbers, dtype=torch.long),
+            masses=torch.as_tensor(first.get_masses(), dtype=torch.float64),
+            state_points=[dict(state_point)] if state_point else [],
+        )
+
     def valid_mean(self, name: str) -> torch.Tensor:
         """Mean of a per-frame, per-system array over each system's valid frames [n_systems].
 
