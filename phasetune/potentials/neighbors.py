@@ -12,9 +12,7 @@ outside ``cutoff + skin`` could have come inside ``cutoff``:
     (cutoff + skin) · s_min(H₀⁻¹H) − 2 · max_i |Δx_i| < cutoff,
 
 with s_min the smallest singular value of the cell deformation since the build and Δx_i the
-displacement of atom i relative to the affinely deformed reference positions. The criterion
-is checked per system, and only the systems that fail it are rebuilt: in a batch of crystals
-and liquids the liquids go stale every few steps, the crystals rarely.
+displacement of atom i relative to the affinely deformed reference positions.
 """
 
 from __future__ import annotations
@@ -115,9 +113,6 @@ class VerletList:
     Args:
         cutoff: interaction cutoff in Å.
         skin: extra shell in Å; the list is valid until atoms move about skin/2.
-
-    ``n_builds`` counts the calls that rebuilt the list (for any system), ``n_system_builds``
-    the systems rebuilt in all.
     """
 
     def __init__(self, cutoff: float, skin: float = 0.5) -> None:
@@ -126,7 +121,6 @@ class VerletList:
         self.cutoff = float(cutoff)
         self.skin = float(skin)
         self.n_builds = 0
-        self.n_system_builds = 0
         self._key: tuple | None = None
 
     def reset(self) -> None:
@@ -134,72 +128,44 @@ class VerletList:
         positions, not on the history of calls: needed for bit-identical resumes)."""
         self._key = None
 
-    def _stale_systems(self, frac, row_cell, system_idx) -> torch.Tensor:
-        """Per system: may a pair outside cutoff + skin at the build be inside cutoff now?"""
-        n_systems = row_cell.shape[0]
-        key = (frac.shape[0], frac.device, frac.dtype, n_systems)
+    def _needs_rebuild(self, frac, row_cell, system_idx) -> bool:
+        key = (frac.shape[0], frac.device, frac.dtype, row_cell.shape[0])
         if self._key != key or not torch.equal(system_idx, self._system_idx):
-            return torch.ones(n_systems, dtype=torch.bool, device=frac.device)
+            return True
         wraps = torch.round(frac - self._frac0)
         drift = torch.einsum("nk,nkl->nl", frac - wraps - self._frac0, row_cell[system_idx])
-        max_disp = torch.zeros(n_systems, dtype=frac.dtype, device=frac.device).scatter_reduce(
-            0, system_idx, drift.norm(dim=-1), reduce="amax", include_self=True
-        )
+        max_disp = drift.norm(dim=-1).max()
         deformation = torch.linalg.solve(self._cell0, row_cell)
-        s_min = torch.linalg.svdvals(deformation).min(dim=-1).values
+        s_min = torch.linalg.svdvals(deformation).min()
         reach = (self.cutoff + self.skin) * s_min - 2.0 * max_disp
-        return reach < self.cutoff
-
-    def _build(self, positions, row_cell, system_idx) -> tuple[torch.Tensor, ...]:
-        """Half list (i, j, S) within cutoff + skin for the given atoms and systems."""
-        reach = self.cutoff + self.skin
-        if _VESIN_HALF and positions.device.type == "cpu" and _sorted(system_idx):
-            return _vesin_half_pairs(positions, row_cell, system_idx, reach)
-        return _half_list(*_build_pairs(positions, row_cell, system_idx, reach))
-
-    def _rebuild(self, stale, positions, row_cell, system_idx, full: bool) -> None:
-        """Replace the pairs of the ``stale`` systems by a fresh list; keep the others'."""
-        if full:
-            self._i, self._j, self._shifts = self._build(positions, row_cell, system_idx)
-        else:
-            atoms = stale[system_idx]
-            index = atoms.nonzero().squeeze(1)  # subset atom -> batch atom
-            renumber = torch.cumsum(stale.long(), 0) - 1  # batch system -> subset system
-            i, j, shifts = self._build(
-                positions[index], row_cell[stale], renumber[system_idx[index]]
-            )
-            keep = ~stale[self._pair_system]
-            self._i = torch.cat([self._i[keep], index[i]])
-            self._j = torch.cat([self._j[keep], index[j]])
-            self._shifts = torch.cat([self._shifts[keep], shifts])
-        self._pair_system = system_idx[self._i]
-        self.n_builds += 1
-        self.n_system_builds += int(stale.sum())
+        return bool(reach < self.cutoff)
 
     def pair_vectors(
         self, positions: torch.Tensor, row_cell: torch.Tensor, system_idx: torch.Tensor
     ) -> NeighborPairs:
         """Pairs within cutoff + skin and their r_ij (differentiable in positions and cell).
 
-        Rebuilds the list of each system first when the skin criterion says it may be stale.
+        Rebuilds the list first when the skin criterion says it may be stale.
         """
         positions_d = positions.detach()
         row_cell_d = row_cell.detach()
         inverse = torch.linalg.inv(row_cell_d)
         frac = torch.einsum("nk,nkl->nl", positions_d, inverse[system_idx])
-        stale = self._stale_systems(frac, row_cell_d, system_idx)
-        if bool(stale.any()):
-            full = bool(stale.all())
-            self._rebuild(stale, positions_d, row_cell_d, system_idx, full)
-            if full:
-                self._frac0 = frac
-                self._cell0 = row_cell_d.clone()
-                self._system_idx = system_idx.clone()
-                self._key = (frac.shape[0], frac.device, frac.dtype, row_cell.shape[0])
+        if self._needs_rebuild(frac, row_cell_d, system_idx):
+            reach = self.cutoff + self.skin
+            if _VESIN_HALF and positions_d.device.type == "cpu" and _sorted(system_idx):
+                self._i, self._j, self._shifts = _vesin_half_pairs(
+                    positions_d, row_cell_d, system_idx, reach
+                )
             else:
-                atoms = stale[system_idx]
-                self._frac0 = torch.where(atoms[:, None], frac, self._frac0)
-                self._cell0 = torch.where(stale[:, None, None], row_cell_d, self._cell0)
+                i, j, shifts = _build_pairs(positions_d, row_cell_d, system_idx, reach)
+                self._i, self._j, self._shifts = _half_list(i, j, shifts)
+            self._pair_system = system_idx[self._i]
+            self._frac0 = frac
+            self._cell0 = row_cell_d.clone()
+            self._system_idx = system_idx.clone()
+            self._key = (frac.shape[0], frac.device, frac.dtype, row_cell.shape[0])
+            self.n_builds += 1
         wraps = torch.round(frac - self._frac0).to(torch.long)
         image = (self._shifts - wraps[self._j] + wraps[self._i]).to(row_cell.dtype)
         vectors = (
