@@ -396,3 +396,48 @@ def test_hot_melt_of_a_liquid_at_zero_pressure_does_not_boil_it(argon):
     density = 108 * argon["sigma_A"] ** 3 / frames.volume[:, 0]
     assert frames.phase_ok.all()  # it did melt
     assert float(density.min()) > 0.78 and float(density.max()) < 0.88, density
+
+
+def test_internal_pressure_tensor_is_kinetic_over_volume_minus_stress():
+    """P_int = Σ p⊗p/m / V − σ per system: Tr(P_int + σ)/3 = 2K/3V, and torch-sim's own
+    expression (which the integrator used before) agrees componentwise."""
+    from torch_sim.integrators.npt import NPTCRescaleState
+    from torch_sim.quantities import compute_instantaneous_pressure_tensor
+
+    from phasetune.sampling.integrator import internal_pressure_tensor
+
+    generator = torch.Generator().manual_seed(3)
+    n_atoms = torch.tensor([5, 7])
+    system_idx = torch.repeat_interleave(torch.arange(2), n_atoms)
+    masses = 1 + 40 * torch.rand(12, generator=generator, dtype=torch.float64)
+    momenta = torch.randn(12, 3, generator=generator, dtype=torch.float64)
+    stress = torch.randn(2, 3, 3, generator=generator, dtype=torch.float64)
+    cell = torch.diag_embed(10 + torch.rand(2, 3, generator=generator, dtype=torch.float64))
+    state = NPTCRescaleState(
+        positions=torch.zeros(12, 3, dtype=torch.float64),
+        masses=masses,
+        cell=cell,
+        pbc=True,
+        atomic_numbers=torch.full((12,), 18),
+        system_idx=system_idx,
+        momenta=momenta,
+        energy=torch.zeros(2, dtype=torch.float64),
+        forces=torch.zeros(12, 3, dtype=torch.float64),
+        stress=stress,
+        tau_p=torch.ones(2, dtype=torch.float64),
+        isothermal_compressibility=torch.ones(2, dtype=torch.float64),
+        initial_cell=cell.clone(),
+        initial_cell_inv=torch.linalg.inv(cell),
+        initial_volume=torch.linalg.det(cell),
+    )
+    volume = torch.linalg.det(cell)
+    ours = internal_pressure_tensor(state, volume)
+    theirs = compute_instantaneous_pressure_tensor(
+        momenta=momenta, masses=masses, system_idx=system_idx, stress=stress, volumes=volume
+    )
+    torch.testing.assert_close(ours, theirs, rtol=1e-13, atol=1e-15)
+    kinetic = torch.zeros(2, dtype=torch.float64).index_add(
+        0, system_idx, 0.5 * (momenta**2).sum(-1) / masses
+    )
+    trace = torch.diagonal(ours + stress, dim1=-2, dim2=-1).sum(-1)
+    torch.testing.assert_close(trace / 3, 2 * kinetic / (3 * volume), rtol=1e-13, atol=0)

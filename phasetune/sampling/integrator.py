@@ -35,7 +35,6 @@ from torch_sim.integrators.md import initialize_momenta
 from torch_sim.integrators.npt import NPTCRescaleState
 from torch_sim.integrators.nvt import _vrescale_update
 from torch_sim.models.interface import ModelInterface
-from torch_sim.quantities import compute_instantaneous_pressure_tensor
 from torch_sim.state import SimState
 
 from phasetune.units import EV_PER_A3_PER_GPA, fs_to_internal
@@ -143,6 +142,17 @@ def momentum_step(state: NPTCRescaleState, dt: torch.Tensor) -> NPTCRescaleState
     return state
 
 
+def internal_pressure_tensor(state: NPTCRescaleState, volume: torch.Tensor) -> torch.Tensor:
+    """P_int = (Σ_i p_i ⊗ p_i / m_i) / V − σ per system [n_systems, 3, 3] (eV/Å³), with σ the
+    model's stress (torch-sim's sign: P = −σ for a static system)."""
+    momenta = state.momenta
+    velocities = momenta / state.masses.unsqueeze(-1)
+    kinetic = torch.zeros_like(state.stress).index_add_(
+        0, state.system_idx, momenta.unsqueeze(-1) * velocities.unsqueeze(-2)
+    )
+    return kinetic / volume.view(-1, 1, 1) - state.stress
+
+
 def _cell_rescale(
     state: NPTCRescaleState, targets: EnsembleTargets, dt: torch.Tensor
 ) -> NPTCRescaleState:
@@ -150,14 +160,8 @@ def _cell_rescale(
     (``dt``: [n_systems])."""
     kT, beta, tau_p = targets.kT, targets.compressibility, targets.tau_barostat
     volume = torch.linalg.det(state.cell)
-    p_int = compute_instantaneous_pressure_tensor(
-        momenta=state.momenta,
-        masses=state.masses,
-        system_idx=state.system_idx,
-        stress=state.stress,
-        volumes=volume,
-    )
-    trace_p = torch.einsum("bii->b", p_int)
+    p_int = internal_pressure_tensor(state, volume)
+    trace_p = torch.diagonal(p_int, dim1=-2, dim2=-1).sum(-1)
     barostatted = (targets.cell_mode > 0).to(volume.dtype)
     anisotropic = (targets.cell_mode == 2).to(volume.dtype)
     axial = targets.cell_mode == 3
@@ -233,7 +237,7 @@ def crescale_step(
     ``thermostat``: ``"vrescale"`` (Bussi velocity rescaling, gentle on dynamics) or
     ``"langevin"`` (per-atom noise; use it for cold or nearly harmonic solids).
     """
-    dt = per_system_timestep(dt, state.n_systems, state.positions)
+    dt = per_system_timestep(dt, targets.kT.shape[0], state.positions)
     try:
         thermostat_half_step = THERMOSTATS[thermostat]
     except KeyError:
