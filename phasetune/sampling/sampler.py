@@ -16,7 +16,6 @@ from dataclasses import dataclass, field
 import torch
 import torch_sim as ts
 from ase import Atoms
-from torch_sim.quantities import compute_instantaneous_pressure_tensor
 from tqdm.auto import tqdm
 
 from phasetune.faults import fault_point
@@ -32,6 +31,7 @@ from phasetune.sampling.integrator import (
     crescale_init,
     crescale_step,
     ensemble_targets,
+    internal_pressure_tensor,
 )
 from phasetune.sampling.stability import StabilityGuard, StabilitySettings
 from phasetune.structures import PHASES
@@ -296,13 +296,7 @@ def _record(records, md, targets, step, expected, check) -> None:
         0, md.system_idx, (md.momenta**2 / md.masses.unsqueeze(-1)).sum(-1)
     )
     dof = md.get_number_of_degrees_of_freedom().to(volume.dtype)
-    pressure_tensor = compute_instantaneous_pressure_tensor(
-        momenta=md.momenta,
-        masses=md.masses,
-        system_idx=md.system_idx,
-        stress=md.stress,
-        volumes=volume,
-    )
+    pressure_tensor = internal_pressure_tensor(md, volume)
     if check:
         ok, fractions = _phase_check(md, expected)
     else:
@@ -315,7 +309,7 @@ def _record(records, md, targets, step, expected, check) -> None:
     records["volume"].append(volume.cpu())
     records["temperature"].append((2.0 * kinetic / (dof * KB_EV_PER_K)).cpu())
     records["pressure"].append(
-        internal_to_gpa(1.0) * torch.einsum("bii->b", pressure_tensor).cpu() / 3.0
+        internal_to_gpa(1.0) * torch.diagonal(pressure_tensor, dim1=-2, dim2=-1).sum(-1).cpu() / 3
     )
     records["enthalpy"].append((md.energy + kinetic + targets.pressure * volume).cpu())
     records["phase_ok"].append(ok.cpu())

@@ -120,7 +120,7 @@ class StabilityGuard:
         NaN/inf is checked after every step; temperature, displacement and volume (the
         costlier checks) every ``check_every`` steps, against thresholds for that many.
         """
-        n = md.n_systems
+        n = len(self.names)  # (md.n_systems runs torch.unique on every call)
         idx = md.system_idx
         reasons = [""] * n
         self._since_check += 1
