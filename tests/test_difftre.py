@@ -137,6 +137,32 @@ def test_reweighted_change_gradient_and_bar_chain_are_exact_for_springs(springs)
     assert abs(rg.delta_g_eV.item() - exact(1.7 * k0)) < 4 * rg.error_eV + 0.01 * kT
 
 
+def test_several_gradients_of_one_reweighting_share_one_chunked_pass(springs, monkeypatch):
+    """A Gauss–Newton step takes one gradient per residual: every one equals the one-graph
+    gradient times its factor, and only the first recomputes the energies (chunk by chunk)."""
+    model, atoms = springs
+    with torch.no_grad():
+        model.k.fill_(0.5)
+    ensemble = _ensemble(model, atoms, seed=3)
+    with torch.no_grad():
+        model.k.fill_(0.55)
+    reference = reweighted_gibbs_change(model, ensemble, keep_graph=True).delta_g_eV
+    (expected,) = torch.autograd.grad(reference, [model.k])
+    calls = []
+    forward = Springs.forward
+    monkeypatch.setattr(
+        Springs, "forward", lambda self, state, **kw: calls.append(1) or forward(self, state, **kw)
+    )
+    dg = reweighted_gibbs_change(model, ensemble, chunk_frames=150).delta_g_eV
+    n_chunks = -(-ensemble.n_valid() // 150)
+    assert len(calls) == n_chunks  # the forward: energies without a graph
+    residuals = torch.stack([2.0 * dg, -3.0 * dg + 1.0, dg])
+    for k, factor in enumerate((2.0, -3.0, 1.0)):
+        (grad,) = torch.autograd.grad(residuals[k], [model.k], retain_graph=True)
+        torch.testing.assert_close(grad, factor * expected, rtol=1e-10, atol=0)
+    assert len(calls) == 2 * n_chunks  # one chunked backward pass for the three gradients
+
+
 def test_loss_pieces():
     f64 = torch.float64
     changes = {"a/fcc": torch.tensor(0.001, dtype=f64), "a/liquid": torch.tensor(0.004, dtype=f64)}

@@ -140,6 +140,8 @@ class _ChunkedFEP(torch.autograd.Function):
     forward (no graph kept): U_θ on every valid frame, w_i = softmax_i(−β ΔU_i), and
     ΔG/N = −(kT/N) ln⟨e^{−βΔU}⟩. backward: ∂(ΔG/N)/∂θ = Σ_i w_i ∂U_θ(x_i)/∂θ / N (the
     reweighted ⟨∂U/∂θ⟩), one chunk of frames at a time, so only one chunk's graph is alive.
+    Σ_i w_i ∂U_i/∂θ is kept after the first backward: the Gauss–Newton step asks for one
+    gradient per residual (each target, the gauge), and θ does not change between them.
     """
 
     @staticmethod
@@ -157,11 +159,19 @@ class _ChunkedFEP(torch.autograd.Function):
 
     @staticmethod
     def backward(ctx, grad_fep, _grad_u, _grad_w):
+        scale = grad_fep / ctx.ensemble.n_atoms
+        total = getattr(ctx, "weighted_gradient", None)
+        if total is None:
+            total = ctx.weighted_gradient = _ChunkedFEP._weighted_gradient(ctx)
+        return (None, None, None, *(scale * g for g in total))
+
+    @staticmethod
+    def _weighted_gradient(ctx) -> list[torch.Tensor]:
+        """Σ_i w_i ∂U_θ(x_i)/∂θ over the valid frames, one chunk's graph at a time."""
         (weights,) = ctx.saved_tensors
         params = [p for p in ctx.model.parameters() if p.requires_grad]
         total = [torch.zeros_like(p) for p in params]
         idx = valid_indices(ctx.ensemble)
-        scale = grad_fep / ctx.ensemble.n_atoms
         with torch.enable_grad():
             for start in range(0, len(idx), ctx.chunk_frames):
                 chunk = idx[start : start + ctx.chunk_frames]
@@ -173,7 +183,7 @@ class _ChunkedFEP(torch.autograd.Function):
                 for k, g in enumerate(grads):
                     if g is not None:
                         total[k] = total[k] + g
-        return (None, None, None, *(scale * g for g in total))
+        return total
 
 
 def reweighted_gibbs_change(
