@@ -139,28 +139,37 @@ def test_reweighted_change_gradient_and_bar_chain_are_exact_for_springs(springs)
 
 def test_several_gradients_of_one_reweighting_share_one_chunked_pass(springs, monkeypatch):
     """A Gauss–Newton step takes one gradient per residual: every one equals the one-graph
-    gradient times its factor, and only the first recomputes the energies (chunk by chunk)."""
+    gradient times its factor, and the energies are evaluated once, chunk by chunk, in the
+    forward (with the gradient: the weights are normalised by a streamed log-sum-exp)."""
     model, atoms = springs
     with torch.no_grad():
         model.k.fill_(0.5)
     ensemble = _ensemble(model, atoms, seed=3)
-    with torch.no_grad():
-        model.k.fill_(0.55)
-    reference = reweighted_gibbs_change(model, ensemble, keep_graph=True).delta_g_eV
-    (expected,) = torch.autograd.grad(reference, [model.k])
-    calls = []
-    forward = Springs.forward
-    monkeypatch.setattr(
-        Springs, "forward", lambda self, state, **kw: calls.append(1) or forward(self, state, **kw)
-    )
-    dg = reweighted_gibbs_change(model, ensemble, chunk_frames=150).delta_g_eV
-    n_chunks = -(-ensemble.n_valid() // 150)
-    assert len(calls) == n_chunks  # the forward: energies without a graph
-    residuals = torch.stack([2.0 * dg, -3.0 * dg + 1.0, dg])
-    for k, factor in enumerate((2.0, -3.0, 1.0)):
-        (grad,) = torch.autograd.grad(residuals[k], [model.k], retain_graph=True)
-        torch.testing.assert_close(grad, factor * expected, rtol=1e-10, atol=0)
-    assert len(calls) == 2 * n_chunks  # one chunked backward pass for the three gradients
+    for k_new in (0.55, 0.8):  # nearly uniform and strongly varying weights
+        with torch.no_grad():
+            model.k.fill_(k_new)
+        reference = reweighted_gibbs_change(model, ensemble, keep_graph=True)
+        (expected,) = torch.autograd.grad(reference.delta_g_eV, [model.k])
+        calls = []
+        forward = Springs.forward
+
+        def counted(self, state, forward=forward, calls=calls, **kwargs):
+            calls.append(1)
+            return forward(self, state, **kwargs)
+
+        monkeypatch.setattr(Springs, "forward", counted)
+        rg = reweighted_gibbs_change(model, ensemble, chunk_frames=150)
+        monkeypatch.setattr(Springs, "forward", forward)
+        assert len(calls) == -(-ensemble.n_valid() // 150)  # one pass over the chunks
+        torch.testing.assert_close(rg.delta_g_eV, reference.delta_g_eV, rtol=1e-12, atol=0)
+        assert rg.relative_ess == pytest.approx(reference.relative_ess, rel=1e-12)
+        dg = rg.delta_g_eV
+        residuals = torch.stack([2.0 * dg, -3.0 * dg + 1.0, dg])
+        for k, factor in enumerate((2.0, -3.0, 1.0)):
+            (grad,) = torch.autograd.grad(residuals[k], [model.k], retain_graph=True)
+            torch.testing.assert_close(grad, factor * expected, rtol=1e-10, atol=0)
+        assert len(calls) == -(-ensemble.n_valid() // 150)  # no pass in the backward
+    assert reference.relative_ess < 0.5  # the second case reweights for real
 
 
 def test_loss_pieces():

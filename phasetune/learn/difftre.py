@@ -135,55 +135,69 @@ class ReweightedGibbs:
 
 
 class _ChunkedFEP(torch.autograd.Function):
-    """ΔG/N by FEP whose backward recomputes U_θ chunk by chunk (memory flat in frames).
+    """ΔG/N by FEP with its gradient taken chunk by chunk (memory flat in frames).
 
-    forward (no graph kept): U_θ on every valid frame, w_i = softmax_i(−β ΔU_i), and
-    ΔG/N = −(kT/N) ln⟨e^{−βΔU}⟩. backward: ∂(ΔG/N)/∂θ = Σ_i w_i ∂U_θ(x_i)/∂θ / N (the
-    reweighted ⟨∂U/∂θ⟩), one chunk of frames at a time, so only one chunk's graph is alive.
-    Σ_i w_i ∂U_i/∂θ is kept after the first backward: the Gauss–Newton step asks for one
-    gradient per residual (each target, the gauge), and θ does not change between them.
+    ΔG/N = −(kT/N) ln⟨e^{−βΔU}⟩ and ∂(ΔG/N)/∂θ = Σ_i w_i ∂U_θ(x_i)/∂θ / N (the reweighted
+    ⟨∂U/∂θ⟩), w_i = softmax_i(−βΔU_i). With ``eager`` (grad mode on at the call), the
+    forward takes both in one pass over the chunks: U and ∂U/∂θ of a chunk, accumulated
+    with the unnormalised weights e^{a_i − m} of a running maximum m of a_i = −βΔU_i (the
+    sums so far rescaled by e^{m_old − m_new} when it grows), normalised at the end; only
+    one chunk's graph is alive at a time. Without grad mode only the energies are computed.
+    The backward returns the kept gradient times its factor: the Gauss–Newton step asks for
+    one gradient per residual (each target, the gauge) at the same θ.
     """
 
     @staticmethod
-    def forward(ctx, model, ensemble, chunk_frames, *params):
-        with torch.no_grad():
-            u = energies_on_frames(model, ensemble, chunk_frames=chunk_frames)
-            idx = valid_indices(ensemble)
-            du = u - ensemble.reference_energy[idx].to(u)
-            fep = free_energy_perturbation(du, ensemble.kT_eV, n_atoms=ensemble.n_atoms)
-            weights = reweighting_weights(du, ensemble.kT_eV)
+    def forward(ctx, model, ensemble, chunk_frames, eager, *params):
         ctx.model, ctx.ensemble, ctx.chunk_frames = model, ensemble, chunk_frames
+        if eager:
+            u, ctx.weighted_gradient = _ChunkedFEP._energies_and_weighted_gradient(
+                model, ensemble, chunk_frames
+            )
+        else:
+            with torch.no_grad():
+                u = energies_on_frames(model, ensemble, chunk_frames=chunk_frames)
+            ctx.weighted_gradient = None
+        idx = valid_indices(ensemble)
+        du = u - ensemble.reference_energy[idx].to(u)
+        fep = free_energy_perturbation(du, ensemble.kT_eV, n_atoms=ensemble.n_atoms)
+        weights = reweighting_weights(du, ensemble.kT_eV)
         ctx.save_for_backward(weights)
         ctx.mark_non_differentiable(u, weights)
         return fep, u, weights
 
     @staticmethod
     def backward(ctx, grad_fep, _grad_u, _grad_w):
+        # reached only through an eager forward (without grad mode there is no graph)
         scale = grad_fep / ctx.ensemble.n_atoms
-        total = getattr(ctx, "weighted_gradient", None)
-        if total is None:
-            total = ctx.weighted_gradient = _ChunkedFEP._weighted_gradient(ctx)
-        return (None, None, None, *(scale * g for g in total))
+        return (None, None, None, None, *(scale * g for g in ctx.weighted_gradient))
 
     @staticmethod
-    def _weighted_gradient(ctx) -> list[torch.Tensor]:
-        """Σ_i w_i ∂U_θ(x_i)/∂θ over the valid frames, one chunk's graph at a time."""
-        (weights,) = ctx.saved_tensors
-        params = [p for p in ctx.model.parameters() if p.requires_grad]
+    def _energies_and_weighted_gradient(model, ensemble, chunk_frames: int):
+        """U_θ on the valid frames and Σ_i w_i ∂U_i/∂θ in one pass (streamed log-sum-exp)."""
+        params = [p for p in model.parameters() if p.requires_grad]
         total = [torch.zeros_like(p) for p in params]
-        idx = valid_indices(ctx.ensemble)
+        idx = valid_indices(ensemble)
+        beta = 1.0 / float(ensemble.kT_eV)
+        energies, running_max, norm = [], -math.inf, 0.0
         with torch.enable_grad():
-            for start in range(0, len(idx), ctx.chunk_frames):
-                chunk = idx[start : start + ctx.chunk_frames]
+            for start in range(0, len(idx), chunk_frames):
+                chunk = idx[start : start + chunk_frames]
                 u = frame_energies(
-                    ctx.model, ctx.ensemble.frames, frame_indices=chunk, chunk_frames=len(chunk)
+                    model, ensemble.frames, frame_indices=chunk, chunk_frames=len(chunk)
                 )[:, 0]
-                w = weights[start : start + len(chunk)].to(u)
-                grads = torch.autograd.grad((w * u).sum(), params, allow_unused=True)
+                reference = ensemble.reference_energy[chunk].to(u.device, torch.float64)
+                log_w = -beta * (u.detach().double() - reference)
+                new_max = max(running_max, float(log_w.max()))
+                factor = math.exp(running_max - new_max)  # rescales the sums so far (0 at first)
+                e = torch.exp(log_w - new_max)
+                grads = torch.autograd.grad((e.to(u) * u).sum(), params, allow_unused=True)
                 for k, g in enumerate(grads):
-                    if g is not None:
-                        total[k] = total[k] + g
-        return total
+                    total[k] = total[k] * factor + (0 if g is None else g)
+                norm = norm * factor + float(e.sum())
+                running_max = new_max
+                energies.append(u.detach())
+        return torch.cat(energies), [t / norm for t in total]
 
 
 def reweighted_gibbs_change(
@@ -195,10 +209,11 @@ def reweighted_gibbs_change(
 ) -> ReweightedGibbs:
     """[G(θ) − G(θ₀)]/N = offset − (kT/N) ln⟨exp(−β[U_θ − U_ref])⟩_ref over valid frames.
 
-    Differentiable in θ. By default the gradient is recomputed chunk by chunk in the
-    backward pass (:class:`_ChunkedFEP`): peak memory does not grow with the number of
-    frames (``bench/reweighting_memory.py``). ``keep_graph=True`` keeps one autograd graph
-    over all frames instead (memory ∝ frames; needed only for higher derivatives).
+    Differentiable in θ. By default the gradient is taken chunk by chunk
+    (:class:`_ChunkedFEP`; in the same pass as the energies when grad mode is on): peak
+    memory does not grow with the number of frames (``bench/reweighting_memory.py``).
+    ``keep_graph=True`` keeps one autograd graph over all frames instead (memory ∝ frames;
+    needed only for higher derivatives).
     """
     if keep_graph:
         u = energies_on_frames(model, ensemble, chunk_frames=chunk_frames)
@@ -209,7 +224,8 @@ def reweighted_gibbs_change(
             weights = reweighting_weights(du, ensemble.kT_eV)
     else:
         params = [p for p in model.parameters() if p.requires_grad]
-        fep, u, weights = _ChunkedFEP.apply(model, ensemble, chunk_frames, *params)
+        eager = torch.is_grad_enabled() and bool(params)
+        fep, u, weights = _ChunkedFEP.apply(model, ensemble, chunk_frames, eager, *params)
     ess = float(relative_effective_sample_size(weights.detach()))
     idx = valid_indices(ensemble)
     du = u.detach().double() - ensemble.reference_energy[idx].to(torch.float64)
