@@ -149,7 +149,7 @@ class _ChunkedFEP(torch.autograd.Function):
 
     @staticmethod
     def forward(ctx, model, ensemble, chunk_frames, eager, *params):
-        ctx.model, ctx.ensemble, ctx.chunk_frames = model, ensemble, chunk_frames
+        ctx.n_atoms = ensemble.n_atoms
         if eager:
             u, ctx.weighted_gradient = _ChunkedFEP._energies_and_weighted_gradient(
                 model, ensemble, chunk_frames
@@ -162,14 +162,13 @@ class _ChunkedFEP(torch.autograd.Function):
         du = u - ensemble.reference_energy[idx].to(u)
         fep = free_energy_perturbation(du, ensemble.kT_eV, n_atoms=ensemble.n_atoms)
         weights = reweighting_weights(du, ensemble.kT_eV)
-        ctx.save_for_backward(weights)
         ctx.mark_non_differentiable(u, weights)
         return fep, u, weights
 
     @staticmethod
     def backward(ctx, grad_fep, _grad_u, _grad_w):
         # reached only through an eager forward (without grad mode there is no graph)
-        scale = grad_fep / ctx.ensemble.n_atoms
+        scale = grad_fep / ctx.n_atoms
         return (None, None, None, None, *(scale * g for g in ctx.weighted_gradient))
 
     @staticmethod
