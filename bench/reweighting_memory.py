@@ -90,24 +90,14 @@ def _setup(
     assert len(atoms) == N_ATOMS, len(atoms)
     rng = np.random.default_rng(SEED)
     shifts = rng.normal(0.0, RATTLE_A, size=(n_frames, N_ATOMS, 3))
-    positions = torch.as_tensor(atoms.positions[None] + shifts, dtype=torch.float64)
-    zeros = torch.zeros(n_frames, 1, dtype=torch.float64)
-    frames = Frames(
-        positions=positions,
-        cell=torch.as_tensor(atoms.cell.array, dtype=torch.float64).expand(n_frames, 1, 3, 3),
-        potential_energy=zeros.clone(),
-        kinetic_energy=zeros.clone(),
-        volume=torch.full_like(zeros, float(atoms.get_volume())),
-        temperature=torch.full_like(zeros, TEMPERATURE_K),
-        pressure=zeros.clone(),
-        enthalpy=zeros.clone(),
-        phase_ok=torch.ones(n_frames, 1, dtype=torch.bool),
-        phase_fractions=torch.ones(n_frames, 1, 1, dtype=torch.float64),
-        step=torch.arange(n_frames),
-        system_idx=torch.zeros(N_ATOMS, dtype=torch.long),
-        atomic_numbers=torch.as_tensor(atoms.numbers, dtype=torch.long),
-        masses=torch.as_tensor(atoms.get_masses(), dtype=torch.float64),
-        state_points=[{"name": "ti/bcc", "phase": "bcc", "temperature_K": TEMPERATURE_K}],
+    configurations = []
+    for shift in shifts:
+        rattled = atoms.copy()
+        rattled.positions = atoms.positions + shift
+        configurations.append(rattled)
+    frames = Frames.from_atoms(
+        configurations,
+        state_point={"name": "ti/bcc", "phase": "bcc", "temperature_K": TEMPERATURE_K},
     )
     frozen = sampling_copy(live)
     with torch.no_grad():
