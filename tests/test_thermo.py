@@ -14,6 +14,7 @@ from phasetune.thermo import (
     bennett_acceptance_ratio,
     blocking_standard_error,
     clausius_clapeyron_slope_K_per_GPa,
+    correlated_bennett_acceptance_ratio,
     effective_number_of_samples,
     effective_sample_size,
     free_energy_perturbation,
@@ -23,6 +24,7 @@ from phasetune.thermo import (
     relative_effective_sample_size,
     reweighted_average,
     reweighting_weights,
+    series_inefficiency,
     standard_error_of_mean,
     statistical_inefficiency,
     transition_temperature,
@@ -121,6 +123,40 @@ def test_bar_error_bar_is_honest_over_repeats() -> None:
     assert 1.0 / 1.25 < empirical_std / mean_reported < 1.25
     # Unbiased: the mean over repeats agrees with the exact value.
     assert abs(float(est.mean()) - EXACT_DF) < 3.0 * empirical_std / math.sqrt(len(estimates))
+
+
+def test_correlated_bar_error_matches_the_spread_over_correlated_repeats() -> None:
+    """Gaussian works (Crooks-consistent: means ±ΔF + βσ²/2) made AR(1)-correlated in frame
+    order, φ = 0.8 (statistical inefficiency ≈ 9): over 200 repeats the √g-scaled error
+    matches the spread of the estimates, and the independent-frames error is ≈ 3× too small."""
+    kT, delta_f, sd, phi, n_frames, n_runs = 0.1, 0.3, 0.05, 0.8, 300, 200
+    gen = torch.Generator().manual_seed(5)
+
+    def ar1() -> torch.Tensor:
+        noise = torch.randn(n_frames, generator=gen, dtype=F64)
+        x = torch.empty_like(noise)
+        x[0] = noise[0]
+        for i in range(1, n_frames):
+            x[i] = phi * x[i - 1] + math.sqrt(1 - phi**2) * noise[i]
+        return x
+
+    shift = sd**2 / (2 * kT)
+    estimates, scaled, plain, gs = [], [], [], []
+    for _ in range(n_runs):
+        w_f, w_r = delta_f + shift + sd * ar1(), -delta_f + shift + sd * ar1()
+        result, g = correlated_bennett_acceptance_ratio(w_f, w_r, kT)
+        estimates.append(float(result.delta_f))
+        scaled.append(float(result.std_error))
+        plain.append(float(bennett_acceptance_ratio(w_f, w_r, kT).std_error))
+        gs.append(g)
+    spread = float(torch.tensor(estimates, dtype=F64).std())
+    assert sum(scaled) / n_runs == pytest.approx(spread, rel=0.25), (sum(scaled) / n_runs, spread)
+    assert sum(plain) / n_runs < 0.5 * spread
+    assert 5.0 < sum(gs) / n_runs < 13.0
+    assert abs(sum(estimates) / n_runs - delta_f) < 3 * spread / math.sqrt(n_runs)
+    # too short or non-finite series: no correlation estimate, g = 1
+    assert series_inefficiency(torch.ones(3, dtype=F64)) == 1.0
+    assert series_inefficiency(torch.tensor([0.0, 1.0, float("inf"), 2.0, 3.0])) == 1.0
 
 
 def test_bar_survives_huge_works_and_rejects_bad_input() -> None:

@@ -35,8 +35,8 @@ from torch_sim.models.interface import ModelInterface
 from phasetune.free_energy.switching import LambdaPath
 from phasetune.potentials.base import frame_energies
 from phasetune.sampling.sampler import SamplerSettings, StatePoint, sample_state_points
-from phasetune.thermo.bar import bennett_acceptance_ratio
-from phasetune.thermo.statistics import standard_error_of_mean, statistical_inefficiency
+from phasetune.thermo.bar import correlated_bennett_acceptance_ratio
+from phasetune.thermo.statistics import standard_error_of_mean
 from phasetune.units import KB_EV_PER_K
 
 
@@ -108,9 +108,8 @@ def _bar_step(work_f: torch.Tensor, work_r: torch.Tensor, kT: float) -> tuple[fl
     """BAR ΔG (eV) between two neighbouring nodes and its error scaled by √g."""
     if len(work_f) < 2 or len(work_r) < 2:
         return math.nan, math.nan
-    result = bennett_acceptance_ratio(work_f, work_r, kT)
-    g = max(float(statistical_inefficiency(w)) if len(w) >= 4 else 1.0 for w in (work_f, work_r))
-    return float(result.delta_f), float(result.std_error) * math.sqrt(g)
+    result, _ = correlated_bennett_acceptance_ratio(work_f, work_r, kT)
+    return float(result.delta_f), float(result.std_error)
 
 
 def gibbs_change_between_models(

@@ -27,21 +27,14 @@ import torch
 from phasetune.potentials.base import frame_energies
 from phasetune.sampling.frames import Frames
 from phasetune.thermo import (
-    bennett_acceptance_ratio,
+    correlated_bennett_acceptance_ratio,
     free_energy_perturbation,
     free_energy_perturbation_error,
     relative_effective_sample_size,
     reweighting_weights,
-    statistical_inefficiency,
+    series_inefficiency,
 )
 from phasetune.units import KB_EV_PER_K
-
-
-def _inefficiency(series: torch.Tensor) -> float:
-    """Statistical inefficiency g ≥ 1 of a time-ordered series of frames (1 if too short)."""
-    if series.numel() < 4 or not bool(torch.isfinite(series).all()):
-        return 1.0
-    return float(statistical_inefficiency(series.detach().double().cpu()))
 
 
 def correlated_fep_error(delta_u: torch.Tensor, kT_eV: float) -> float:
@@ -55,7 +48,7 @@ def correlated_fep_error(delta_u: torch.Tensor, kT_eV: float) -> float:
     if du.numel() < 2:
         return math.nan
     e = torch.exp(-(du - du.min()) / kT_eV)
-    return float(free_energy_perturbation_error(du, kT_eV)) * math.sqrt(_inefficiency(e))
+    return float(free_energy_perturbation_error(du, kT_eV)) * math.sqrt(series_inefficiency(e))
 
 
 def parameter_snapshot(model: torch.nn.Module) -> dict[str, torch.Tensor]:
@@ -268,14 +261,12 @@ def chain_with_bar(
             # G(θ_old) − G(θ_new) = −kT ln⟨exp(−β[U_old − U_new])⟩_new
             delta_f = -float(free_energy_perturbation(w_reverse, old.kT_eV))
             std_error = correlated_fep_error(w_reverse, old.kT_eV)
-            inefficiency = _inefficiency(w_reverse)
+            inefficiency = series_inefficiency(w_reverse)
         else:
             u_new_on_old = _energies_with(model, new.reference_params, old)
             w_forward = u_new_on_old - old.reference_energy[valid_indices(old)].to(u_new_on_old)
-            bar = bennett_acceptance_ratio(w_forward, w_reverse, old.kT_eV)
-            inefficiency = max(_inefficiency(w_forward), _inefficiency(w_reverse))
-            delta_f = float(bar.delta_f)
-            std_error = float(bar.std_error) * math.sqrt(inefficiency)
+            bar, inefficiency = correlated_bennett_acceptance_ratio(w_forward, w_reverse, old.kT_eV)
+            delta_f, std_error = float(bar.delta_f), float(bar.std_error)
     new.offset_eV = old.offset_eV + delta_f / n
     new.offset_variance = old.offset_variance + (std_error / n) ** 2
     new.round = old.round + 1

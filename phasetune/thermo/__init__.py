@@ -4,7 +4,11 @@ Units: energies in eV, temperatures in K, volumes in Å³, pressures in GPa. Δ 
 (or state) B minus phase (or state) A everywhere.
 """
 
-from phasetune.thermo.bar import BARResult, bennett_acceptance_ratio
+from phasetune.thermo.bar import (
+    BARResult,
+    bennett_acceptance_ratio,
+    correlated_bennett_acceptance_ratio,
+)
 from phasetune.thermo.phase_transitions import (
     clausius_clapeyron_slope_K_per_GPa,
     gibbs_helmholtz_delta_g,
@@ -23,6 +27,7 @@ from phasetune.thermo.statistics import (
     blocking_standard_error,
     effective_number_of_samples,
     integrated_autocorrelation_time,
+    series_inefficiency,
     standard_error_of_mean,
     statistical_inefficiency,
 )
@@ -33,6 +38,7 @@ __all__ = [
     "bennett_acceptance_ratio",
     "blocking_standard_error",
     "clausius_clapeyron_slope_K_per_GPa",
+    "correlated_bennett_acceptance_ratio",
     "effective_number_of_samples",
     "effective_sample_size",
     "free_energy_perturbation",
@@ -42,6 +48,7 @@ __all__ = [
     "relative_effective_sample_size",
     "reweighted_average",
     "reweighting_weights",
+    "series_inefficiency",
     "standard_error_of_mean",
     "statistical_inefficiency",
     "transition_temperature",

@@ -28,7 +28,9 @@ import torch
 from torch import Tensor
 from torch.nn.functional import softplus
 
-__all__ = ["BARResult", "bennett_acceptance_ratio"]
+from phasetune.thermo.statistics import series_inefficiency
+
+__all__ = ["BARResult", "bennett_acceptance_ratio", "correlated_bennett_acceptance_ratio"]
 
 
 @dataclass(frozen=True)
@@ -189,3 +191,22 @@ def bennett_acceptance_ratio(
     delta_f = torch.tensor(kT * x, dtype=out_dtype, device=w_f.device)
     std_error = (kT * torch.sqrt(var_x)).to(out_dtype)
     return BARResult(delta_f=delta_f, std_error=std_error, n_iterations=n_iter)
+
+
+def correlated_bennett_acceptance_ratio(
+    work_forward: Tensor, work_reverse: Tensor, kT_eV: float | Tensor
+) -> tuple[BARResult, float]:
+    """BAR over time-ordered, correlated frames: the error scaled by √g.
+
+    The asymptotic error of :func:`bennett_acceptance_ratio` assumes independent samples;
+    consecutive MD frames are not. It is multiplied by √g, g the larger statistical
+    inefficiency of the two work series. Returns the result (scaled error) and g.
+    """
+    result = bennett_acceptance_ratio(work_forward, work_reverse, kT_eV)
+    g = max(series_inefficiency(work_forward), series_inefficiency(work_reverse))
+    scaled = BARResult(
+        delta_f=result.delta_f,
+        std_error=result.std_error * math.sqrt(g),
+        n_iterations=result.n_iterations,
+    )
+    return scaled, g

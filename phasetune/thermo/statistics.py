@@ -27,6 +27,7 @@ __all__ = [
     "blocking_standard_error",
     "effective_number_of_samples",
     "integrated_autocorrelation_time",
+    "series_inefficiency",
     "standard_error_of_mean",
     "statistical_inefficiency",
 ]
@@ -113,6 +114,14 @@ def statistical_inefficiency(x: Tensor, *, window_factor: float = 5.0) -> Tensor
     keeps error bars conservative. See :func:`integrated_autocorrelation_time`.
     """
     return (2.0 * integrated_autocorrelation_time(x, window_factor=window_factor)).clamp_min(1.0)
+
+
+def series_inefficiency(series: Tensor) -> float:
+    """g ≥ 1 of one time-ordered series as a float; 1 when it is too short (< 4 samples) or
+    not finite, where no correlation can be estimated."""
+    if series.numel() < 4 or not bool(torch.isfinite(series).all()):
+        return 1.0
+    return float(statistical_inefficiency(series.detach().double().cpu()))
 
 
 def effective_number_of_samples(x: Tensor, *, window_factor: float = 5.0) -> Tensor:
