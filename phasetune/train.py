@@ -399,6 +399,8 @@ def train(cfg: DictConfig, output_dir: Path) -> dict:
         "md_steps": datamodule.md_steps,
         "atom_steps": datamodule.atom_steps,
         "md_events": datamodule.md_events,
+        # each state point's free-energy chain: one entry per re-sampling (BAR, one-sided)
+        "chains": {name: e.history for name, e in datamodule.ensembles.items()},
         "diffusion": diffusion_rows,
         "wall_s": time.perf_counter() - start,
         "timing_s": timing,

@@ -127,6 +127,13 @@ def test_reweighted_change_gradient_and_bar_chain_are_exact_for_springs(springs)
     error = math.sqrt(new.offset_variance)
     assert new.round == 1 and 0 < error < 0.05 * kT
     assert abs(new.offset_eV - exact(k1)) < 4 * error + 0.01 * kT, (new.offset_eV, exact(k1))
+    # the chain also records both one-sided estimates (meV/atom): each alone estimates the
+    # same change (forward from the old frames, reverse from the new), less precisely than BAR
+    step = new.history[-1]
+    exact_meV = 1e3 * exact(k1)  # per atom, as the offsets
+    for key in ("forward_fep_meV", "reverse_fep_meV"):
+        assert abs(step[key] - exact_meV) < 0.05 * 1e3 * kT, (key, step, exact_meV)
+    assert step["forward_fep_meV"] != step["reverse_fep_meV"]
     # and the chained estimate keeps tracking G further on
     with torch.no_grad():
         model.k.fill_(1.7 * k0)

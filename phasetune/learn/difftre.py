@@ -253,6 +253,7 @@ def chain_with_bar(
     reference energies and parameters (θ_new); returns ``new`` with the offset set.
     """
     n = old.n_atoms
+    one_sided: dict[str, float] = {}
     with torch.no_grad():
         u_old_on_new = _energies_with(model, old.reference_params, new)
         w_reverse = u_old_on_new - new.reference_energy[valid_indices(new)].to(u_old_on_new)
@@ -267,6 +268,13 @@ def chain_with_bar(
             w_forward = u_new_on_old - old.reference_energy[valid_indices(old)].to(u_new_on_old)
             bar, inefficiency = correlated_bennett_acceptance_ratio(w_forward, w_reverse, old.kT_eV)
             delta_f, std_error = float(bar.delta_f), float(bar.std_error)
+            # the two one-sided estimates, kept for diagnosis: the forward one is what the
+            # old frames' reweighting claimed at θ_new (the frames θ_new was fitted to); the
+            # reverse one uses only the new frames, which that fit never saw
+            one_sided = {
+                "forward_fep_meV": 1e3 * float(free_energy_perturbation(w_forward, old.kT_eV)) / n,
+                "reverse_fep_meV": -1e3 * float(free_energy_perturbation(w_reverse, old.kT_eV)) / n,
+            }
     new.offset_eV = old.offset_eV + delta_f / n
     new.offset_variance = old.offset_variance + (std_error / n) ** 2
     new.round = old.round + 1
@@ -278,6 +286,7 @@ def chain_with_bar(
             "bar_error_meV": 1e3 * std_error / n,
             "statistical_inefficiency": inefficiency,
             "offset_meV": 1e3 * new.offset_eV,
+            **one_sided,
         },
     ]
     return new

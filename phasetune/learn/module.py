@@ -28,6 +28,12 @@ below ``ess_threshold`` are re-sampled before the loss is taken. Logged per step
 Δg_k (meV/atom) and the standard error of its reweighted change, implied T*_k − T_k (K),
 ESS per state point, re-samplings, MD steps.
 Training stops early once every |Δg_k| < ``converged_fraction``·tol_k for ``patience`` steps.
+With ``confirm_convergence`` (default) that must hold on frames sampled at the current θ: the
+steps since the last re-sampling were fitted to the very frames that judge them (with few
+independent frames a fit also follows their noise), so a streak reached on such frames makes
+every state point be sampled afresh, and the run stops only if the estimate from the new
+frames (chained by BAR, no reweighting left) is still within the bound; then no further
+update is made, so the reported model is the one that was checked.
 """
 
 from __future__ import annotations
@@ -121,6 +127,7 @@ class DiffTReModule(pl.LightningModule):
         on_phase_change: str = "skip",
         max_phase_resamples: int = 1,
         mean_energy_gauge: bool = False,
+        confirm_convergence: bool = True,
     ) -> None:
         super().__init__()
         if not 0 < ess_threshold <= 1:
@@ -162,6 +169,9 @@ class DiffTReModule(pl.LightningModule):
         if mean_energy_gauge and optimizer != "gauss_newton":
             raise ValueError("mean_energy_gauge needs optimizer=gauss_newton")
         self.mean_energy_gauge = bool(mean_energy_gauge)
+        self.confirm_convergence = bool(confirm_convergence)
+        self._confirm_pending = False  # re-sample every state point before the next estimate
+        self.fresh_frames = False  # whether the last estimate came from frames sampled at θ
         self.phase_resamples: dict[str, int] = {}
         self.skipped: list[str] = []  # targets left out of the current step
         self._errors: dict[str, float] = {}  # standard error of each ensemble's change
@@ -239,6 +249,12 @@ class DiffTReModule(pl.LightningModule):
         recorded in ``self.skipped`` (see :meth:`_lost_phase`).
         """
         lost = set(self._lost_phase(datamodule))
+        if self._confirm_pending:
+            kept = [n for n in datamodule.ensembles if n not in lost]
+            log.info("converged on fitted frames: sampling %d state points afresh", len(kept))
+            with torch.enable_grad():  # MD with autograd forces (MACE)
+                datamodule.sample(self.model, kept)
+            self._confirm_pending = False
         self.skipped = sorted({datamodule.ensembles[n].target for n in lost})
         if len(self.skipped) == len(self.targets):
             raise RuntimeError(
@@ -266,7 +282,19 @@ class DiffTReModule(pl.LightningModule):
                 rg = reweighted_gibbs_change(self.model, ensemble, chunk_frames=self.chunk_frames)
                 changes[name], ess[name] = rg.delta_g_eV, rg.relative_ess
                 self._errors[name] = rg.error_eV
+        self.fresh_frames = all(
+            self._sampled_at_current_theta(datamodule.ensembles[n])
+            for n in datamodule.ensembles
+            if n not in lost
+        )
         return changes, ess
+
+    def _sampled_at_current_theta(self, ensemble) -> bool:
+        """Whether ``ensemble`` was sampled with the live trainable parameters (no fit since)."""
+        return all(
+            torch.equal(p.detach(), ensemble.reference_params[n].to(p.device))
+            for n, p in self._trainable_parameters()
+        )
 
     def _reweighting_errors(self) -> list[float]:
         """Per target, √(σ_A² + σ_B²) (eV/atom) of its two ensembles' reweighted changes, as
@@ -354,6 +382,7 @@ class DiffTReModule(pl.LightningModule):
         metrics["md_restarts"] = float(len(getattr(datamodule, "md_events", [])))
         metrics["resamplings"] = float(datamodule.resamplings)
         metrics["md_steps"] = float(datamodule.md_steps)
+        metrics["fresh_frames"] = float(self.fresh_frames)
         for name, p in self.model.named_parameters():
             if p.numel() == 1 and name in self.trainable:
                 metrics[f"param/{name}"] = p.detach().double().reshape(())
@@ -367,6 +396,14 @@ class DiffTReModule(pl.LightningModule):
         row["step"] = int(self.global_step)
         self.history.append(row)
         self.nonfinite_steps = 0
+        if self._converged(dg):
+            log.info(
+                "all targets within %.2f of their tolerance%s: stopping",
+                self.converged_fraction,
+                " on frames sampled at this θ" if self.confirm_convergence else "",
+            )
+            self.trainer.should_stop = True
+            return loss.detach()  # no update: the model is the one just estimated
         good = {n: p.detach().clone() for n, p in self._trainable_parameters()}
         update_start = time.perf_counter()
         self._update(loss, dg, changes)
@@ -390,17 +427,27 @@ class DiffTReModule(pl.LightningModule):
                 for n, p in self._trainable_parameters():
                     p.copy_(good[n])
             log.error("step %d made %s non-finite: restored", self.global_step, broken)
+        return loss.detach()
+
+    def _converged(self, dg: torch.Tensor) -> bool:
+        """Count this step's estimate into the convergence streak; True: stop now.
+
+        A streak of ``patience`` estimates within ``converged_fraction``·tol stops the run,
+        with ``confirm_convergence`` only if this one came from fresh frames; otherwise the
+        next step re-samples every state point and decides (streak kept at patience − 1).
+        """
         active = [k for k, t in enumerate(self.targets) if t.name not in self.skipped]
         ratio = (dg.detach()[active].abs() / self.tolerance_eV[active]).max()
         if self.skipped:
             ratio = torch.tensor(float("inf"))  # not converged while a target is left out
         self._converged_steps = self._converged_steps + 1 if ratio < self.converged_fraction else 0
-        if self._converged_steps >= self.patience:
-            log.info(
-                "all targets within %.2f of their tolerance: stopping", self.converged_fraction
-            )
-            self.trainer.should_stop = True
-        return loss.detach()
+        if self._converged_steps < self.patience:
+            return False
+        if not self.confirm_convergence or self.fresh_frames:
+            return True
+        self._confirm_pending = True
+        self._converged_steps = self.patience - 1
+        return False
 
     def _skip_nonfinite(self, loss: torch.Tensor, dg: torch.Tensor, ess: dict) -> None:
         """A NaN/inf loss: no update (the parameters stay the last good ones), report, and
@@ -528,6 +575,7 @@ class DiffTReModule(pl.LightningModule):
             "anchors": [a.__dict__ for a in self.anchors],
             "targets": [t.as_dict() for t in self.targets],
             "converged_steps": self._converged_steps,
+            "confirm_pending": self._confirm_pending,
             "nonfinite_steps": self.nonfinite_steps,
             "phase_resamples": self.phase_resamples,
             "history": self.history,
@@ -538,6 +586,7 @@ class DiffTReModule(pl.LightningModule):
         self.theta0 = extra.get("theta0", self.theta0)
         self.scales = extra.get("scales", self.scales)
         self._converged_steps = int(extra.get("converged_steps", 0))
+        self._confirm_pending = bool(extra.get("confirm_pending", False))
         self.nonfinite_steps = int(extra.get("nonfinite_steps", 0))
         self.phase_resamples = dict(extra.get("phase_resamples", {}))
         self.history = list(extra.get("history", []))

@@ -1,0 +1,118 @@
+"""Stopping on convergence: confirmed on frames sampled at the final θ, not on fitted ones."""
+
+import torch
+
+from phasetune.learn.anchor import Anchor
+from phasetune.learn.data import StatePointDataModule
+from phasetune.learn.module import DiffTReModule
+from phasetune.potentials.lennard_jones import LennardJones
+from phasetune.sampling.sampler import SamplerSettings
+from phasetune.targets import target_from_dict
+
+BOUND_MEV = 0.3 * 0.12  # the stopping bound, meV/atom: 0.3 tol, tol = 1 K · Δs = 0.12 meV/atom
+
+
+def _fit(argon, tmp_path, quiet_trainer, *, confirm: bool, delta_g_eV: float):
+    model = LennardJones(epsilon_eV=argon["epsilon_eV"], sigma_A=argon["sigma_A"], cutoff_sigma=2.5)
+    target = target_from_dict(
+        {
+            "name": "ar",
+            "phases": ["fcc", "liquid"],
+            "temperature_K": 75.0,
+            "pressure_GPa": 0.0,
+            "tolerance_K": 1.0,
+            "structures": {
+                "fcc": {"element": "Ar", "lattice_A": 5.40, "n_atoms": 108},
+                "liquid": {"element": "Ar", "lattice_A": 5.70, "n_atoms": 108},
+            },
+        }
+    )
+    # Δs = 1.2e-4 eV/K: tol = 1.2e-4 eV, and the stopping bound is 0.3 tol = 36 μeV
+    anchor = Anchor(
+        target="ar",
+        temperature_K=75.0,
+        pressure_GPa=0.0,
+        model_transition_K=75.0,
+        model_transition_error_K=0.5,
+        delta_g_eV=delta_g_eV,
+        delta_g_error_eV=1e-5,
+        delta_s_eV_per_K=1.2e-4,
+        method="given",
+    )
+    datamodule = StatePointDataModule(
+        [target],
+        SamplerSettings(
+            timestep_fs=10.0,
+            equilibration_steps=200,
+            melt_steps=150,
+            production_steps=200,
+            stride=10,
+            compressibility_per_GPa=0.5,
+            progress=False,
+        ),
+        frames_dir=tmp_path,
+    )
+    module = DiffTReModule(
+        model,
+        [target],
+        [anchor],
+        trainable=["epsilon"],
+        converged_fraction=0.3,
+        patience=2,
+        ess_threshold=0.01,  # no ESS-triggered re-sampling: only the confirmation samples
+        confirm_convergence=confirm,
+    )
+    trainer = quiet_trainer(10)
+    trainer.fit(module, datamodule=datamodule)
+    return module, datamodule, model
+
+
+def test_a_streak_on_fitted_frames_is_confirmed_on_fresh_ones_before_stopping(
+    argon, tmp_path, quiet_trainer
+):
+    # Δg(θ₀) = 1 μeV: within the bound from the start. Step 0 estimates on fresh frames and
+    # updates θ; step 1 completes the streak on frames θ was fitted to, so step 2 samples both
+    # phases at the current θ, is still converged (a 1 μeV residual moves ε by ~1e-5 relative,
+    # far inside the bound), and stops without an update.
+    module, datamodule, model = _fit(argon, tmp_path, quiet_trainer, confirm=True, delta_g_eV=1e-6)
+    rows = [r for r in module.history if "loss" in r]
+    assert [r["fresh_frames"] for r in rows] == [1.0, 0.0, 1.0]
+    assert datamodule.resamplings == 2  # both phases once, for the confirmation
+    assert all(abs(r["dg_meV/ar"]) < BOUND_MEV for r in rows)
+    # the reported model is the one the fresh frames were sampled with
+    for ensemble in datamodule.ensembles.values():
+        assert torch.equal(model.epsilon.detach(), ensemble.reference_params["epsilon"])
+
+
+def test_without_confirmation_the_streak_on_fitted_frames_stops_the_run(
+    argon, tmp_path, quiet_trainer
+):
+    module, datamodule, _ = _fit(argon, tmp_path, quiet_trainer, confirm=False, delta_g_eV=1e-6)
+    rows = [r for r in module.history if "loss" in r]
+    assert [r["fresh_frames"] for r in rows] == [1.0, 0.0]
+    assert datamodule.resamplings == 0
+
+
+def test_with_confirmation_fresh_frames_decide(argon, tmp_path, quiet_trainer):
+    # Δg(θ₀) = 1 meV ≈ 8 tol. The ESS threshold near 0 re-samples nothing on its own, so the
+    # capped steps (max_step) fit the frames until the estimate is inside the bound; that
+    # streak makes the next step sample afresh, and the fresh estimate decides alone
+    module, datamodule, _ = _fit(argon, tmp_path, quiet_trainer, confirm=True, delta_g_eV=1e-3)
+    rows = [r for r in module.history if "loss" in r]
+    assert abs(rows[0]["dg_meV/ar"] - 1.0) < 1e-9  # fresh frames: Δg = the anchor
+    i = next(k for k in range(1, len(rows)) if rows[k]["fresh_frames"] == 1.0)
+    streak = rows[i - 2 : i]
+    assert all(r["fresh_frames"] == 0.0 and abs(r["dg_meV/ar"]) < BOUND_MEV for r in streak)
+    assert datamodule.resamplings == 2 * sum(r["fresh_frames"] for r in rows[1:])
+    if abs(rows[i]["dg_meV/ar"]) < BOUND_MEV:
+        assert len(rows) == i + 1  # confirmed: stopped there
+    else:
+        assert len(rows) > i + 1  # the fresh frames disagreed with the fit: training goes on
+
+
+def test_without_confirmation_fitted_frames_stop_the_run(argon, tmp_path, quiet_trainer):
+    module, datamodule, _ = _fit(argon, tmp_path, quiet_trainer, confirm=False, delta_g_eV=1e-3)
+    rows = [r for r in module.history if "loss" in r]
+    assert 2 < len(rows) < 10 and datamodule.resamplings == 0
+    assert all(r["fresh_frames"] == 0.0 and abs(r["dg_meV/ar"]) < BOUND_MEV for r in rows[-2:])
+    assert abs(rows[-3]["dg_meV/ar"]) >= BOUND_MEV  # the first streak stopped it
