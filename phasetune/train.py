@@ -326,6 +326,7 @@ def train(cfg: DictConfig, output_dir: Path) -> dict:
         instantiate(cfg.sampler),
         frames_dir=output_dir / "frames",
         warm_equilibration_steps=cfg.get("warm_equilibration_steps"),
+        chain=cfg.get("chain", "fresh"),
         device=device,
         dtype=dtype,
     )

@@ -116,3 +116,41 @@ def test_without_confirmation_fitted_frames_stop_the_run(argon, tmp_path, quiet_
     assert 2 < len(rows) < 10 and datamodule.resamplings == 0
     assert all(r["fresh_frames"] == 0.0 and abs(r["dg_meV/ar"]) < BOUND_MEV for r in rows[-2:])
     assert abs(rows[-3]["dg_meV/ar"]) >= BOUND_MEV  # the first streak stopped it
+
+
+def test_trust_radius_shrinks_below_a_failed_step_and_grows_after_good_ones():
+    from phasetune.learn.module import trust_radius_update
+
+    kw = {"max_step": 0.1}
+    # the loss went up on the same frames (ρ < 0): half the step that was taken
+    assert (
+        trust_radius_update(0.1, reduction=-0.5, predicted_reduction=1.0, step_size=0.08, **kw)
+        == 0.04
+    )
+    # ρ = 0.9 at the cap: doubled, but never above max_step
+    assert (
+        trust_radius_update(0.02, reduction=0.9, predicted_reduction=1.0, step_size=0.02, **kw)
+        == 0.04
+    )
+    assert (
+        trust_radius_update(0.08, reduction=0.9, predicted_reduction=1.0, step_size=0.08, **kw)
+        == 0.1
+    )
+    # ρ = 0.9 below the cap, or 0.5 anywhere: unchanged
+    assert (
+        trust_radius_update(0.05, reduction=0.9, predicted_reduction=1.0, step_size=0.01, **kw)
+        == 0.05
+    )
+    assert (
+        trust_radius_update(0.05, reduction=0.5, predicted_reduction=1.0, step_size=0.05, **kw)
+        == 0.05
+    )
+    # a noise-level promise is not judged; and the cap has a floor
+    assert (
+        trust_radius_update(0.05, reduction=-1.0, predicted_reduction=0.001, step_size=0.05, **kw)
+        == 0.05
+    )
+    assert (
+        trust_radius_update(0.05, reduction=-1.0, predicted_reduction=1.0, step_size=1e-6, **kw)
+        == 0.1 / 64
+    )

@@ -3,8 +3,9 @@
 Every target contributes two state points (phase A and phase B at (T_k, P_k)); all are
 sampled in one batch with a frozen copy of the current model. A state point whose relative
 effective sample size drops below ``ess_threshold`` is sampled again at the current θ,
-warm-started from its last frame, and its free-energy offset is chained with BAR
-(:func:`phasetune.learn.difftre.chain_with_bar`). The loader yields one item per optimizer
+warm-started from its last frame, and its free-energy offset is chained by FEP from the new
+frames (``chain="fresh"``, default) or BAR of old and new (``chain="bar"``;
+:func:`phasetune.learn.difftre.chain_with_bar`). The loader yields one item per optimizer
 step; the ensembles themselves live here (and in checkpoints, as HDF5 paths + tensors).
 """
 
@@ -21,6 +22,7 @@ import torch
 from torch.utils.data import DataLoader, IterableDataset
 
 from phasetune.learn.difftre import (
+    CHAIN_METHODS,
     StatePointEnsemble,
     chain_with_bar,
     energies_on_frames,
@@ -58,6 +60,7 @@ class StatePointDataModule(pl.LightningDataModule):
         *,
         frames_dir: str | Path,
         warm_equilibration_steps: int | None = None,
+        chain: str = "fresh",
         device: str | torch.device = "cpu",
         dtype: torch.dtype = torch.float64,
     ) -> None:
@@ -70,6 +73,11 @@ class StatePointDataModule(pl.LightningDataModule):
             if warm_equilibration_steps is None
             else int(warm_equilibration_steps)
         )
+        if chain not in CHAIN_METHODS:
+            raise ValueError(f"chain must be one of {CHAIN_METHODS}, got {chain!r}")
+        #: how a re-sampled state point's offset is carried: "fresh" (FEP of the new frames
+        #: alone, which the fit never saw) or "bar" (BAR of old and new frames)
+        self.chain = chain
         self.device = torch.device(device)
         self.dtype = dtype
         self.ensembles: dict[str, StatePointEnsemble] = {}
@@ -167,7 +175,7 @@ class StatePointDataModule(pl.LightningDataModule):
                 continue
             if old is not None:
                 # BAR when both sets have frames in the phase; else one-sided FEP on the new
-                new = chain_with_bar(model, old, new)
+                new = chain_with_bar(model, old, new, method=self.chain)
                 self.resamplings += 1
             path = self.frames_dir / f"{name.replace('/', '__')}_round{new.round}.h5"
             one.save(path)

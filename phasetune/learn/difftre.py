@@ -241,39 +241,58 @@ def _energies_with(
         return energies_on_frames(scratch, ensemble)
 
 
-def chain_with_bar(
-    model: torch.nn.Module, old: StatePointEnsemble, new: StatePointEnsemble
-) -> StatePointEnsemble:
-    """Carry the offset from ``old`` (θ_old) to ``new`` (sampled with θ_new) by BAR.
+CHAIN_METHODS = ("bar", "fresh")
 
-    Forward work on old frames U_new − U_old, reverse work on new frames U_old − U_new:
-    BAR gives G(θ_new) − G(θ_old), so offset_new = offset_old + ΔG/N. BAR's asymptotic
-    error assumes independent frames; it is scaled by √g, g the larger statistical
-    inefficiency of the two work series (frames in time order). ``new`` must carry its
-    reference energies and parameters (θ_new); returns ``new`` with the offset set.
+
+def chain_with_bar(
+    model: torch.nn.Module,
+    old: StatePointEnsemble,
+    new: StatePointEnsemble,
+    *,
+    method: str = "bar",
+) -> StatePointEnsemble:
+    """Carry the offset from ``old`` (θ_old) to ``new`` (sampled with θ_new).
+
+    Forward work on old frames U_new − U_old, reverse work on new frames U_old − U_new.
+    ``method="bar"``: BAR of both gives G(θ_new) − G(θ_old), so offset_new = offset_old +
+    ΔG/N; its asymptotic error assumes independent frames and is scaled by √g, g the larger
+    statistical inefficiency of the two work series (frames in time order).
+    ``method="fresh"``: the one-sided FEP of the new frames alone,
+    G(θ_new) − G(θ_old) = kT ln⟨exp(−β[U_old − U_new])⟩_new. θ_new was fitted to the old
+    frames, so their forward work carries that fit (with few independent frames, their noise
+    as well: the ti_small runs' forward estimates exceeded the fresh ones by up to 2.3
+    meV/atom, bench/RESULTS.md); the new frames never saw it. Both one-sided estimates are
+    kept in the history. ``new`` must carry its reference energies and parameters (θ_new);
+    returns ``new`` with the offset set.
     """
+    if method not in CHAIN_METHODS:
+        raise ValueError(f"chain method must be one of {CHAIN_METHODS}, got {method!r}")
     n = old.n_atoms
     one_sided: dict[str, float] = {}
     with torch.no_grad():
         u_old_on_new = _energies_with(model, old.reference_params, new)
         w_reverse = u_old_on_new - new.reference_energy[valid_indices(new)].to(u_old_on_new)
-        if old.n_valid() < 2:
-            # the old frames left the phase: one-sided FEP from the new frames alone,
-            # G(θ_old) − G(θ_new) = −kT ln⟨exp(−β[U_old − U_new])⟩_new
-            delta_f = -float(free_energy_perturbation(w_reverse, old.kT_eV))
-            std_error = correlated_fep_error(w_reverse, old.kT_eV)
-            inefficiency = series_inefficiency(w_reverse)
-        else:
+        # one-sided FEP from the new frames alone (fresh; or the old frames left the phase):
+        # G(θ_old) − G(θ_new) = −kT ln⟨exp(−β[U_old − U_new])⟩_new
+        delta_f = fresh = -float(free_energy_perturbation(w_reverse, old.kT_eV))
+        std_error = correlated_fep_error(w_reverse, old.kT_eV)
+        inefficiency = series_inefficiency(w_reverse)
+        if old.n_valid() >= 2:
             u_new_on_old = _energies_with(model, new.reference_params, old)
             w_forward = u_new_on_old - old.reference_energy[valid_indices(old)].to(u_new_on_old)
-            bar, inefficiency = correlated_bennett_acceptance_ratio(w_forward, w_reverse, old.kT_eV)
-            delta_f, std_error = float(bar.delta_f), float(bar.std_error)
+            bar, bar_inefficiency = correlated_bennett_acceptance_ratio(
+                w_forward, w_reverse, old.kT_eV
+            )
+            if method == "bar":
+                delta_f, std_error = float(bar.delta_f), float(bar.std_error)
+                inefficiency = bar_inefficiency
             # the two one-sided estimates, kept for diagnosis: the forward one is what the
             # old frames' reweighting claimed at θ_new (the frames θ_new was fitted to); the
             # reverse one uses only the new frames, which that fit never saw
             one_sided = {
                 "forward_fep_meV": 1e3 * float(free_energy_perturbation(w_forward, old.kT_eV)) / n,
-                "reverse_fep_meV": -1e3 * float(free_energy_perturbation(w_reverse, old.kT_eV)) / n,
+                "reverse_fep_meV": 1e3 * fresh / n,
+                "bar_meV": 1e3 * float(bar.delta_f) / n,
             }
     new.offset_eV = old.offset_eV + delta_f / n
     new.offset_variance = old.offset_variance + (std_error / n) ** 2
@@ -282,7 +301,8 @@ def chain_with_bar(
         *old.history,
         {
             "round": new.round,
-            "bar_delta_g_meV": 1e3 * delta_f / n,
+            "method": method,
+            "bar_delta_g_meV": 1e3 * delta_f / n,  # the chained step (BAR or fresh)
             "bar_error_meV": 1e3 * std_error / n,
             "statistical_inefficiency": inefficiency,
             "offset_meV": 1e3 * new.offset_eV,

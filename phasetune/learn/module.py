@@ -8,7 +8,10 @@ tol_k = Δs_k·tolerance_K in eV/atom) and s the RMS of each parameter tensor at
   the metric ‖(θ − θ₀)/s‖, that zeroes the linearised residuals, damped by λ:
 
       u = (θ − θ₀)/s,  J̃ = ∂r/∂u,  M = J̃J̃ᵀ (K×K),
-      δu = −u − J̃ᵀ (M + λI)⁻¹ (r − J̃u),   capped at ‖δu‖_∞ ≤ max_step.
+      δu = −u − J̃ᵀ (M + λI)⁻¹ (r − J̃u),   capped at ‖δu‖_∞ ≤ Δ ≤ max_step,
+
+  with Δ a trust radius (:func:`trust_radius_update`): halved below a step whose actual
+  reduction of Σ r_k² on the same frames fell short of a quarter of the linear prediction.
 
   K backward passes per step (one per target); converges in a few steps and leaves
   parameters the targets do not constrain where they were (a built-in pull-back to θ₀).
@@ -61,6 +64,36 @@ from phasetune.targets import TransitionTarget
 
 log = logging.getLogger(__name__)
 OPTIMIZERS = ("gauss_newton", "adam")
+
+
+def trust_radius_update(
+    radius: float,
+    *,
+    reduction: float,
+    predicted_reduction: float,
+    step_size: float,
+    max_step: float,
+) -> float:
+    """The next step's cap from how the last one did (a trust region on ‖δu‖_∞).
+
+    ρ = (actual reduction of Σ r_k²) / (the reduction its linear model predicted), both on
+    the same frames. ρ < ¼: the linearisation failed at that size, so the next cap is half
+    the step taken (the minimal-change step, which re-projects from θ₀ each time, can
+    otherwise jump between two parameter sets for ever); ρ > ¾ with the step at the cap:
+    twice the cap, at most ``max_step``; else unchanged. Steps that promised less than 0.01
+    (residuals are in units of the tolerance: noise-level changes) are not judged, and the cap
+    stays ≥ max_step/64.
+    """
+    if not predicted_reduction > 0.01:
+        return radius
+    rho = reduction / predicted_reduction
+    if rho < 0.25:
+        return max(0.5 * step_size, max_step / 64)
+    if rho > 0.75 and step_size >= 0.99 * radius:
+        return min(2.0 * radius, max_step)
+    return radius
+
+
 #: what to do when a state point keeps too few frames in its phase
 PHASE_CHANGE_POLICIES = ("skip", "stop")
 
@@ -199,6 +232,10 @@ class DiffTReModule(pl.LightningModule):
         )
         self._converged_steps = 0
         self.history: list[dict] = []
+        #: gauss_newton: largest ‖δu‖_∞ of the next step (≤ max_step), shrunk when a step
+        #: did much worse on the same frames than its linear model promised
+        self.trust_radius = self.max_step
+        self._last_step: dict | None = None
 
     # ------------------------------------------------------------------ helpers
     def reweighted_change(self, ensemble) -> torch.Tensor:
@@ -383,6 +420,8 @@ class DiffTReModule(pl.LightningModule):
         metrics["resamplings"] = float(datamodule.resamplings)
         metrics["md_steps"] = float(datamodule.md_steps)
         metrics["fresh_frames"] = float(self.fresh_frames)
+        if self.optimizer_name == "gauss_newton":
+            metrics["trust_radius"] = self.trust_radius
         for name, p in self.model.named_parameters():
             if p.numel() == 1 and name in self.trainable:
                 metrics[f"param/{name}"] = p.detach().double().reshape(())
@@ -531,9 +570,27 @@ class DiffTReModule(pl.LightningModule):
         du = -u - jac.T @ torch.linalg.solve(
             m + lam * torch.eye(len(r), dtype=m.dtype), r - jac @ u
         )
+        k_r = r[:k]
+        rounds = int(getattr(self.trainer.datamodule, "sampling_rounds", 0))
+        last = self._last_step
+        if last is not None and last["round"] == rounds:  # same frames: the step can be judged
+            self.trust_radius = trust_radius_update(
+                self.trust_radius,
+                reduction=last["residual_sq"] - float(k_r @ k_r),
+                predicted_reduction=last["residual_sq"] - last["predicted_sq"],
+                step_size=last["size"],
+                max_step=self.max_step,
+            )
         largest = float(du.abs().max())
-        if largest > self.max_step:
-            du = du * (self.max_step / largest)
+        if largest > self.trust_radius:
+            du = du * (self.trust_radius / largest)
+        predicted = k_r + jac[:k] @ du  # the targets' linearised residuals after the step
+        self._last_step = {
+            "round": rounds,
+            "residual_sq": float(k_r @ k_r),
+            "predicted_sq": float(predicted @ predicted),
+            "size": float(du.abs().max()),
+        }
         offset = 0
         for n, p in params:
             size = p.numel()
@@ -576,6 +633,8 @@ class DiffTReModule(pl.LightningModule):
             "targets": [t.as_dict() for t in self.targets],
             "converged_steps": self._converged_steps,
             "confirm_pending": self._confirm_pending,
+            "trust_radius": self.trust_radius,
+            "last_step": self._last_step,
             "nonfinite_steps": self.nonfinite_steps,
             "phase_resamples": self.phase_resamples,
             "history": self.history,
@@ -587,6 +646,8 @@ class DiffTReModule(pl.LightningModule):
         self.scales = extra.get("scales", self.scales)
         self._converged_steps = int(extra.get("converged_steps", 0))
         self._confirm_pending = bool(extra.get("confirm_pending", False))
+        self.trust_radius = float(extra.get("trust_radius", self.max_step))
+        self._last_step = extra.get("last_step")
         self.nonfinite_steps = int(extra.get("nonfinite_steps", 0))
         self.phase_resamples = dict(extra.get("phase_resamples", {}))
         self.history = list(extra.get("history", []))
