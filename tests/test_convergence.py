@@ -1,5 +1,6 @@
 """Stopping on convergence: confirmed on frames sampled at the final θ, not on fitted ones."""
 
+import pytest
 import torch
 
 from phasetune.learn.anchor import Anchor
@@ -118,39 +119,22 @@ def test_without_confirmation_fitted_frames_stop_the_run(argon, tmp_path, quiet_
     assert abs(rows[-3]["dg_meV/ar"]) >= BOUND_MEV  # the first streak stopped it
 
 
-def test_trust_radius_shrinks_below_a_failed_step_and_grows_after_good_ones():
+@pytest.mark.parametrize(
+    ("radius", "reduction", "predicted", "step", "expected"),
+    [
+        (0.1, -0.5, 1.0, 0.08, 0.04),  # worse on the same frames (ρ < 0): half the step taken
+        (0.02, 0.9, 1.0, 0.02, 0.04),  # ρ = 0.9 at the cap: doubled ...
+        (0.08, 0.9, 1.0, 0.08, 0.1),  # ... but never above max_step
+        (0.05, 0.9, 1.0, 0.01, 0.05),  # ρ = 0.9 below the cap: unchanged
+        (0.05, 0.5, 1.0, 0.05, 0.05),  # ρ = 0.5: unchanged
+        (0.05, -1.0, 0.001, 0.05, 0.05),  # a noise-level promise is not judged
+        (0.05, -1.0, 1.0, 1e-6, 0.1 / 64),  # the cap has a floor
+    ],
+)
+def test_trust_radius_rule(radius, reduction, predicted, step, expected):
     from phasetune.learn.module import trust_radius_update
 
-    kw = {"max_step": 0.1}
-    # the loss went up on the same frames (ρ < 0): half the step that was taken
-    assert (
-        trust_radius_update(0.1, reduction=-0.5, predicted_reduction=1.0, step_size=0.08, **kw)
-        == 0.04
+    got = trust_radius_update(
+        radius, reduction=reduction, predicted_reduction=predicted, step_size=step, max_step=0.1
     )
-    # ρ = 0.9 at the cap: doubled, but never above max_step
-    assert (
-        trust_radius_update(0.02, reduction=0.9, predicted_reduction=1.0, step_size=0.02, **kw)
-        == 0.04
-    )
-    assert (
-        trust_radius_update(0.08, reduction=0.9, predicted_reduction=1.0, step_size=0.08, **kw)
-        == 0.1
-    )
-    # ρ = 0.9 below the cap, or 0.5 anywhere: unchanged
-    assert (
-        trust_radius_update(0.05, reduction=0.9, predicted_reduction=1.0, step_size=0.01, **kw)
-        == 0.05
-    )
-    assert (
-        trust_radius_update(0.05, reduction=0.5, predicted_reduction=1.0, step_size=0.05, **kw)
-        == 0.05
-    )
-    # a noise-level promise is not judged; and the cap has a floor
-    assert (
-        trust_radius_update(0.05, reduction=-1.0, predicted_reduction=0.001, step_size=0.05, **kw)
-        == 0.05
-    )
-    assert (
-        trust_radius_update(0.05, reduction=-1.0, predicted_reduction=1.0, step_size=1e-6, **kw)
-        == 0.1 / 64
-    )
+    assert got == pytest.approx(expected, rel=1e-12)

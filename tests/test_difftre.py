@@ -134,6 +134,14 @@ def test_reweighted_change_gradient_and_bar_chain_are_exact_for_springs(springs)
     for key in ("forward_fep_meV", "reverse_fep_meV"):
         assert abs(step[key] - exact_meV) < 0.05 * 1e3 * kT, (key, step, exact_meV)
     assert step["forward_fep_meV"] != step["reverse_fep_meV"]
+    # chained from the fresh frames alone: the reverse estimate, with its own (larger) error
+    fresh = chain_with_bar(model, old, _ensemble(model, atoms, seed=2), method="fresh")
+    fresh_error = math.sqrt(fresh.offset_variance)
+    assert fresh.offset_eV == pytest.approx(1e-3 * fresh.history[-1]["reverse_fep_meV"])
+    assert fresh.history[-1]["method"] == "fresh" and 0 < fresh_error < 0.05 * kT
+    assert abs(fresh.offset_eV - exact(k1)) < 4 * fresh_error + 0.01 * kT
+    with pytest.raises(ValueError, match="chain method"):
+        chain_with_bar(model, old, _ensemble(model, atoms, seed=2), method="both")
     # and the chained estimate keeps tracking G further on
     with torch.no_grad():
         model.k.fill_(1.7 * k0)
