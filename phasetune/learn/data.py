@@ -174,7 +174,7 @@ class StatePointDataModule(pl.LightningDataModule):
                 log.warning("%s: the new frames left the phase too; the old set is kept", name)
                 continue
             if old is not None:
-                # BAR when both sets have frames in the phase; else one-sided FEP on the new
+                # self.chain (fresh FEP or BAR); one-sided FEP on the new if the old lost the phase
                 new = chain_with_bar(model, old, new, method=self.chain)
                 self.resamplings += 1
             path = self.frames_dir / f"{name.replace('/', '__')}_round{new.round}.h5"

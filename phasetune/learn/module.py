@@ -35,7 +35,7 @@ With ``confirm_convergence`` (default) that must hold on frames sampled at the c
 steps since the last re-sampling were fitted to the very frames that judge them (with few
 independent frames a fit also follows their noise), so a streak reached on such frames makes
 every state point be sampled afresh, and the run stops only if the estimate from the new
-frames (chained by BAR, no reweighting left) is still within the bound; then no further
+frames (their chained offsets alone, no reweighting left) is still within the bound; then no further
 update is made, so the reported model is the one that was checked.
 """
 
@@ -326,6 +326,13 @@ class DiffTReModule(pl.LightningModule):
         )
         return changes, ess
 
+    def _sampling_rounds(self) -> int | None:
+        """The datamodule's sampling-round counter (None without a Trainer: never judged)."""
+        trainer = self._trainer  # Lightning's property raises when no Trainer is attached
+        datamodule = getattr(trainer, "datamodule", None) if trainer is not None else None
+        rounds = getattr(datamodule, "sampling_rounds", None)
+        return None if rounds is None else int(rounds)
+
     def _sampled_at_current_theta(self, ensemble) -> bool:
         """Whether ``ensemble`` was sampled with the live trainable parameters (no fit since)."""
         return all(
@@ -571,9 +578,9 @@ class DiffTReModule(pl.LightningModule):
             m + lam * torch.eye(len(r), dtype=m.dtype), r - jac @ u
         )
         k_r = r[:k]
-        rounds = int(getattr(self.trainer.datamodule, "sampling_rounds", 0))
+        rounds = self._sampling_rounds()
         last = self._last_step
-        if last is not None and last["round"] == rounds:  # same frames: the step can be judged
+        if last is not None and rounds is not None and last["round"] == rounds:  # same frames
             self.trust_radius = trust_radius_update(
                 self.trust_radius,
                 reduction=last["residual_sq"] - float(k_r @ k_r),
