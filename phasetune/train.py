@@ -326,7 +326,7 @@ def train(cfg: DictConfig, output_dir: Path) -> dict:
         instantiate(cfg.sampler),
         frames_dir=output_dir / "frames",
         warm_equilibration_steps=cfg.get("warm_equilibration_steps"),
-        chain=cfg.get("chain", "fresh"),
+        chain=cfg.get("chain", "bar"),
         device=device,
         dtype=dtype,
     )

@@ -4,7 +4,7 @@ Every target contributes two state points (phase A and phase B at (T_k, P_k)); a
 sampled in one batch with a frozen copy of the current model. A state point whose relative
 effective sample size drops below ``ess_threshold`` is sampled again at the current θ,
 warm-started from its last frame, and its free-energy offset is chained by FEP from the new
-frames (``chain="fresh"``, default) or BAR of old and new (``chain="bar"``;
+frames (``chain="fresh"``; experiment=ti_small) or BAR of old and new (``chain="bar"``, default;
 :func:`phasetune.learn.difftre.chain_with_bar`). The loader yields one item per optimizer
 step; the ensembles themselves live here (and in checkpoints, as HDF5 paths + tensors).
 """
@@ -60,7 +60,7 @@ class StatePointDataModule(pl.LightningDataModule):
         *,
         frames_dir: str | Path,
         warm_equilibration_steps: int | None = None,
-        chain: str = "fresh",
+        chain: str = "bar",
         device: str | torch.device = "cpu",
         dtype: torch.dtype = torch.float64,
     ) -> None:
