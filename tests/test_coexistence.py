@@ -193,7 +193,9 @@ def test_lj_melting_temperature_matches_pedersen_within_2_percent(argon, pederse
     assert result.bracketed, result.describe()
     t_star = result.melting_temperature_K / argon["epsilon_K"]
     assert abs(t_star / PEDERSEN_T_STAR - 1) < 0.02, result.describe()
-    assert result.error_K < 0.01 * result.melting_temperature_K, result.describe()
+    # the error is the larger of the replicas' spread and the line fit's own error (f0ec5dd;
+    # the spread alone came out 2-15x too small): 1.2 K here, so the 2 % check is ≥ 1.3 σ wide
+    assert result.error_K < 0.015 * result.melting_temperature_K, result.describe()
 
 
 @pytest.mark.slow

@@ -138,3 +138,67 @@ def test_trust_radius_rule(radius, reduction, predicted, step, expected):
         radius, reduction=reduction, predicted_reduction=predicted, step_size=step, max_step=0.1
     )
     assert got == pytest.approx(expected, rel=1e-12)
+
+
+@pytest.mark.parametrize(
+    ("radius", "link_error", "expected"),
+    [
+        (0.02, 4.0, 0.01),  # links err 4x what is allowed: the cap shrinks by √4
+        (0.02, 100.0, 0.005),  # ... at most 4x at once
+        (0.002, 1e6, 0.1 / 64),  # ... and never below max_step/64
+        (0.02, 0.5, 0.02),  # within the allowance: unchanged
+        (0.02, 0.1, 0.04),  # well within: doubled ...
+        (0.08, 0.1, 0.1),  # ... up to max_step
+        (0.02, float("nan"), 0.02),  # no link to judge
+    ],
+)
+def test_link_error_rule(radius, link_error, expected):
+    from phasetune.learn.module import link_error_radius
+
+    got = link_error_radius(radius, link_error=link_error, allowed_error=1.0, max_step=0.1)
+    assert got == pytest.approx(expected, rel=1e-12)
+
+
+def test_new_chain_links_are_judged_once_in_quadrature_over_the_phases(argon):
+    from types import SimpleNamespace
+
+    model = LennardJones(epsilon_eV=argon["epsilon_eV"], sigma_A=argon["sigma_A"])
+    target = target_from_dict(
+        {
+            "name": "ar",
+            "phases": ["fcc", "liquid"],
+            "temperature_K": 75.0,
+            "pressure_GPa": 0.0,
+            "tolerance_K": 1.0,
+            "structures": {
+                "fcc": {"element": "Ar", "lattice_A": 5.40, "n_atoms": 32},
+                "liquid": {"element": "Ar", "lattice_A": 5.70, "n_atoms": 32},
+            },
+        }
+    )
+    anchor = Anchor(
+        target="ar",
+        temperature_K=75.0,
+        pressure_GPa=0.0,
+        model_transition_K=75.0,
+        model_transition_error_K=0.5,
+        delta_g_eV=0.0,
+        delta_g_error_eV=1e-5,
+        delta_s_eV_per_K=1.2e-4,
+        method="given",
+    )
+    module = DiffTReModule(model, [target], [anchor], link_error_fraction=0.1)
+    solid, liquid = module.pairs[0]
+    allowed_meV = 0.1 * 1.2e-4 * 1e3  # fraction · tol, tol = Δs · 1 K
+
+    def ensemble(round_, error_meV):
+        return SimpleNamespace(round=round_, history=[{"bar_error_meV": error_meV}] * round_)
+
+    fresh = SimpleNamespace(ensembles={solid: ensemble(0, 0.0), liquid: ensemble(0, 0.0)})
+    assert module._new_link_error_ratio(fresh) is None  # first frames: no link yet
+    both = {solid: ensemble(1, 0.6 * allowed_meV), liquid: ensemble(1, 0.8 * allowed_meV)}
+    ratio = module._new_link_error_ratio(SimpleNamespace(ensembles=both))
+    assert ratio == pytest.approx(1.0, rel=1e-12)  # √(0.6² + 0.8²)
+    assert module._new_link_error_ratio(SimpleNamespace(ensembles=both)) is None  # judged once
+    one = {**both, liquid: ensemble(2, 2.0 * allowed_meV)}
+    assert module._new_link_error_ratio(SimpleNamespace(ensembles=one)) == pytest.approx(2.0)

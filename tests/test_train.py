@@ -7,6 +7,7 @@ LJ has one energy scale: at zero pressure T_m ∝ ε exactly (σ drops out), so 
 
 import dataclasses
 import json
+import math
 import os
 import subprocess
 import sys
@@ -128,34 +129,45 @@ def test_target_at_1p1_tm_gives_epsilon_ratio_1p1(argon, tmp_path):
 
 @pytest.mark.slow
 def test_two_targets_at_two_pressures_are_met_and_remeasured(argon, tmp_path):
-    """ε and σ free, targets at 0 and 0.1 GPa shifted by +4 % and +1.5 %: no single ε
-    does it (T_m ∝ ε at P = 0, while σ sets the reduced pressure of the second point), so
-    both parameters must move. Checked by re-measuring T_m with coexistence at both."""
+    """ε and σ free, targets at 0 and 0.1 GPa: +4 % and unchanged. No single ε does it
+    (T_m ∝ ε at P = 0, while σ sets the reduced pressure P·σ³/ε of the second point), so
+    both parameters must move (σ by ≈ −5 %; with +1.5 % at 0.1 GPa the σ needed was within
+    the 1.5 K tolerance of not moving at all).
+
+    At P = 0 the scaling is exact, so the fit is checked against the anchor's own T_m(θ₀)
+    with no measurement noise: ε/ε₀·T_m(θ₀) must hit the target. At 0.1 GPa σ matters, so
+    T_m is re-measured by coexistence; the target was set from a measured T_m(θ₀), so both
+    measurements' errors enter the allowed miss.
+    """
     eps0, sigma0 = argon["epsilon_eV"], argon["sigma_A"]
     model = LennardJones(epsilon_eV=eps0, sigma_A=sigma0, cutoff_sigma=2.5)
-    settings = dataclasses.replace(_anchor_settings(seed=3), window=0.05)
+    # 5 temperatures over ± 7 %: 3 over ± 5 % re-centred back and forth on this 512-atom box
+    # (T_m ± 2 K per measurement) and missed the bracket
+    settings = dataclasses.replace(_anchor_settings(seed=3), window=0.07, n_temperatures=5)
     pressures = [0.0, 0.1]  # GPa; 0.1 GPa ≈ 2.4 ε/σ³ for argon
     base = [_target(f"p{p:g}", 80.0, p, n_atoms=256) for p in pressures]
-    before = measure_transitions(model, base, settings, guesses_K=[75.5, 97.5])
+    before = measure_transitions(model, base, settings, guesses_K=[75.5, 98.5])
     assert all(m.bracketed for m in before), before
     targets = [
         dataclasses.replace(
             _target(t.name, m.transition_temperature_K * f, t.pressure_GPa, 1.5, n_atoms=256),
             model_transition_K=m.transition_temperature_K,
         )
-        for t, m, f in zip(base, before, (1.04, 1.015), strict=True)
+        for t, m, f in zip(base, before, (1.04, 1.0), strict=True)
     ]
     anchors = compute_anchors(model, targets, settings)
     _fit(model, targets, anchors, tmp_path, trainable=None)
     eps_ratio, sigma_ratio = model.epsilon.item() / eps0, model.sigma.item() / sigma0
     assert abs(sigma_ratio - 1) > 0.002 and abs(eps_ratio - 1) > 0.02, (eps_ratio, sigma_ratio)
-    after = measure_transitions(
-        model, targets, settings, guesses_K=[t.temperature_K for t in targets]
-    )
-    for target, measured in zip(targets, after, strict=True):
-        assert measured.bracketed, measured
-        miss = abs(measured.transition_temperature_K - target.temperature_K)
-        assert miss < target.tolerance_K + 2 * measured.error_K, (target, measured)
+    at_zero = targets[0]
+    implied_K = eps_ratio * at_zero.model_transition_K  # exact at P = 0
+    assert abs(implied_K - at_zero.temperature_K) < at_zero.tolerance_K, (implied_K, at_zero)
+    at_p = targets[1]
+    (after,) = measure_transitions(model, [at_p], settings, guesses_K=[at_p.temperature_K])
+    assert after.bracketed, after
+    miss = abs(after.transition_temperature_K - at_p.temperature_K)
+    noise = math.hypot(after.error_K, before[1].error_K)
+    assert miss < at_p.tolerance_K + 2 * noise, (at_p, after, before[1])
 
 
 @pytest.mark.slow
