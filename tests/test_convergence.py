@@ -13,9 +13,9 @@ from phasetune.targets import target_from_dict
 BOUND_MEV = 0.3 * 0.12  # the stopping bound, meV/atom: 0.3 tol, tol = 1 K · Δs = 0.12 meV/atom
 
 
-def _fit(argon, tmp_path, quiet_trainer, *, confirm: bool, delta_g_eV: float):
-    model = LennardJones(epsilon_eV=argon["epsilon_eV"], sigma_A=argon["sigma_A"], cutoff_sigma=2.5)
-    target = target_from_dict(
+def _argon_target(*, n_atoms: int):
+    """fcc|liquid argon at 75 K, 0 GPa, tolerance 1 K."""
+    return target_from_dict(
         {
             "name": "ar",
             "phases": ["fcc", "liquid"],
@@ -23,13 +23,16 @@ def _fit(argon, tmp_path, quiet_trainer, *, confirm: bool, delta_g_eV: float):
             "pressure_GPa": 0.0,
             "tolerance_K": 1.0,
             "structures": {
-                "fcc": {"element": "Ar", "lattice_A": 5.40, "n_atoms": 108},
-                "liquid": {"element": "Ar", "lattice_A": 5.70, "n_atoms": 108},
+                "fcc": {"element": "Ar", "lattice_A": 5.40, "n_atoms": n_atoms},
+                "liquid": {"element": "Ar", "lattice_A": 5.70, "n_atoms": n_atoms},
             },
         }
     )
-    # Δs = 1.2e-4 eV/K: tol = 1.2e-4 eV, and the stopping bound is 0.3 tol = 36 μeV
-    anchor = Anchor(
+
+
+def _argon_anchor(delta_g_eV: float) -> Anchor:
+    """A given anchor with Δs = 1.2e-4 eV/K (so tol = 1.2e-4 eV/atom)."""
+    return Anchor(
         target="ar",
         temperature_K=75.0,
         pressure_GPa=0.0,
@@ -40,6 +43,13 @@ def _fit(argon, tmp_path, quiet_trainer, *, confirm: bool, delta_g_eV: float):
         delta_s_eV_per_K=1.2e-4,
         method="given",
     )
+
+
+def _fit(argon, tmp_path, quiet_trainer, *, confirm: bool, delta_g_eV: float):
+    model = LennardJones(epsilon_eV=argon["epsilon_eV"], sigma_A=argon["sigma_A"], cutoff_sigma=2.5)
+    target = _argon_target(n_atoms=108)
+    # Δs = 1.2e-4 eV/K: tol = 1.2e-4 eV, and the stopping bound is 0.3 tol = 36 μeV
+    anchor = _argon_anchor(delta_g_eV)
     datamodule = StatePointDataModule(
         [target],
         SamplerSettings(
@@ -163,30 +173,7 @@ def test_new_chain_links_are_judged_once_in_quadrature_over_the_phases(argon):
     from types import SimpleNamespace
 
     model = LennardJones(epsilon_eV=argon["epsilon_eV"], sigma_A=argon["sigma_A"])
-    target = target_from_dict(
-        {
-            "name": "ar",
-            "phases": ["fcc", "liquid"],
-            "temperature_K": 75.0,
-            "pressure_GPa": 0.0,
-            "tolerance_K": 1.0,
-            "structures": {
-                "fcc": {"element": "Ar", "lattice_A": 5.40, "n_atoms": 32},
-                "liquid": {"element": "Ar", "lattice_A": 5.70, "n_atoms": 32},
-            },
-        }
-    )
-    anchor = Anchor(
-        target="ar",
-        temperature_K=75.0,
-        pressure_GPa=0.0,
-        model_transition_K=75.0,
-        model_transition_error_K=0.5,
-        delta_g_eV=0.0,
-        delta_g_error_eV=1e-5,
-        delta_s_eV_per_K=1.2e-4,
-        method="given",
-    )
+    target, anchor = _argon_target(n_atoms=32), _argon_anchor(0.0)
     module = DiffTReModule(model, [target], [anchor], link_error_fraction=0.1)
     solid, liquid = module.pairs[0]
     allowed_meV = 0.1 * 1.2e-4 * 1e3  # fraction · tol, tol = Δs · 1 K
