@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Set up (if needed) and run the test suite on the CPU.
 # CI (CI=true) and PHASETUNE_SLOW=1 also run the `slow` physics validations (the whole suite
-# then takes ≈ 33 min on 2 cores: 1,980 s on 2026-12-01); extra arguments go to pytest.
+# then takes ≈ 42 min on 2 cores: 2,519 s on 2026-12-02); extra arguments go to pytest.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup.sh
