@@ -12,6 +12,9 @@ from phasetune.units import KB_EV_PER_K  # noqa: E402
 
 torch.set_num_threads(min(2, os.cpu_count() or 1))
 
+
+pytest_plugins = ["slow_budget"]  # tests/slow_budget.py: slow validations within a budget
+
 #: Lennard-Jones argon (ε/k_B = 119.8 K, σ = 3.405 Å), the classic parameter set.
 ARGON_EPSILON_K = 119.8
 ARGON_EPSILON_EV = ARGON_EPSILON_K * KB_EV_PER_K

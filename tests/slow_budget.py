@@ -1,0 +1,81 @@
+"""Pytest plugin: the `slow` physics validations run last, and only while they fit a budget.
+
+Each slow test carries its measured cost on the 2-core development machine,
+``@pytest.mark.slow(seconds=...)``. With ``PHASETUNE_TEST_BUDGET_S`` set (CI sets it), a slow
+test is skipped, with the reason printed, when the time used so far plus its cost times the
+machine's slowness (the largest measured/nominal ratio of the slow tests already run, at
+least 1) would overrun the budget. The quick tests always run whole: they come first.
+"""
+
+import os
+import time
+
+import pytest
+
+_state = {"start": time.monotonic(), "slowness": 1.0, "nominal": {}, "setup_s": {}}
+_ran: list[str] = []
+_skipped: list[str] = []
+
+
+def slow_test_fits(*, elapsed_s: float, nominal_s: float, slowness: float, budget_s: float):
+    """True when elapsed + nominal·slowness ≤ budget (all in seconds)."""
+    return elapsed_s + nominal_s * slowness <= budget_s
+
+
+def _slow_seconds(item) -> float | None:
+    marker = item.get_closest_marker("slow")
+    if marker is None:
+        return None
+    if "seconds" not in marker.kwargs:
+        raise pytest.UsageError(f"{item.nodeid}: give its cost, @pytest.mark.slow(seconds=...)")
+    return float(marker.kwargs["seconds"])
+
+
+def pytest_sessionstart(session):
+    _state["start"] = time.monotonic()
+
+
+def pytest_collection_modifyitems(config, items):
+    """Quick tests first, then the slow ones in their own order (module fixtures stay shared)."""
+    nominal = {item.nodeid: _slow_seconds(item) for item in items}
+    _state["nominal"] = {k: v for k, v in nominal.items() if v is not None}
+    items[:] = [i for i in items if nominal[i.nodeid] is None] + [
+        i for i in items if nominal[i.nodeid] is not None
+    ]
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_runtest_setup(item):
+    nominal = _state["nominal"].get(item.nodeid)
+    budget = float(os.environ.get("PHASETUNE_TEST_BUDGET_S") or 0)
+    if nominal is None or budget <= 0:
+        return
+    elapsed = time.monotonic() - _state["start"]
+    slowness = _state["slowness"]
+    if not slow_test_fits(elapsed_s=elapsed, nominal_s=nominal, slowness=slowness, budget_s=budget):
+        _skipped.append(item.nodeid)
+        pytest.skip(
+            f"over the test budget: {elapsed:.0f} s used of PHASETUNE_TEST_BUDGET_S={budget:.0f},"
+            f" this one takes ≈ {nominal * slowness:.0f} s ({nominal:.0f} s × {slowness:.2f})"
+        )
+
+
+def pytest_runtest_logreport(report):
+    """Learn the machine's slowness from each slow test that ran (setup + call vs. nominal)."""
+    nominal = _state["nominal"].get(report.nodeid)
+    if nominal is None or report.skipped:
+        return
+    if report.when == "setup":
+        _state["setup_s"][report.nodeid] = report.duration
+    elif report.when == "call":
+        actual = _state["setup_s"].pop(report.nodeid, 0.0) + report.duration
+        _ran.append(report.nodeid)
+        _state["slowness"] = max(_state["slowness"], actual / nominal)
+
+
+def pytest_terminal_summary(terminalreporter):
+    if _ran or _skipped:
+        terminalreporter.write_line(
+            f"slow validations: {len(_ran)} ran, {len(_skipped)} skipped for the test budget"
+            f" (machine slowness {_state['slowness']:.2f} of their measured costs)"
+        )

@@ -1,0 +1,87 @@
+"""The slow-validation budget (tests/slow_budget.py), run on a toy suite in a fresh pytest."""
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+TOY_SUITE = """
+import time
+import pytest
+
+def test_quick():
+    pass
+
+@pytest.mark.slow(seconds=0.5)
+def test_a_slow_one_that_runs_three_times_its_cost():
+    time.sleep(1.5)
+
+@pytest.mark.slow(seconds=8.0)
+def test_b_fits_only_on_a_machine_as_fast_as_the_nominal():
+    pass
+
+@pytest.mark.slow(seconds=0.1)
+def test_c_cheap():
+    pass
+
+def test_quick_after():
+    pass
+"""
+
+
+def _run_toy(tmp_path: Path, source: str, budget_s: str) -> subprocess.CompletedProcess:
+    (tmp_path / "test_toy.py").write_text(source)
+    (tmp_path / "pytest.ini").write_text("[pytest]\nmarkers =\n    slow(seconds): costly\n")
+    env = dict(os.environ, PHASETUNE_TEST_BUDGET_S=budget_s)
+    env["PYTHONPATH"] = os.pathsep.join([str(Path(__file__).parent), env.get("PYTHONPATH", "")])
+    return subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "pytest",
+            "-p",
+            "slow_budget",
+            "-v",
+            "-rs",
+            "-p",
+            "no:cacheprovider",
+            str(tmp_path),
+        ],
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+
+
+def test_slow_tests_run_last_and_only_while_they_fit_the_learned_budget(tmp_path):
+    result = _run_toy(tmp_path, TOY_SUITE, budget_s="20")
+    out = result.stdout
+    assert result.returncode == 0, out + result.stderr
+    order = [
+        line.split("::")[1].split()[0]
+        for line in out.splitlines()
+        if "::test_" in line and (" PASSED" in line or " SKIPPED" in line)
+    ]
+    assert order[:2] == ["test_quick", "test_quick_after"], out  # quick ones first
+    assert "test_a_slow_one_that_runs_three_times_its_cost PASSED" in out
+    # Nominal 8 s would fit 20 s, but A ran at 3× its cost: 8 × 3 > 20 → skipped
+    assert "test_b_fits_only_on_a_machine_as_fast_as_the_nominal SKIPPED" in out
+    assert "over the test budget" in out and "× 3.0" in out, out
+    assert "test_c_cheap PASSED" in out  # a cheap one after a skipped one still runs
+    assert "slow validations: 2 ran, 1 skipped for the test budget" in out
+
+
+def test_without_a_budget_every_slow_test_runs(tmp_path):
+    result = _run_toy(tmp_path, TOY_SUITE, budget_s="")
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "3 ran, 0 skipped" in result.stdout
+    assert result.stdout.count(" PASSED") == 5
+
+
+def test_a_slow_marker_without_its_cost_is_refused(tmp_path):
+    source = "import pytest\n\n@pytest.mark.slow\ndef test_x():\n    pass\n"
+    result = _run_toy(tmp_path, source, budget_s="20")
+    assert result.returncode != 0
+    assert "give its cost, @pytest.mark.slow(seconds=...)" in result.stdout + result.stderr
