@@ -12,7 +12,6 @@ For a MACE model: ``finetuned.model``, a standard whole-model MACE file (load it
 from __future__ import annotations
 
 import argparse
-import copy
 import json
 import sys
 from pathlib import Path
@@ -37,8 +36,10 @@ def export_model(
     files: dict[str, Path] = {}
     raw = getattr(model, "model", None)
     is_mace = raw is not None and hasattr(raw, "atomic_numbers")
+    # LoRA adapters (if any) merged in: the weights of the base architecture
+    weights = model.export_state_dict() if is_mace else model.state_dict()
     record = {
-        "state_dict": {k: v.detach().cpu() for k, v in model.state_dict().items()},
+        "state_dict": {k: v.detach().cpu() for k, v in weights.items()},
         "model_class": f"{type(model).__module__}.{type(model).__qualname__}",
         "fingerprint": model_fingerprint(model),
         "base_model": getattr(model, "source", ""),
@@ -48,7 +49,7 @@ def export_model(
     files["state_dict"] = out / "finetuned_state_dict.pt"
     _atomic_save(record, files["state_dict"])
     if is_mace:
-        module = copy.deepcopy(raw).cpu()
+        module = model.merged_model().cpu()
         for p in module.parameters():
             p.requires_grad_(False)
         files["model"] = out / "finetuned.model"

@@ -343,8 +343,11 @@ def ti_small_potential(
     path: str | Path | None = None,
     device: str | torch.device = "cpu",
     dtype: torch.dtype | str = torch.float64,
+    lora_rank: int = 0,
+    lora_modules: Sequence[str] = ("*",),
 ) -> MacePotential:
-    """The live ti_small MACE potential (a :class:`MacePotential`)."""
+    """The live ti_small MACE potential (a :class:`MacePotential`; ``lora_rank`` > 0 adds
+    low-rank adapters to its linear layers)."""
     if isinstance(dtype, str):
         dtype = {"float64": torch.float64, "float32": torch.float32}[dtype]
     resolved = Path(path) if path is not None else DEFAULT_MODEL_PATH
@@ -355,6 +358,8 @@ def ti_small_potential(
         dtype=dtype,
         source=str(resolved),
         source_sha256=file_sha256(resolved),
+        lora_rank=lora_rank,
+        lora_modules=lora_modules,
     )
 
 

@@ -57,6 +57,16 @@ def test_ti_experiment_composes_and_validates(tmp_path, monkeypatch):
     anchors = [type("A", (), {"delta_g_eV": 0.0, "delta_s_eV_per_K": 1e-4})() for _ in targets]
     module = DiffTReModule(model, targets, anchors, **OmegaConf.to_container(cfg.loss))
     assert module.offset_weight_decay == pytest.approx(1e-2)
+    assert model.lora is None
+    # LoRA from the command line: adapters of rank 4 on the linear layers, and only they train
+    cfg = _compose(
+        ["model=mace_file", f"model.path={path}", "model.lora_rank=4", "loss.trainable=lora"]
+    )
+    model = instantiate(cfg.model, device="cpu", dtype=torch.float64)
+    module = DiffTReModule(model, targets, anchors, **OmegaConf.to_container(cfg.loss))
+    assert model.lora.rank == 4
+    assert module.trainable and all(n.startswith("lora.") for n in module.trainable)
+    assert {n for n, p in model.named_parameters() if p.requires_grad} == set(module.trainable)
 
     # offline with nothing cached: a clear message, not a traceback from urllib
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "empty_cache"))

@@ -120,7 +120,13 @@ class AnchorSettings:
 
 
 def model_fingerprint(model: torch.nn.Module) -> str:
-    """sha256 of the model's class, repr and every parameter and buffer (exact bytes)."""
+    """sha256 of the model's class, repr and every parameter and buffer (exact bytes).
+
+    A model with ``fingerprint_model()`` is hashed as the plain model it stands for (MACE with
+    LoRA adapters: the merged MACE), so that the same physics gets the same anchor cache key.
+    """
+    if hasattr(model, "fingerprint_model"):
+        model = model.fingerprint_model()
     digest = hashlib.sha256()
     digest.update(type(model).__qualname__.encode())
     digest.update(repr(model).encode())

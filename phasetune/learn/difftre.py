@@ -348,9 +348,16 @@ def l2_sp(
 
 
 def parameter_scales(model: torch.nn.Module, floor: float = 1e-3) -> dict[str, torch.Tensor]:
-    """Per-tensor scale of θ₀: its RMS, at least ``floor`` (relative steps and pull-back)."""
+    """Per-tensor scale of θ₀: its RMS, at least ``floor`` (relative steps and pull-back), or
+    the model's own ``parameter_scale_hints()`` where it gives one (LoRA factors: B is zero
+    at θ₀, yet a relative change of the weights it adapts)."""
+    hints = model.parameter_scale_hints() if hasattr(model, "parameter_scale_hints") else {}
     return {
-        name: torch.tensor(max(float(p.detach().double().pow(2).mean().sqrt()), floor))
+        name: torch.tensor(
+            hints[name]
+            if name in hints
+            else max(float(p.detach().double().pow(2).mean().sqrt()), floor)
+        )
         for name, p in model.named_parameters()
     }
 

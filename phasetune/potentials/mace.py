@@ -20,17 +20,21 @@ from __future__ import annotations
 import copy
 import hashlib
 import logging
+from collections.abc import Sequence
 from pathlib import Path
 
 import torch
 import torch_sim as ts
 from torch_sim.models.interface import ModelInterface
 
+from phasetune.potentials.lora import LowRankAdapter
+
 log = logging.getLogger(__name__)
 
 #: Presets for what is trained (fnmatch patterns over ``MacePotential`` parameter names).
-#: ``last_interaction`` is filled in per model (its index depends on num_interactions).
-TRAINABLE_PRESETS = ("all", "readouts", "last_interaction")
+#: ``last_interaction`` is filled in per model (its index depends on num_interactions);
+#: ``lora``: the low-rank factors alone (a model built with ``lora_rank`` > 0).
+TRAINABLE_PRESETS = ("all", "readouts", "last_interaction", "lora")
 
 
 class ModelNotFoundError(FileNotFoundError):
@@ -136,6 +140,10 @@ class MacePotential(ModelInterface):
         device, dtype: where and in which precision it runs.
         head: head of a multi-head model (name or index; default: "Default" or the only one).
         source, source_sha256: where the weights came from (recorded on export).
+        lora_rank: > 0 adds low-rank adapters to the linear layers
+            (:class:`~phasetune.potentials.lora.LowRankAdapter`; train them with the
+            ``lora`` preset); 0: none.
+        lora_modules: fnmatch patterns over the MACE submodule names that get adapters.
     """
 
     def __init__(
@@ -147,6 +155,8 @@ class MacePotential(ModelInterface):
         head: str | int | None = None,
         source: str = "",
         source_sha256: str = "",
+        lora_rank: int = 0,
+        lora_modules: Sequence[str] = ("*",),
     ) -> None:
         super().__init__()
         self._device = torch.device(device)
@@ -169,6 +179,10 @@ class MacePotential(ModelInterface):
         self.source = str(source)
         self.source_sha256 = str(source_sha256)
         self._z_to_index = {z: k for k, z in enumerate(self.atomic_numbers_known)}
+        self.lora = None
+        if lora_rank:
+            self.lora = LowRankAdapter(self.model, rank=lora_rank, modules=list(lora_modules))
+            log.info("LoRA adapters: %s", self.lora.extra_repr())
 
     @property
     def device(self) -> torch.device:
@@ -187,6 +201,10 @@ class MacePotential(ModelInterface):
         if preset == "last_interaction":
             last = len(self.model.interactions) - 1
             return [f"model.interactions.{last}.*", f"model.products.{last}.*", "model.readouts.*"]
+        if preset == "lora":
+            if self.lora is None:
+                raise ValueError("trainable=lora needs a model built with model.lora_rank > 0")
+            return ["lora.a.*", "lora.b.*"]
         raise ValueError(f"unknown trainable preset {preset!r}; choose from {TRAINABLE_PRESETS}")
 
     def _node_attrs(self, atomic_numbers: torch.Tensor) -> torch.Tensor:
@@ -247,12 +265,16 @@ class MacePotential(ModelInterface):
         """U [S] (eV, with its graph to the weights), and forces/stress by autograd if on."""
         forces_on = bool(self._compute_forces or self._compute_stress)
         data = self.inputs(state, positions_grad=forces_on)
-        out = self.model(
-            data,
-            compute_force=bool(self._compute_forces),
-            compute_stress=bool(self._compute_stress),
-            training=False,
-        )
+        options = {
+            "compute_force": bool(self._compute_forces),
+            "compute_stress": bool(self._compute_stress),
+            "training": False,
+        }
+        if self.lora is None:
+            out = self.model(data, **options)
+        else:  # W = W₀ + ΔW(A, B) in place of the adapted weights, for this call only
+            merged = self.lora.merged_parameters(self.model)
+            out = torch.func.functional_call(self.model, merged, (data,), options)
         energy = out["energy"]
         results = {"energy": energy.detach() if forces_on else energy}
         if self._compute_forces:
@@ -261,13 +283,52 @@ class MacePotential(ModelInterface):
             results["stress"] = out["stress"].detach()
         return results
 
+    def parameter_scale_hints(self) -> dict[str, float]:
+        """Scales for relative steps where RMS(θ₀) gives none (the LoRA factors)."""
+        return {} if self.lora is None else self.lora.scale_hints("lora.")
+
+    # ------------------------------------------------------------------ plain MACE weights
+    def merged_state_dict(self) -> dict[str, torch.Tensor]:
+        """The raw MACE module's state dict with the current weights (LoRA merged in)."""
+        state = {k: v.detach() for k, v in self.model.state_dict().items()}
+        if self.lora is not None:
+            with torch.no_grad():
+                state.update(self.lora.merged_parameters(self.model))
+        return state
+
+    def merged_model(self) -> torch.nn.Module:
+        """A deep copy of the raw MACE module with the current weights (LoRA merged in): a
+        standard MACE model, for sampling and export."""
+        module = copy.deepcopy(self.model)
+        if self.lora is not None:
+            module.load_state_dict(self.merged_state_dict())
+        return module
+
+    def fingerprint_model(self) -> MacePotential:
+        """The plain potential with the same energies (itself without LoRA; else the merged
+        MACE), which :func:`phasetune.learn.anchor.model_fingerprint` hashes."""
+        if self.lora is None:
+            return self
+        return MacePotential(
+            self.merged_model(),
+            device=self._device,
+            dtype=self._dtype,
+            head=self.head_index,
+            source=self.source,
+            source_sha256=self.source_sha256,
+        )
+
+    def export_state_dict(self) -> dict[str, torch.Tensor]:
+        """This potential's weights as a plain (LoRA-free) ``MacePotential`` has them."""
+        return {f"model.{k}": v for k, v in self.merged_state_dict().items()}
+
     # ------------------------------------------------------------------ sampling copy
     def sampling_model(self) -> ModelInterface:
         """torch-sim's ``MaceModel`` around a frozen deep copy of the current weights."""
         from torch_sim.models.mace import MaceModel
 
         return MaceModel(
-            copy.deepcopy(self.model),
+            self.merged_model(),
             device=self._device,
             dtype=self._dtype,
             head=self.head_index,
@@ -276,7 +337,7 @@ class MacePotential(ModelInterface):
     def refresh_sampling_model(self, frozen: torch.nn.Module) -> torch.nn.Module:
         """Load the live weights into a sampling copy made by :meth:`sampling_model`."""
         with torch.no_grad():
-            frozen.model.load_state_dict(self.model.state_dict())
+            frozen.model.load_state_dict(self.merged_state_dict())
         return frozen
 
 
@@ -288,9 +349,12 @@ def mace_potential(
     dtype: torch.dtype | str = torch.float64,
     head: str | int | None = None,
     download: bool = True,
+    lora_rank: int = 0,
+    lora_modules: Sequence[str] = ("*",),
 ) -> MacePotential:
     """A :class:`MacePotential` from a foundation ``name`` (small, medium, medium-mpa-0, …;
-    downloaded and cached by mace where there is network) or a local ``path``."""
+    downloaded and cached by mace where there is network) or a local ``path``; with
+    ``lora_rank`` > 0, low-rank adapters on its linear layers (``lora_modules``)."""
     if isinstance(dtype, str):
         dtype = {"float64": torch.float64, "float32": torch.float32}[dtype]
     module, file = load_mace_module(
@@ -310,6 +374,8 @@ def mace_potential(
         head=head,
         source=str(name if name is not None else file),
         source_sha256=file_sha256(file),
+        lora_rank=lora_rank,
+        lora_modules=lora_modules,
     )
 
 
