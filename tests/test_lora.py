@@ -201,3 +201,37 @@ def test_fine_tuning_with_the_lora_preset_moves_only_the_adapters(tmp_path, quie
     after_dg = 1e3 * module.estimate()["delta_g_eV"][0]
     assert before_dg == pytest.approx(-4.0, abs=1e-9)
     assert abs(after_dg) < abs(before_dg) - 0.1, (before_dg, after_dg)
+
+
+def test_export_cli_merges_the_adapters_of_a_lora_run(tmp_path):
+    """`phasetune export RUN_DIR` on a run whose config asked for LoRA: a plain MACE file."""
+    from omegaconf import OmegaConf
+
+    from phasetune.export import export_main
+
+    model_file = tmp_path / "base.model"
+    torch.save(_module(), model_file)
+    run = tmp_path / "run"
+    (run / ".hydra").mkdir(parents=True)
+    model_cfg = {
+        "_target_": "phasetune.potentials.mace.mace_potential",
+        "path": str(model_file),
+        "download": False,
+        "lora_rank": 2,
+    }
+    OmegaConf.save(
+        OmegaConf.create({"dtype": "float64", "model": model_cfg, "targets": [{"name": "ti"}]}),
+        run / ".hydra" / "config.yaml",
+    )
+    trained = mace_potential(path=model_file, lora_rank=2)
+    _perturb_b(trained, seed=4)
+    torch.save(trained.state_dict(), run / "trained_model.pt")
+    assert export_main([str(run)]) == 0
+    exported = mace_potential(path=run / "export" / "finetuned.model")
+    structures = _structures(9)
+    torch.testing.assert_close(
+        exported(_state(exported, structures))["energy"],
+        trained(_state(trained, structures))["energy"],
+        rtol=0,
+        atol=1e-10,
+    )
