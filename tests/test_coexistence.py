@@ -114,7 +114,7 @@ def _lj_melting_point(epsilon_eV, sigma_A, *, time_scale, seed):
     return result
 
 
-@pytest.mark.slow(seconds=300)
+@pytest.mark.slow(seconds=135)
 def test_lj_melting_temperature_scales_with_epsilon(argon):
     """T_m(2ε) = 2 T_m(ε): LJ has one energy scale (all times scaled by 1/√2 to match).
 
@@ -187,7 +187,7 @@ def pedersen_coexistence(argon):
     return result
 
 
-@pytest.mark.slow(seconds=260)
+@pytest.mark.slow(seconds=350)
 def test_lj_melting_temperature_matches_pedersen_within_2_percent(argon, pedersen_coexistence):
     result = pedersen_coexistence
     assert result.bracketed, result.describe()
@@ -198,7 +198,7 @@ def test_lj_melting_temperature_matches_pedersen_within_2_percent(argon, pederse
     assert result.error_K < 0.015 * result.melting_temperature_K, result.describe()
 
 
-@pytest.mark.slow(seconds=540)
+@pytest.mark.slow(seconds=505)
 def test_lj_free_energy_route_matches_pedersen_and_coexistence(argon, pedersen_coexistence):
     """The same T_m from absolute free energies, 256 atoms per phase, at T₀ = 95.8 K.
 
