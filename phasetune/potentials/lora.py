@@ -41,13 +41,11 @@ def linear_weight_blocks(module: torch.nn.Module, patterns: Sequence[str] = ("*"
     any other submodule whose own ``weight`` parameter is a matrix: that matrix. Tensor
     products, symmetric contractions and biases are not linear layers and stay as they are.
     """
-    try:  # mace (imported before e3nn, as it must be) brings e3nn
-        import mace  # noqa: F401
-        from e3nn import o3
+    # isort: off
+    import mace  # noqa: F401  (before e3nn, as it must be; mace brings e3nn)
+    from e3nn import o3
 
-        e3nn_linear: tuple[type, ...] = (o3.Linear,)
-    except ImportError:
-        e3nn_linear = ()
+    # isort: on
     blocks: list[WeightBlock] = []
     for name, sub in module.named_modules():
         if not any(fnmatch.fnmatch(name, p) for p in patterns):
@@ -56,7 +54,7 @@ def linear_weight_blocks(module: torch.nn.Module, patterns: Sequence[str] = ("*"
         if weight is None:
             continue
         prefix = f"{name}.weight" if name else "weight"
-        if e3nn_linear and isinstance(sub, e3nn_linear):
+        if isinstance(sub, o3.Linear):
             if weight.dim() != 1:
                 continue  # batched (f_in, f_out) weights: not a plain linear layer
             offset = 0
@@ -122,16 +120,16 @@ class LowRankAdapter(torch.nn.Module):
 
     def merged_parameters(self, module: torch.nn.Module) -> dict[str, torch.Tensor]:
         """{name: W₀ + ΔW} for every adapted parameter of ``module`` (differentiable in A, B)."""
-        pieces: dict[str, list[tuple[int, torch.Tensor]]] = {}
-        for index, block in enumerate(self.blocks):
-            pieces.setdefault(block.parameter, []).append((block.offset, self.delta(index)))
+        deltas: dict[str, list[torch.Tensor]] = {}
+        for index, block in enumerate(self.blocks):  # an o3.Linear's paths in their order
+            deltas.setdefault(block.parameter, []).append(self.delta(index))
         merged = {}
-        for name, deltas in pieces.items():
+        for name, pieces in deltas.items():
             w0 = module.get_parameter(name)
-            if w0.dim() == 2:  # a matrix: one block
-                merged[name] = w0 + deltas[0][1]
-            else:  # an o3.Linear: its paths' blocks, contiguous and in order
-                merged[name] = w0 + torch.cat([d.reshape(-1) for _, d in sorted(deltas, key=_at)])
+            # a matrix is one block; an o3.Linear's blocks tile its flat weight contiguously
+            merged[name] = w0 + (
+                pieces[0] if w0.dim() == 2 else torch.cat([d.reshape(-1) for d in pieces])
+            )
         return merged
 
     def scale_hints(self, prefix: str = "") -> dict[str, float]:
@@ -144,7 +142,3 @@ class LowRankAdapter(torch.nn.Module):
     def extra_repr(self) -> str:
         n = sum(p.numel() for p in self.parameters())
         return f"rank={self.rank}, blocks={len(self.blocks)}, parameters={n}"
-
-
-def _at(item: tuple[int, torch.Tensor]) -> int:
-    return item[0]
