@@ -93,3 +93,50 @@ def strain_derivative():
         return (values[0] - values[1]) / (2 * h) / volume
 
     return derivative
+
+
+@pytest.fixture
+def tiny_ti_fit():
+    """A titanium hcp|bcc target at 900 K, 0 GPa (16-atom boxes) whose anchor is given
+    (Δg = −4 meV/atom: the model's T* 850 K, 50 K off), and NPT settings short enough for a
+    fine-tuning step of a tiny MACE in seconds: ``.target``, ``.anchor``, ``.settings``."""
+    from types import SimpleNamespace
+
+    from phasetune.learn.anchor import Anchor
+    from phasetune.sampling.sampler import SamplerSettings
+    from phasetune.targets import target_from_dict
+
+    target = target_from_dict(
+        {
+            "name": "ti",
+            "phases": ["hcp", "bcc"],
+            "temperature_K": 900.0,
+            "pressure_GPa": 0.0,
+            "tolerance_K": 20.0,
+            "structures": {
+                "hcp": {"element": "Ti", "lattice_A": 2.95, "n_atoms": 16},
+                "bcc": {"element": "Ti", "lattice_A": 3.3, "n_atoms": 16},
+            },
+        }
+    )
+    anchor = Anchor(
+        target="ti",
+        temperature_K=900.0,
+        pressure_GPa=0.0,
+        model_transition_K=850.0,
+        model_transition_error_K=5.0,
+        delta_g_eV=-4e-3,
+        delta_g_error_eV=1e-4,
+        delta_s_eV_per_K=8e-5,
+        method="given",
+    )
+    settings = SamplerSettings(
+        timestep_fs=2.0,
+        equilibration_steps=10,
+        production_steps=40,
+        stride=5,
+        check_phase=False,
+        progress=False,
+        compressibility_per_GPa=0.01,
+    )
+    return SimpleNamespace(target=target, anchor=anchor, settings=settings)

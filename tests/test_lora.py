@@ -7,15 +7,13 @@ import torch
 import torch_sim as ts
 
 from phasetune.export import export_model
-from phasetune.learn.anchor import Anchor, model_fingerprint
+from phasetune.learn.anchor import model_fingerprint
 from phasetune.learn.data import StatePointDataModule
 from phasetune.learn.difftre import parameter_scales
 from phasetune.learn.module import DiffTReModule, select_trainable
 from phasetune.potentials.base import refresh_sampling_copy, sampling_copy
 from phasetune.potentials.mace import MacePotential, build_mace, mace_potential
-from phasetune.sampling.sampler import SamplerSettings
 from phasetune.structures import build_structure
-from phasetune.targets import target_from_dict
 
 TI = 22
 
@@ -147,7 +145,9 @@ def test_lora_sampling_copy_and_export_see_the_merged_weights(tmp_path):
     assert atoms.get_potential_energy() == pytest.approx(float(mine["energy"][0]), abs=1e-8)
 
 
-def test_fine_tuning_with_the_lora_preset_moves_only_the_adapters(tmp_path, quiet_trainer):
+def test_fine_tuning_with_the_lora_preset_moves_only_the_adapters(
+    tmp_path, quiet_trainer, tiny_ti_fit
+):
     with pytest.raises(ValueError, match="lora_rank > 0"):
         select_trainable(MacePotential(_module()), "lora")
     live = MacePotential(_module(), lora_rank=2)
@@ -156,39 +156,7 @@ def test_fine_tuning_with_the_lora_preset_moves_only_the_adapters(tmp_path, quie
     assert 0 < n_lora < sum(p.numel() for p in live.model.parameters()) / 3
     scales = parameter_scales(live)
     assert all(float(scales[n]) == 1.0 for n in chosen)  # B is 0 at θ₀: no RMS scale
-    target = target_from_dict(
-        {
-            "name": "ti",
-            "phases": ["hcp", "bcc"],
-            "temperature_K": 900.0,
-            "pressure_GPa": 0.0,
-            "tolerance_K": 20.0,
-            "structures": {
-                "hcp": {"element": "Ti", "lattice_A": 2.95, "n_atoms": 16},
-                "bcc": {"element": "Ti", "lattice_A": 3.3, "n_atoms": 16},
-            },
-        }
-    )
-    anchor = Anchor(
-        target="ti",
-        temperature_K=900.0,
-        pressure_GPa=0.0,
-        model_transition_K=850.0,
-        model_transition_error_K=5.0,
-        delta_g_eV=-4e-3,
-        delta_g_error_eV=1e-4,
-        delta_s_eV_per_K=8e-5,
-        method="given",
-    )
-    settings = SamplerSettings(
-        timestep_fs=2.0,
-        equilibration_steps=10,
-        production_steps=40,
-        stride=5,
-        check_phase=False,
-        progress=False,
-        compressibility_per_GPa=0.01,
-    )
+    target, anchor, settings = tiny_ti_fit.target, tiny_ti_fit.anchor, tiny_ti_fit.settings
     datamodule = StatePointDataModule([target], settings, frames_dir=tmp_path / "frames")
     module = DiffTReModule(live, [target], [anchor], trainable="lora")  # Gauss-Newton
     before = {n: p.detach().clone() for n, p in live.named_parameters()}

@@ -8,7 +8,6 @@ import pytest
 import torch
 
 from phasetune.export import export_model
-from phasetune.learn.anchor import Anchor
 from phasetune.learn.data import StatePointDataModule
 from phasetune.learn.difftre import reweighted_gibbs_change
 from phasetune.learn.module import DiffTReModule, select_trainable
@@ -20,9 +19,7 @@ from phasetune.potentials.mace import (
     foundation_checkpoint,
     mace_potential,
 )
-from phasetune.sampling.sampler import SamplerSettings
 from phasetune.structures import build_structure
-from phasetune.targets import target_from_dict
 from phasetune.thermo import free_energy_perturbation
 
 TI = 22
@@ -118,34 +115,6 @@ def test_trainable_presets(model_file):
     assert not any(n.startswith("model.interactions.0.") for n in names)
 
 
-def _target(n_atoms=16):
-    return target_from_dict(
-        {
-            "name": "ti",
-            "phases": ["hcp", "bcc"],
-            "temperature_K": 900.0,
-            "pressure_GPa": 0.0,
-            "tolerance_K": 20.0,
-            "structures": {
-                "hcp": {"element": "Ti", "lattice_A": 2.95, "n_atoms": n_atoms},
-                "bcc": {"element": "Ti", "lattice_A": 3.3, "n_atoms": n_atoms},
-            },
-        }
-    )
-
-
-def _settings():
-    return SamplerSettings(
-        timestep_fs=2.0,
-        equilibration_steps=10,
-        production_steps=40,
-        stride=5,
-        check_phase=False,
-        progress=False,
-        compressibility_per_GPa=0.01,
-    )
-
-
 class _SavedTally:
     """Bytes of the tensors autograd holds for a backward, live and at their peak."""
 
@@ -171,9 +140,11 @@ class _Held:
         self.tally.live -= self.size
 
 
-def test_chunked_reweighting_gradients_equal_unchunked(model_file, tmp_path):
+def test_chunked_reweighting_gradients_equal_unchunked(model_file, tmp_path, tiny_ti_fit):
     live = mace_potential(path=model_file)
-    datamodule = StatePointDataModule([_target()], _settings(), frames_dir=tmp_path)
+    datamodule = StatePointDataModule(
+        [tiny_ti_fit.target], tiny_ti_fit.settings, frames_dir=tmp_path
+    )
     datamodule.sample(live)
     ensemble = datamodule.ensembles["ti/hcp"]
     # sampled (torch-sim copy) and reweighting (live) energies agree
@@ -214,23 +185,16 @@ def test_chunked_reweighting_gradients_equal_unchunked(model_file, tmp_path):
     assert torch.isfinite(fep)
 
 
-def test_round_trip_load_sample_step_export_reload(model_file, tmp_path, quiet_trainer):
+def test_round_trip_load_sample_step_export_reload(
+    model_file, tmp_path, quiet_trainer, tiny_ti_fit
+):
     from mace.calculators import MACECalculator
 
     live = mace_potential(path=model_file)
-    target = _target()
-    anchor = Anchor(
-        target="ti",
-        temperature_K=900.0,
-        pressure_GPa=0.0,
-        model_transition_K=850.0,
-        model_transition_error_K=5.0,
-        delta_g_eV=-4e-3,
-        delta_g_error_eV=1e-4,
-        delta_s_eV_per_K=8e-5,
-        method="given",
+    target, anchor = tiny_ti_fit.target, tiny_ti_fit.anchor
+    datamodule = StatePointDataModule(
+        [target], tiny_ti_fit.settings, frames_dir=tmp_path / "frames"
     )
-    datamodule = StatePointDataModule([target], _settings(), frames_dir=tmp_path / "frames")
     module = DiffTReModule(
         live, [target], [anchor], optimizer="adam", lr=1e-3, trainable="readouts"
     )
