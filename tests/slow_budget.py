@@ -55,8 +55,9 @@ def pytest_runtest_setup(item):
     if not slow_test_fits(elapsed_s=elapsed, nominal_s=nominal, slowness=slowness, budget_s=budget):
         _skipped.append(item.nodeid)
         pytest.skip(
-            f"over the test budget: {elapsed:.0f} s used of PHASETUNE_TEST_BUDGET_S={budget:.0f},"
-            f" this one takes ≈ {nominal * slowness:.0f} s ({nominal:.0f} s × {slowness:.2f})"
+            f"{item.name} is over the test budget: {elapsed:.0f} s used of"
+            f" PHASETUNE_TEST_BUDGET_S={budget:.0f}, it takes ≈ {nominal * slowness:.0f} s"
+            f" ({nominal:.0f} s × {slowness:.2f})"
         )
 
 
