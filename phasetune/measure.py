@@ -4,7 +4,11 @@
     phasetune-measure pair=fcc_liquid method=both          # coexistence and free energies
 
 Methods: ``coexistence`` (solid–liquid pairs: NPT bracketing of the interface velocity),
-``free_energy`` (any pair: Frenkel–Ladd / liquid TI at T₀ plus Gibbs–Helmholtz), ``both``.
+``free_energy`` (any pair: Frenkel–Ladd / liquid TI at T₀ plus Gibbs–Helmholtz),
+``melting`` (solid–solid pairs: the melting points of both solids by coexistence, linked by
+Gibbs–Helmholtz, :mod:`phasetune.free_energy.competing_melting`), ``both`` (the two routes
+of the pair side by side: coexistence and free energies for solid|liquid, free energies and
+melting for solid|solid).
 Writes ``transitions.csv``, ``transitions.json`` and ``phase_boundary.png`` (T*(P) with
 error bars; plus the interface velocities of the coexistence runs) to the run directory.
 """
@@ -25,12 +29,13 @@ from omegaconf import DictConfig, OmegaConf
 
 from phasetune.cli import _DTYPES, CONFIG_DIR
 from phasetune.free_energy.coexistence import SOLID_PHASES, melting_temperatures_coexistence
+from phasetune.free_energy.competing_melting import transition_from_melting
 from phasetune.free_energy.transition import transition_from_free_energies
 from phasetune.potentials.base import sampling_copy
 from phasetune.structures import PHASES, build_structure
 
 log = logging.getLogger(__name__)
-METHODS = ("coexistence", "free_energy", "both")
+METHODS = ("coexistence", "free_energy", "melting", "both")
 
 
 def _structure(pair: DictConfig, phase: str):
@@ -50,10 +55,23 @@ def _check(cfg: DictConfig) -> tuple[list[float], list[float]]:
     phases = list(cfg.pair.phases)
     if len(phases) != 2 or any(p not in PHASES for p in phases) or phases[0] == phases[1]:
         raise ValueError(f"pair.phases must be two different phases of {PHASES}, got {phases}")
-    if cfg.method != "free_energy" and not (phases[1] == "liquid" and phases[0] in SOLID_PHASES):
+    solid_liquid = phases[1] == "liquid" and phases[0] in SOLID_PHASES
+    solid_solid = "liquid" not in phases
+    if cfg.method == "coexistence" and not solid_liquid:
         raise ValueError(
             f"two-phase coexistence needs a solid|liquid pair (phases: [solid, liquid]); "
-            f"{phases[0]}|{phases[1]} needs method=free_energy"
+            f"{phases[0]}|{phases[1]} needs method=free_energy, melting or both"
+        )
+    if cfg.method == "melting" and not solid_solid:
+        raise ValueError(
+            "method=melting (melting of the competing solids) is for a solid|solid pair; "
+            f"{phases[0]}|{phases[1]} needs method=coexistence, free_energy or both"
+        )
+    needs_liquid = "liquid" not in cfg.pair.structures or cfg.pair.get("melting_guesses_K") is None
+    if cfg.method in ("melting", "both") and solid_solid and needs_liquid:
+        raise ValueError(
+            "method=melting needs pair.structures.liquid and pair.melting_guesses_K "
+            "(one melting-point guess per solid, K)"
         )
     pressures = [float(p) for p in cfg.pressures]
     guesses = cfg.guesses_K if cfg.guesses_K is not None else [cfg.pair.guess_K] * len(pressures)
@@ -88,7 +106,7 @@ def plot_transitions(rows: list[dict], coexistence: list, path: Path) -> Path:
     fig = Figure(figsize=(5.5 * n_panels, 4.2))
     axes = fig.subplots(1, n_panels, squeeze=False)
     ax = axes[0, 0]
-    for method, marker in (("coexistence", "o"), ("free_energy", "s")):
+    for method, marker in (("coexistence", "o"), ("free_energy", "s"), ("melting", "D")):
         sel = [r for r in rows if r["method"] == method]
         if sel:
             p = [r["pressure_GPa"] for r in sel]
@@ -128,7 +146,8 @@ def measure(cfg: DictConfig, output_dir: Path) -> list[dict]:
     phase_a, phase_b = cfg.pair.phases
     rows: list[dict] = []
     coexistence = []
-    if cfg.method in ("coexistence", "both"):
+    solid_solid = "liquid" not in (phase_a, phase_b)
+    if cfg.method == "coexistence" or (cfg.method == "both" and not solid_solid):
         coexistence = melting_temperatures_coexistence(
             model,
             _structure(cfg.pair, phase_a),
@@ -162,6 +181,26 @@ def measure(cfg: DictConfig, output_dir: Path) -> list[dict]:
                 dtype=dtype,
             )
             print(result.describe())
+            rows.append(result.as_dict())
+    if cfg.method == "melting" or (cfg.method == "both" and solid_solid):
+        for p, guess in zip(pressures, guesses, strict=True):
+            result = transition_from_melting(
+                model,
+                {phase_a: _structure(cfg.pair, phase_a), phase_b: _structure(cfg.pair, phase_b)},
+                _structure(cfg.pair, "liquid"),
+                pressure_GPa=p,
+                transition_guess_K=guess,
+                melting_guesses_K=[float(t) for t in cfg.pair.melting_guesses_K],
+                coexistence_settings=instantiate(cfg.coexistence),
+                enthalpy_settings=instantiate(cfg.free_energy.enthalpy),
+                window=float(cfg.window),
+                n_temperatures=int(cfg.n_temperatures),
+                n_replicas=int(cfg.n_replicas),
+                device=cfg.device,
+                dtype=dtype,
+            )
+            print(result.describe())
+            coexistence += [result.melting_a, result.melting_b]
             rows.append(result.as_dict())
     for row in rows:
         row["model"] = OmegaConf.to_container(cfg.model, resolve=True)

@@ -12,10 +12,13 @@ from phasetune.free_energy.coexistence import (
     CoexistenceSettings,
     FrozenAtoms,
     elongated_solid,
-    fit_melting_temperature,
-    interface_velocities,
     melting_temperatures_coexistence,
     static_compressibility_per_GPa,
+)
+from phasetune.free_energy.interface_velocity import (
+    fit_melting_point,
+    fit_melting_temperature,
+    interface_velocities,
 )
 from phasetune.free_energy.solid import FrenkelLaddSettings
 from phasetune.free_energy.transition import transition_from_free_energies
@@ -40,6 +43,26 @@ def test_melting_temperature_is_the_zero_of_the_velocity_line():
     temps = np.array([90.0, 95.0, 100.0, 105.0, 110.0])
     assert fit_melting_temperature(temps, 2.0 * (101.5 - temps)) == pytest.approx(101.5)
     assert math.isnan(fit_melting_temperature(temps, temps - 100.0))  # solid grows when hot?
+
+
+def test_replica_disagreement_is_detected_and_widens_the_error():
+    """Constructed: at every temperature one box grew and the other melted (the failure of
+    small Ti1 boxes); the fit then reports the disagreement and an error that covers it.
+    A consistent set of boxes with one chance disagreement next to T_m is not flagged."""
+    temps = np.repeat([1820.0, 1870.0, 1920.0, 1970.0, 2020.0], 2)
+    replica = np.tile([0, 1], 5)
+    line = 0.01 * (1918.0 - temps)  # v = 0 at 1918 K
+    bad = np.where(replica == 0, 2.0 + 0.01 * (1918.0 - temps), -1.0 + 0.0 * temps)
+    fit = fit_melting_point(temps, replica, bad)
+    assert fit.replicas_disagree
+    assert fit.disagreement_K == [1820.0, 1870.0, 1920.0, 1970.0, 2020.0]
+    assert fit.error_K >= max(abs(t - fit.melting_temperature_K) for t in fit.disagreement_K)
+    noisy = line + np.where(replica == 0, 0.05, -0.05)  # ± 0.05 Å/ps: the boxes at 1920 K
+    fit = fit_melting_point(temps, replica, noisy)  # straddle zero by chance
+    assert fit.disagreement_K == [1920.0]
+    assert not fit.replicas_disagree
+    assert fit.melting_temperature_K == pytest.approx(1918.0, abs=0.5)
+    assert fit.bracketed
 
 
 def test_frozen_atoms_get_no_force_and_static_compressibility_of_lj(argon):

@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import dataclasses
 import logging
-import math
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
@@ -32,6 +31,7 @@ from torch_sim.models.interface import ModelInterface
 from torch_sim.state import SimState
 from tqdm.auto import tqdm
 
+from phasetune.free_energy.interface_velocity import fit_melting_point, interface_velocities
 from phasetune.sampling.integrator import crescale_init, crescale_step, ensemble_targets
 from phasetune.sampling.phase_check import phase_fractions
 from phasetune.sampling.sampler import SamplerSettings, StatePoint, sample_state_points
@@ -41,6 +41,10 @@ from phasetune.units import EV_PER_A3_PER_GPA, KB_EV_PER_K, fs_to_internal
 log = logging.getLogger(__name__)
 
 _LIQUID = PHASES.index("liquid")
+#: melting stage: each attempt is 1.25× hotter and twice as long as the last
+MELT_ATTEMPTS = 3
+#: a box counts as melted when this fraction of all its atoms is liquid (the half is 0.5)
+MIN_MELTED_FRACTION = 0.3
 SOLID_PHASES = tuple(p for p in PHASES if p != "liquid")
 
 
@@ -148,16 +152,27 @@ class CoexistenceResult:
     #: production averages per box: a check that each box sat at its (T, P)
     mean_temperature_K: np.ndarray | None = None
     mean_pressure_GPa: np.ndarray | None = None
+    #: temperatures where some replicas' solids grew and others melted, and whether that
+    #: is more than chance (:mod:`~phasetune.free_energy.interface_velocity`)
+    disagreement_K: list[float] = field(default_factory=list)
+    replicas_disagree: bool = False
     extra: dict = field(default_factory=dict)
 
     def describe(self) -> str:
-        status = "bracketed" if self.bracketed else "EXTRAPOLATED (widen or move the window)"
-        return (
+        status = "bracketed" if self.bracketed else "EXTRAPOLATED: not a result (re-centre)"
+        text = (
             f"{self.solid_phase}|liquid at {self.pressure_GPa:g} GPa: T_m = "
             f"{self.melting_temperature_K:.1f} ± {self.error_K:.1f} K ({status}; "
             f"{len(set(self.replica.tolist()))} replicas × "
             f"{len(set(self.temperatures_K.tolist()))} temperatures, {self.n_atoms} atoms/box)"
         )
+        if self.replicas_disagree:
+            text += (
+                "; REPLICAS DISAGREE (solid grows in one, melts in another) at "
+                + ", ".join(f"{t:.0f}" for t in self.disagreement_K)
+                + " K: the boxes are too small along z or in cross-section for a bulk T_m"
+            )
+        return text
 
     def as_dict(self) -> dict:
         return {
@@ -172,6 +187,8 @@ class CoexistenceResult:
             "velocity_A_per_ps": self.velocity_A_per_ps.tolist(),
             "replica": self.replica.tolist(),
             "replica_melting_temperatures_K": self.replica_melting_temperatures_K.tolist(),
+            "disagreement_K": list(self.disagreement_K),
+            "replicas_disagree": self.replicas_disagree,
         }
 
 
@@ -235,6 +252,8 @@ def melt_upper_half(
     put back at their Cartesian positions after every step (so the barostat's affine
     rescaling moves only the liquid) and carry no momentum; the velocity-rescaling target
     is scaled by the mobile fraction, since the mobile atoms carry all the kinetic energy.
+    Where some box is less than :data:`MIN_MELTED_FRACTION` liquid afterwards, the stage
+    is repeated hotter and longer (up to :data:`MELT_ATTEMPTS` times) before giving up.
     """
     stretched = []
     for box in boxes:
@@ -262,57 +281,46 @@ def melt_upper_half(
     kT = KB_EV_PER_K * torch.tensor(temperatures_K, device=device, dtype=dtype)
     pressure = EV_PER_A3_PER_GPA * torch.tensor(pressures_GPa, device=device, dtype=dtype)
     frozen_model = FrozenAtoms(model, frozen)
-    hot_kT = kT * settings.melt_temperature_factor * mobile_fraction
     coupling = settings.coupling()
-    hot = ensemble_targets(kT=hot_kT, pressure=pressure, cell_mode="fixed", **coupling)
     cool = ensemble_targets(
         kT=kT * mobile_fraction, pressure=pressure, cell_mode="axial", **coupling
     )
     cool = dataclasses.replace(
         cool, tau_barostat=cool.tau_barostat.clamp(max=fs_to_internal(200.0))
     )
-    md = crescale_init(state, frozen_model, targets=hot)
-    md.momenta = md.momenta.masked_fill(frozen.unsqueeze(-1), 0.0)
     dt = torch.tensor(fs_to_internal(settings.timestep_fs), device=device, dtype=dtype)
-    total = settings.melt_steps + settings.quench_steps
-    for step in tqdm(range(total), desc="melting half", disable=not settings.progress):
-        targets = hot if step < settings.melt_steps else cool
-        md = crescale_step(md, frozen_model, dt=dt, targets=targets)
-        md.positions[frozen] = frozen_positions
+    factor, melt_steps = settings.melt_temperature_factor, settings.melt_steps
+    for attempt in range(MELT_ATTEMPTS):
+        hot_kT = kT * factor * mobile_fraction
+        hot = ensemble_targets(kT=hot_kT, pressure=pressure, cell_mode="fixed", **coupling)
+        md = crescale_init(state, frozen_model, targets=hot)
         md.momenta = md.momenta.masked_fill(frozen.unsqueeze(-1), 0.0)
-    liquid_fraction = phase_fractions(md.positions, md.row_vector_cell, md.system_idx)[:, _LIQUID]
-    if float(liquid_fraction.min()) < 0.1:
-        raise RuntimeError(
-            f"melting the upper half failed (liquid fractions {liquid_fraction.tolist()}); "
-            "raise melt_steps or melt_temperature_factor"
+        total = melt_steps + settings.quench_steps
+        for step in tqdm(range(total), desc="melting half", disable=not settings.progress):
+            targets = hot if step < melt_steps else cool
+            md = crescale_step(md, frozen_model, dt=dt, targets=targets)
+            md.positions[frozen] = frozen_positions
+            md.momenta = md.momenta.masked_fill(frozen.unsqueeze(-1), 0.0)
+        liquid = phase_fractions(md.positions, md.row_vector_cell, md.system_idx)[:, _LIQUID]
+        if float(liquid.min()) >= MIN_MELTED_FRACTION:
+            return ts.io.state_to_atoms(md)
+        log.warning(
+            "melting the upper halves: liquid fractions %s after %d steps at %.2f T; "
+            "trying %.2f T for %d steps",
+            [round(float(x), 2) for x in liquid],
+            melt_steps,
+            factor,
+            factor * 1.25,
+            2 * melt_steps,
         )
-    return ts.io.state_to_atoms(md)
-
-
-def _linear_regime(x: np.ndarray, saturation: float) -> int:
-    """Number of leading frames before the solid fraction leaves [s, 1 − s]."""
-    outside = (x < saturation) | (x > 1 - saturation)
-    return int(np.argmax(outside)) if outside.any() else len(x)
-
-
-def interface_velocities(
-    time_ps: np.ndarray, solid_fraction: np.ndarray, box_length_z_A: np.ndarray, saturation: float
-) -> np.ndarray:
-    """v = (L_z/2) dx_s/dt per box (Å/ps), a least-squares slope over the linear regime."""
-    velocities = np.empty(solid_fraction.shape[1])
-    for s in range(solid_fraction.shape[1]):
-        n = max(_linear_regime(solid_fraction[:, s], saturation), 3)
-        slope = np.polyfit(time_ps[:n], solid_fraction[:n, s], 1)[0]
-        velocities[s] = 0.5 * box_length_z_A[s] * slope
-    return velocities
-
-
-def fit_melting_temperature(temperatures_K: np.ndarray, velocities: np.ndarray) -> float:
-    """T where the least-squares line v = a + b T crosses zero (needs b < 0)."""
-    b, a = np.polyfit(temperatures_K, velocities, 1)
-    if not b < 0:
-        return math.nan
-    return float(-a / b)
+        factor, melt_steps = factor * 1.25, 2 * melt_steps
+        state.rng = settings.seed + 7919 + attempt + 1
+    raise RuntimeError(
+        f"melting the upper half failed after {MELT_ATTEMPTS} attempts, the last "
+        f"{melt_steps // 2} steps at {factor / 1.25:.2f} T (liquid fractions "
+        f"{[round(float(x), 2) for x in liquid]}); the solid may be far above its melting "
+        "point's guess, or the model unstable when hot"
+    )
 
 
 def melting_temperatures_coexistence(
@@ -451,20 +459,7 @@ def melting_temperatures_coexistence(
     for k, p in enumerate(pressures):
         sel = which_a == k
         t_k, v_k, r_k = temps_a[sel], velocities[sel], reps_a[sel]
-        per_replica = np.array(
-            [fit_melting_temperature(t_k[r_k == r], v_k[r_k == r]) for r in range(n_replicas)]
-        )
-        t_m = fit_melting_temperature(t_k, v_k)
-        finite = per_replica[np.isfinite(per_replica)]
-        # the larger of the replicas' spread and the line fit's own error: with two or three
-        # replicas the spread has one or two degrees of freedom and can come out far too small
-        # (two 4x4 LJ runs at Pedersen's point differed by 1.8 K against spreads of 0.6 and
-        # 0.9 K; their fit errors were 1.4 K)
-        error = _fit_error(t_k, v_k)
-        if n_replicas > 1 and len(finite) > 1:
-            spread = float(finite.std(ddof=1) / math.sqrt(len(finite)))
-            error = spread if math.isnan(error) else max(error, spread)
-        bracketed = bool(np.isfinite(t_m) and t_k.min() <= t_m <= t_k.max())
+        fit = fit_melting_point(t_k, r_k, v_k)
         result = CoexistenceResult(
             solid_phase=solid_phase,
             pressure_GPa=p,
@@ -473,25 +468,17 @@ def melting_temperatures_coexistence(
             velocity_A_per_ps=v_k,
             time_ps=time_ps,
             solid_fraction=fractions[:, sel],
-            melting_temperature_K=t_m,
-            error_K=error,
-            replica_melting_temperatures_K=per_replica,
-            bracketed=bracketed,
+            melting_temperature_K=fit.melting_temperature_K,
+            error_K=fit.error_K,
+            replica_melting_temperatures_K=fit.replica_melting_temperatures_K,
+            bracketed=fit.bracketed,
             n_atoms=n_atoms,
+            disagreement_K=fit.disagreement_K,
+            replicas_disagree=fit.replicas_disagree,
             mean_temperature_K=frames.temperature[:, sel].mean(0).numpy(),
             mean_pressure_GPa=frames.pressure[:, sel].mean(0).numpy(),
         )
-        if not bracketed:
+        if not fit.bracketed or fit.replicas_disagree:
             log.warning("%s", result.describe())
         results.append(result)
     return results
-
-
-def _fit_error(temperatures: np.ndarray, velocities: np.ndarray) -> float:
-    """σ(T_m) of a single line fit from its residuals (delta method)."""
-    if len(temperatures) < 3:
-        return math.nan
-    coeffs, cov = np.polyfit(temperatures, velocities, 1, cov=True)
-    b, a = coeffs
-    grad = np.array([a / b**2, -1.0 / b])  # ∂(−a/b)/∂(b, a)
-    return float(math.sqrt(grad @ cov @ grad))

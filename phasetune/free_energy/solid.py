@@ -39,6 +39,7 @@ from phasetune.free_energy.einstein import (
     spring_constant_from_msd,
 )
 from phasetune.free_energy.harmonic import harmonic_finite_size_correction_eV
+from phasetune.free_energy.phonons import force_constant_range_A, harmonic_finite_size_error_eV
 from phasetune.free_energy.switching import LambdaPath, nonequilibrium_switching
 from phasetune.sampling.frames import Frames
 from phasetune.sampling.sampler import SamplerSettings, StatePoint, sample_state_points
@@ -67,8 +68,8 @@ class FrenkelLaddSettings:
     seed: int = 0
     progress: bool = True
     #: "none"; "harmonic": subtract the crystal's harmonic finite-size error F_h(N) − F_h(∞)
-    #: (:func:`~phasetune.free_energy.harmonic.harmonic_finite_size_correction_eV`; raises
-    #: where phasetune cannot compute it); "auto": harmonic where it can, else none.
+    #: (:func:`harmonic_finite_size_error`; raises where phasetune cannot compute it, e.g. a
+    #: mechanically unstable lattice); "auto": harmonic where it can, else none.
     finite_size_correction: str = "none"
 
     def __post_init__(self) -> None:
@@ -131,6 +132,30 @@ class SolidFreeEnergy:
             "n_atoms": self.n_atoms,
             "finite_size_correction_eV": self.finite_size_correction_eV,
         }
+
+
+def harmonic_finite_size_error(
+    model: ModelInterface, lattice: Atoms, *, phase: str, temperature_K: float
+) -> float | None:
+    """[F_h(N) − F_h(∞)]/N (eV) of the periodic crystal ``lattice``, or None where unknown.
+
+    Lennard-Jones fcc in a cubic 4n³ box: the analytic lattice sum
+    (:func:`~phasetune.free_energy.harmonic.harmonic_finite_size_correction_eV`); any other
+    model whose force-constant range is known: from its own force constants
+    (:func:`~phasetune.free_energy.phonons.harmonic_finite_size_error_eV`). Raises
+    ``ValueError`` for a mechanically unstable lattice.
+    """
+    known = harmonic_finite_size_correction_eV(
+        model, lattice, phase=phase, temperature_K=temperature_K
+    )
+    if known is not None or force_constant_range_A(model) is None:
+        return known
+    return harmonic_finite_size_error_eV(
+        model,
+        lattice,
+        atoms_per_primitive_cell=ATOMS_PER_PRIMITIVE_CELL[phase],
+        temperature_K=temperature_K,
+    )
 
 
 def average_lattice(frames: Frames, system: int, reference: Atoms) -> tuple[Atoms, float]:
@@ -258,7 +283,7 @@ def frenkel_ladd_free_energy(
     correction = 0.0
     if settings.finite_size_correction != "none":
         try:
-            known = harmonic_finite_size_correction_eV(
+            known = harmonic_finite_size_error(
                 model, lattice, phase=phase, temperature_K=temperature_K
             )
         except ValueError as error:  # e.g. a mechanically unstable lattice
@@ -268,9 +293,9 @@ def frenkel_ladd_free_energy(
             known = None
         if known is None and settings.finite_size_correction == "harmonic":
             raise ValueError(
-                "finite_size_correction='harmonic' is known only for LennardJones fcc crystals "
-                f"in a cubic 4n^3 supercell (got {type(model).__name__}, {phase}, {n} atoms); "
-                "use 'auto' or 'none'"
+                "finite_size_correction='harmonic' needs the force-constant range of the model "
+                f"(known for EAM and Lennard-Jones; got {type(model).__name__}); use 'auto' or "
+                "'none'"
             )
         correction = known or 0.0
     state = ts.io.atoms_to_state([lattice] * settings.n_replicas, device=device, dtype=dtype)

@@ -53,6 +53,22 @@ def delta_g_curve(
     return (t / reference_temperature_K * delta_g_reference_eV + from_t0).numpy()
 
 
+def nearest_root(curve, guess_K: float, *, search_factor: float = 2.0) -> float:
+    """T with curve(T) = 0 nearest ``guess_K`` on a grid guess/f … guess·f (NaN if none).
+
+    ``curve`` maps an array of temperatures to Δg; the crossing is interpolated linearly
+    inside its grid cell.
+    """
+    grid = np.geomspace(guess_K / search_factor, guess_K * search_factor, 4001)
+    dg = curve(grid)
+    crossings = np.nonzero(np.diff(np.sign(dg)) != 0)[0]
+    if len(crossings) == 0:
+        return math.nan
+    k = crossings[np.argmin(np.abs(grid[crossings] - guess_K))]
+    t1, t2, g1, g2 = grid[k], grid[k + 1], dg[k], dg[k + 1]
+    return float(t1 - g1 * (t2 - t1) / (g2 - g1))
+
+
 def root_of_delta_g(
     *,
     reference_temperature_K: float,
@@ -63,24 +79,18 @@ def root_of_delta_g(
     search_factor: float = 2.0,
 ) -> float:
     """T* with Δg(T*) = 0 on the Gibbs–Helmholtz curve, searched in T₀/f … T₀·f (NaN if none)."""
-    grid = np.geomspace(
-        reference_temperature_K / search_factor, reference_temperature_K * search_factor, 4001
-    )
-    dg = delta_g_curve(
-        grid,
-        reference_temperature_K=reference_temperature_K,
-        delta_g_reference_eV=delta_g_reference_eV,
-        enthalpy_temperatures_K=enthalpy_temperatures_K,
-        delta_h_eV=delta_h_eV,
-        degree=degree,
-    )
-    crossings = np.nonzero(np.diff(np.sign(dg)) != 0)[0]
-    if len(crossings) == 0:
-        return math.nan
-    # the crossing nearest T₀; linear interpolation inside the grid cell
-    k = crossings[np.argmin(np.abs(grid[crossings] - reference_temperature_K))]
-    t1, t2, g1, g2 = grid[k], grid[k + 1], dg[k], dg[k + 1]
-    return float(t1 - g1 * (t2 - t1) / (g2 - g1))
+
+    def curve(t: np.ndarray) -> np.ndarray:
+        return delta_g_curve(
+            t,
+            reference_temperature_K=reference_temperature_K,
+            delta_g_reference_eV=delta_g_reference_eV,
+            enthalpy_temperatures_K=enthalpy_temperatures_K,
+            delta_h_eV=delta_h_eV,
+            degree=degree,
+        )
+
+    return nearest_root(curve, reference_temperature_K, search_factor=search_factor)
 
 
 def enthalpies(
@@ -244,7 +254,14 @@ def absolute_gibbs_energy(
         device=device,
         dtype=dtype,
     )
-    return result.g_eV_per_atom, result.g_error_eV, {phase: result.describe()}
+    return (
+        result.g_eV_per_atom,
+        result.g_error_eV,
+        {
+            phase: result.describe(),
+            f"{phase}_finite_size_correction_eV": result.finite_size_correction_eV,
+        },
+    )
 
 
 def transition_from_free_energies(
@@ -291,6 +308,20 @@ def transition_from_free_energies(
             dtype=dtype,
         )
         details.update(g[phase][2])
+    corrections = {p: details.get(f"{p}_finite_size_correction_eV", 0.0) for p in g}
+    one_corrected = sum(1 for c in corrections.values() if c) == 1
+    if solid_settings.finite_size_correction == "auto" and "liquid" not in g and one_corrected:
+        # one crystal corrected and the other not is worse than neither: their uncorrected
+        # errors (≈ −8 k_BT/N each: LJ fcc, Ti1 hcp) largely cancel in Δg at similar N
+        for p, c in corrections.items():
+            g[p] = (g[p][0] + c, *g[p][1:])
+        log.warning(
+            "finite-size correction left out for both crystals: only one of %s could be "
+            "computed (the other is mechanically unstable in the harmonic approximation); "
+            "use boxes of similar size for the two phases",
+            list(g),
+        )
+        details["finite_size_correction"] = "none (only one crystal could be corrected)"
     h = enthalpies(
         model,
         structures,

@@ -1,0 +1,139 @@
+"""From solid fractions x_s(t) of two-phase boxes to a melting temperature and its error.
+
+Each box (temperature T_i, replica r) has two solid|liquid interfaces; its interface
+velocity is
+
+    v = (L_z / 2) dx_s/dt        (v > 0: the solid grows),
+
+a least-squares slope over the frames before x_s leaves [s, 1 − s]. Near T_m, v is linear
+in T, v = a + b T with b < 0, and T_m = −a/b.
+
+Errors. Three estimates, and the reported σ(T_m) is the largest:
+
+* the line fit's own error through every box (delta method on −a/b);
+* the spread of the replicas' own T_m, std/√R (one or two degrees of freedom with two or
+  three replicas, so it can come out far too small on its own);
+* **replica disagreement**: boxes at the same temperature whose interfaces move in opposite
+  directions. At one temperature near T_m that is chance; at several temperatures, or far
+  from the fitted T_m, it means the boxes do not measure a bulk melting point (too short a
+  box along z, so the interfaces interact; too small a cross-section, so one fluctuation
+  decides the box; or a phase classifier that misreads one phase). T_m lies somewhere among
+  the temperatures where replicas disagree, so σ(T_m) is at least the largest distance from
+  T_m to such a temperature, and the disagreement is reported.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import numpy as np
+
+
+def _linear_regime(x: np.ndarray, saturation: float) -> int:
+    """Number of leading frames before the solid fraction leaves [s, 1 − s]."""
+    outside = (x < saturation) | (x > 1 - saturation)
+    return int(np.argmax(outside)) if outside.any() else len(x)
+
+
+def interface_velocities(
+    time_ps: np.ndarray, solid_fraction: np.ndarray, box_length_z_A: np.ndarray, saturation: float
+) -> np.ndarray:
+    """v = (L_z/2) dx_s/dt per box (Å/ps), a least-squares slope over the linear regime."""
+    velocities = np.empty(solid_fraction.shape[1])
+    for s in range(solid_fraction.shape[1]):
+        n = max(_linear_regime(solid_fraction[:, s], saturation), 3)
+        slope = np.polyfit(time_ps[:n], solid_fraction[:n, s], 1)[0]
+        velocities[s] = 0.5 * box_length_z_A[s] * slope
+    return velocities
+
+
+def fit_melting_temperature(temperatures_K: np.ndarray, velocities: np.ndarray) -> float:
+    """T where the least-squares line v = a + b T crosses zero (needs b < 0)."""
+    b, a = np.polyfit(temperatures_K, velocities, 1)
+    if not b < 0:
+        return math.nan
+    return float(-a / b)
+
+
+def fit_error(temperatures: np.ndarray, velocities: np.ndarray) -> float:
+    """σ(T_m) of a single line fit from its residuals (delta method)."""
+    if len(temperatures) < 3:
+        return math.nan
+    coeffs, cov = np.polyfit(temperatures, velocities, 1, cov=True)
+    b, a = coeffs
+    grad = np.array([a / b**2, -1.0 / b])  # ∂(−a/b)/∂(b, a)
+    return float(math.sqrt(grad @ cov @ grad))
+
+
+def disagreeing_temperatures(
+    temperatures_K: np.ndarray, replica: np.ndarray, velocities: np.ndarray
+) -> list[float]:
+    """Temperatures at which some replicas' solids grow (v > 0) and others melt (v < 0)."""
+    out = []
+    for t in np.unique(temperatures_K):
+        v = velocities[temperatures_K == t]
+        if len(v) > 1 and (v > 0).any() and (v < 0).any():
+            out.append(float(t))
+    del replica  # boxes at one temperature are replicas by construction
+    return out
+
+
+@dataclass(frozen=True)
+class MeltingPointFit:
+    """T_m of one pressure's boxes, its error and what the error rests on."""
+
+    melting_temperature_K: float
+    error_K: float
+    replica_melting_temperatures_K: np.ndarray
+    fit_error_K: float
+    replica_spread_K: float
+    disagreement_K: list[float]
+    bracketed: bool
+
+    @property
+    def replicas_disagree(self) -> bool:
+        """More than chance: disagreement at two or more temperatures, or one beyond 2σ."""
+        if len(self.disagreement_K) > 1:
+            return True
+        return any(
+            abs(t - self.melting_temperature_K) > 2 * max(self.fit_error_K, 1e-9)
+            for t in self.disagreement_K
+        )
+
+
+def fit_melting_point(
+    temperatures_K: np.ndarray, replica: np.ndarray, velocities: np.ndarray
+) -> MeltingPointFit:
+    """T_m from every box of one pressure, with the error of the module docstring."""
+    n_replicas = len(np.unique(replica))
+    per_replica = np.array(
+        [
+            fit_melting_temperature(temperatures_K[replica == r], velocities[replica == r])
+            if len(np.unique(temperatures_K[replica == r])) > 1
+            else math.nan
+            for r in np.unique(replica)
+        ]
+    )
+    t_m = fit_melting_temperature(temperatures_K, velocities)
+    fit = fit_error(temperatures_K, velocities)
+    finite = per_replica[np.isfinite(per_replica)]
+    spread = (
+        float(finite.std(ddof=1) / math.sqrt(len(finite)))
+        if n_replicas > 1 and len(finite) > 1
+        else math.nan
+    )
+    disagreement = disagreeing_temperatures(temperatures_K, replica, velocities)
+    reach = max((abs(t - t_m) for t in disagreement), default=math.nan)
+    candidates = [e for e in (fit, spread, reach) if math.isfinite(e)]
+    error = max(candidates) if candidates else math.nan
+    bracketed = bool(math.isfinite(t_m) and temperatures_K.min() <= t_m <= temperatures_K.max())
+    return MeltingPointFit(
+        melting_temperature_K=t_m,
+        error_K=error,
+        replica_melting_temperatures_K=per_replica,
+        fit_error_K=fit,
+        replica_spread_K=spread,
+        disagreement_K=disagreement,
+        bracketed=bracketed,
+    )
