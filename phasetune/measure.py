@@ -28,7 +28,7 @@ from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 
 from phasetune.cli import _DTYPES, CONFIG_DIR
-from phasetune.free_energy.coexistence import SOLID_PHASES, melting_temperatures_coexistence
+from phasetune.free_energy.coexistence import SOLID_PHASES, melting_temperatures_bracketed
 from phasetune.free_energy.competing_melting import transition_from_melting
 from phasetune.free_energy.transition import transition_from_free_energies
 from phasetune.potentials.base import sampling_copy
@@ -148,7 +148,7 @@ def measure(cfg: DictConfig, output_dir: Path) -> list[dict]:
     coexistence = []
     solid_solid = "liquid" not in (phase_a, phase_b)
     if cfg.method == "coexistence" or (cfg.method == "both" and not solid_solid):
-        coexistence = melting_temperatures_coexistence(
+        coexistence = melting_temperatures_bracketed(
             model,
             _structure(cfg.pair, phase_a),
             solid_phase=phase_a,

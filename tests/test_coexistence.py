@@ -9,10 +9,12 @@ import torch_sim as ts
 from ase.build import bulk
 
 from phasetune.free_energy.coexistence import (
+    CoexistenceResult,
     CoexistenceSettings,
     FrozenAtoms,
     elongated_solid,
     melting_temperatures_coexistence,
+    recentred_guess,
     static_compressibility_per_GPa,
 )
 from phasetune.free_energy.interface_velocity import (
@@ -268,3 +270,36 @@ def test_lj_free_energy_route_matches_pedersen_and_coexistence(argon, pedersen_c
     coexistence = pedersen_coexistence
     combined = math.hypot(error, coexistence.error_K)
     assert abs(t_m - coexistence.melting_temperature_K) < 3 * combined, (t_m, coexistence)
+
+
+def _result(temps, velocities):
+    temps, velocities = np.asarray(temps, float), np.asarray(velocities, float)
+    fit = fit_melting_point(temps, np.zeros(len(temps), int), velocities)
+    return CoexistenceResult(
+        solid_phase="bcc",
+        pressure_GPa=0.0,
+        temperatures_K=temps,
+        replica=np.zeros(len(temps), int),
+        velocity_A_per_ps=velocities,
+        time_ps=np.zeros(3),
+        solid_fraction=np.zeros((3, len(temps))),
+        melting_temperature_K=fit.melting_temperature_K,
+        error_K=fit.error_K,
+        replica_melting_temperatures_K=fit.replica_melting_temperatures_K,
+        bracketed=fit.bracketed,
+        n_atoms=1000,
+    )
+
+
+def test_an_unbracketed_run_is_recentred_and_never_called_a_result():
+    # solids grow at every temperature, roots extrapolated to 2,100 K: next window there
+    grew = _result([1850.0, 1900.0, 1950.0], 0.01 * (2100.0 - np.array([1850, 1900, 1950])))
+    assert not grew.bracketed and "not a result" in grew.describe()
+    assert recentred_guess(grew, 1900.0, 0.05) == pytest.approx(2100.0)
+    # a far extrapolation is clipped to three windows
+    far = _result([1850.0, 1900.0, 1950.0], 0.001 * (3000.0 - np.array([1850, 1900, 1950])))
+    assert recentred_guess(far, 1900.0, 0.05) == pytest.approx(1900.0 * 1.15)
+    # no usable slope (solid melts everywhere, faster when colder): two windows down
+    odd = _result([1850.0, 1900.0, 1950.0], [-0.9, -0.5, -0.1])
+    assert math.isnan(odd.melting_temperature_K)
+    assert recentred_guess(odd, 1900.0, 0.05) == pytest.approx(1900.0 * 0.9)

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+import math
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
@@ -73,6 +74,11 @@ class CoexistenceSettings:
     compressibility_per_GPa: float | None = None
     #: the solid's supercell is repeated this many times along z.
     z_repeat: int = 2
+    #: the solid supercell is first repeated along z until it is at least this long (Å), so
+    #: that each slab (solid and liquid) is: with slabs much shorter than ~3 nm the two
+    #: interfaces interact and the box's fate is decided by one fluctuation (Ti1 bcc, 13 and
+    #: 17 Å slabs: replicas grew and melted at the same temperature 100 K from T_m)
+    min_slab_A: float = 0.0
     #: solid fractions outside [saturation, 1 − saturation] end the linear regime.
     saturation: float = 0.1
     seed: int = 0
@@ -94,6 +100,8 @@ class CoexistenceSettings:
             raise ValueError("z_repeat must be >= 2 (half the box becomes liquid)")
         if self.stride < 1 or self.production_steps < 3 * self.stride:
             raise ValueError("need at least 3 frames: production_steps >= 3 * stride")
+        if not self.min_slab_A >= 0:
+            raise ValueError(f"min_slab_A must be >= 0 Å, got {self.min_slab_A}")
         if not 0 <= self.saturation < 0.5:
             raise ValueError("saturation must lie in [0, 0.5)")
 
@@ -395,7 +403,8 @@ def melting_temperatures_coexistence(
         mean_cell = solid_frames.cell[ok, k].mean(0).numpy()
         solid = solid_atoms.copy()
         solid.set_cell(mean_cell, scale_atoms=True)
-        box = elongated_solid(solid, settings.z_repeat)
+        slab_repeat = max(1, math.ceil(settings.min_slab_A / solid.cell.array[2, 2] - 1e-9))
+        box = elongated_solid(solid, settings.z_repeat * slab_repeat)
         for t in np.linspace(guess * (1 - window), guess * (1 + window), n_temperatures):
             for r in range(n_replicas):
                 boxes.append(box)
@@ -482,3 +491,60 @@ def melting_temperatures_coexistence(
             log.warning("%s", result.describe())
         results.append(result)
     return results
+
+
+def recentred_guess(result: CoexistenceResult, guess_K: float, window: float) -> float:
+    """The next window's centre for a run that did not bracket its T_m.
+
+    The extrapolated root where there is one, else a step of two windows in the direction
+    the interfaces moved (solids grew: T_m lies above); never more than three windows away.
+    """
+    t_m = result.melting_temperature_K
+    if not (math.isfinite(t_m) and t_m > 0):
+        grew = float(np.mean(result.velocity_A_per_ps)) > 0
+        t_m = guess_K * (1 + 2 * window if grew else 1 - 2 * window)
+    return float(np.clip(t_m, guess_K * (1 - 3 * window), guess_K * (1 + 3 * window)))
+
+
+def melting_temperatures_bracketed(
+    model: ModelInterface,
+    solid_atoms: Atoms,
+    *,
+    pressures_GPa: Sequence[float],
+    guesses_K: Sequence[float],
+    window: float = 0.05,
+    max_recentre: int = 2,
+    **kwargs,
+) -> list[CoexistenceResult]:
+    """:func:`melting_temperatures_coexistence`, re-run on a new window where a T_m was not
+    bracketed (:func:`recentred_guess`), up to ``max_recentre`` times.
+
+    An extrapolated root is not a result: a run still unbracketed after the last re-centring
+    keeps ``bracketed=False`` and says so in :meth:`CoexistenceResult.describe`.
+    """
+    pressures = [float(p) for p in pressures_GPa]
+    guesses = [float(t) for t in guesses_K]
+    results: list[CoexistenceResult | None] = [None] * len(pressures)
+    pending = list(range(len(pressures)))
+    for attempt in range(max_recentre + 1):
+        batch = melting_temperatures_coexistence(
+            model,
+            solid_atoms,
+            pressures_GPa=[pressures[k] for k in pending],
+            guesses_K=[guesses[k] for k in pending],
+            window=window,
+            **kwargs,
+        )
+        still = []
+        for k, result in zip(pending, batch, strict=True):
+            results[k] = result
+            if not result.bracketed:
+                guesses[k] = recentred_guess(result, guesses[k], window)
+                still.append(k)
+        if not still or attempt == max_recentre:
+            break
+        log.warning(
+            "re-centring %d coexistence run(s) on %s K", len(still), [guesses[k] for k in still]
+        )
+        pending = still
+    return [r for r in results if r is not None]

@@ -35,7 +35,7 @@ from torch_sim.models.interface import ModelInterface
 from phasetune.free_energy.coexistence import (
     CoexistenceResult,
     CoexistenceSettings,
-    melting_temperatures_coexistence,
+    melting_temperatures_bracketed,
 )
 from phasetune.free_energy.transition import delta_g_curve, enthalpies, nearest_root
 from phasetune.sampling.sampler import SamplerSettings
@@ -170,7 +170,7 @@ def transition_from_melting(
     settings = coexistence_settings or CoexistenceSettings()
     enthalpy_settings = enthalpy_settings or SamplerSettings(melt_steps=500)
     melting = [
-        melting_temperatures_coexistence(
+        melting_temperatures_bracketed(
             model,
             atoms,
             solid_phase=phase,

@@ -26,8 +26,13 @@ from torch_sim.models.interface import ModelInterface
 
 from phasetune.free_energy.liquid import liquid_free_energy
 from phasetune.free_energy.solid import FrenkelLaddSettings, solid_free_energy
+from phasetune.free_energy.systematics import (
+    dissipation_systematic_eV,
+    finite_size_systematic_eV,
+)
 from phasetune.sampling.sampler import SamplerSettings, StatePoint, sample_state_points
 from phasetune.thermo import gibbs_helmholtz_delta_g, standard_error_of_mean
+from phasetune.units import KB_EV_PER_K
 
 log = logging.getLogger(__name__)
 
@@ -160,9 +165,16 @@ class FreeEnergyTransition:
     h_a_eV: np.ndarray
     h_b_eV: np.ndarray
     transition_temperature_K: float
+    #: statistical (replica spread of the free energies)
     error_K: float
+    #: estimated systematic (switching dissipation, box size; :mod:`.systematics`)
+    systematic_error_K: float = 0.0
     degree: int = 1
     details: dict = field(default_factory=dict)
+
+    @property
+    def total_error_K(self) -> float:
+        return math.hypot(self.error_K, self.systematic_error_K)
 
     @property
     def delta_g_reference_eV(self) -> float:
@@ -188,7 +200,8 @@ class FreeEnergyTransition:
             f"{self.phase_a}|{self.phase_b} at {self.pressure_GPa:g} GPa (free energies): "
             f"Δg({self.reference_temperature_K:g} K) = {self.delta_g_reference_eV * 1e3:.2f} ± "
             f"{self.delta_g_reference_error_eV * 1e3:.2f} meV/atom → T* = "
-            f"{self.transition_temperature_K:.1f} ± {self.error_K:.1f} K"
+            f"{self.transition_temperature_K:.1f} ± {self.error_K:.1f} K (statistical) ± "
+            f"{self.systematic_error_K:.1f} K (systematic, estimated)"
         )
 
     def as_dict(self) -> dict:
@@ -209,6 +222,8 @@ class FreeEnergyTransition:
             "h_b_eV": self.h_b_eV.tolist(),
             "transition_temperature_K": self.transition_temperature_K,
             "error_K": self.error_K,
+            "systematic_error_K": self.systematic_error_K,
+            "total_error_K": self.total_error_K,
             **self.details,
         }
 
@@ -260,6 +275,9 @@ def absolute_gibbs_energy(
         {
             phase: result.describe(),
             f"{phase}_finite_size_correction_eV": result.finite_size_correction_eV,
+            f"{phase}_dissipation_eV_per_atom": float(np.mean(result.dissipation_eV))
+            / result.n_atoms,
+            f"{phase}_n_atoms": result.n_atoms,
         },
     )
 
@@ -276,6 +294,7 @@ def transition_from_free_energies(
     enthalpy_settings: SamplerSettings | None = None,
     liquid_reference_temperature_K: float | None = None,
     degree: int = 1,
+    systematic_tolerance_K: float = 15.0,
     device=None,
     dtype: torch.dtype = torch.float64,
 ) -> FreeEnergyTransition:
@@ -347,6 +366,30 @@ def transition_from_free_energies(
     t_star = root(dg0)
     error = 0.5 * abs(root(dg0 + sigma) - root(dg0 - sigma))
     details["delta_h_error_eV"] = np.hypot(h[phase_a][1], h[phase_b][1]).tolist()
+    crystals = [p for p in (phase_a, phase_b) if p != "liquid"]
+    dissipation = math.hypot(
+        *(dissipation_systematic_eV(details[f"{p}_dissipation_eV_per_atom"]) for p in crystals),
+        0.0,
+    )
+    finite_size = finite_size_systematic_eV(
+        [(details[f"{p}_n_atoms"], 0.0 if one_corrected else corrections[p]) for p in crystals],
+        temperature_K=reference_temperature_K,
+        kB_eV_per_K=KB_EV_PER_K,
+    )
+    systematic = math.hypot(dissipation, finite_size)
+    details["systematic_eV"] = {"dissipation": dissipation, "finite_size": finite_size}
+    systematic_K = 0.5 * abs(root(dg0 + systematic) - root(dg0 - systematic))
+    if systematic_K > systematic_tolerance_K:
+        log.warning(
+            "%s|%s: the estimated systematic error of T*, %.0f K (dissipation %.2f, finite "
+            "size %.2f meV/atom), exceeds %.0f K: switch more slowly or use larger boxes",
+            phase_a,
+            phase_b,
+            systematic_K,
+            dissipation * 1e3,
+            finite_size * 1e3,
+            systematic_tolerance_K,
+        )
     return FreeEnergyTransition(
         phase_a=phase_a,
         phase_b=phase_b,
@@ -361,6 +404,7 @@ def transition_from_free_energies(
         h_b_eV=h[phase_b][0],
         transition_temperature_K=t_star,
         error_K=error,
+        systematic_error_K=systematic_K,
         degree=degree,
         details=details,
     )

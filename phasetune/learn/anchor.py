@@ -30,7 +30,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from phasetune.free_energy.coexistence import CoexistenceSettings, melting_temperatures_coexistence
+from phasetune.free_energy.coexistence import CoexistenceSettings, melting_temperatures_bracketed
 from phasetune.free_energy.solid import FrenkelLaddSettings
 from phasetune.free_energy.transition import (
     delta_g_curve,
@@ -231,42 +231,32 @@ def _measure_by_coexistence(
         key = json.dumps(target.as_dict()["structures"][target.phase_a], sort_keys=True)
         groups.setdefault(target.phase_a + key, []).append(k)
     for members in groups.values():
-        pending = list(members)
-        for attempt in range(settings.max_recentre + 1):
-            solid = targets[pending[0]]
-            results = melting_temperatures_coexistence(
-                frozen,
-                solid.atoms(solid.phase_a),
-                solid_phase=solid.phase_a,
-                pressures_GPa=[targets[k].pressure_GPa for k in pending],
-                guesses_K=[guesses[k] for k in pending],
-                window=settings.window,
-                n_temperatures=settings.n_temperatures,
-                n_replicas=settings.n_replicas,
-                settings=settings.coexistence,
-                device=device,
-                dtype=dtype,
+        solid = targets[members[0]]
+        results = melting_temperatures_bracketed(
+            frozen,
+            solid.atoms(solid.phase_a),
+            solid_phase=solid.phase_a,
+            pressures_GPa=[targets[k].pressure_GPa for k in members],
+            guesses_K=[guesses[k] for k in members],
+            window=settings.window,
+            max_recentre=settings.max_recentre,
+            n_temperatures=settings.n_temperatures,
+            n_replicas=settings.n_replicas,
+            settings=settings.coexistence,
+            device=device,
+            dtype=dtype,
+        )
+        for k, result in zip(members, results, strict=True):
+            log.info("%s: %s", targets[k].name, result.describe())
+            out[k] = TransitionMeasurement(
+                target=targets[k].name,
+                pressure_GPa=targets[k].pressure_GPa,
+                transition_temperature_K=result.melting_temperature_K,
+                error_K=result.error_K,
+                method="coexistence",
+                bracketed=result.bracketed,
+                details={"coexistence": result.as_dict()},
             )
-            still = []
-            for k, result in zip(pending, results, strict=True):
-                log.info("%s: %s", targets[k].name, result.describe())
-                out[k] = TransitionMeasurement(
-                    target=targets[k].name,
-                    pressure_GPa=targets[k].pressure_GPa,
-                    transition_temperature_K=result.melting_temperature_K,
-                    error_K=result.error_K,
-                    method="coexistence",
-                    bracketed=result.bracketed,
-                    details={"coexistence": result.as_dict()},
-                )
-                t_m = result.melting_temperature_K
-                if not result.bracketed and math.isfinite(t_m) and t_m > 0:
-                    guesses[k] = t_m
-                    still.append(k)
-            if not still or attempt == settings.max_recentre:
-                break
-            log.info("re-centring %d coexistence run(s) on the extrapolated T_m", len(still))
-            pending = still
 
 
 def anchor_from_transition(
