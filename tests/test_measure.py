@@ -52,6 +52,17 @@ def test_measure_config_errors_say_what_to_do(tmp_path):
     with pytest.raises(ValueError, match="one temperature guess per pressure"):
         measure(cfg, tmp_path)
     with initialize_config_dir(config_dir=CONFIG_DIR, version_base="1.3"):
+        cfg = compose(config_name="measure", overrides=["method=melting"])  # fcc|liquid
+    with pytest.raises(ValueError, match=r"method=melting .* is for a solid\|solid pair"):
+        measure(cfg, tmp_path)
+    with initialize_config_dir(config_dir=CONFIG_DIR, version_base="1.3"):
+        cfg = compose(
+            config_name="measure",
+            overrides=["pair=hcp_bcc", "method=both", "~pair.melting_guesses_K"],
+        )
+    with pytest.raises(ValueError, match="needs pair.structures.liquid and pair.melting_guesses_K"):
+        measure(cfg, tmp_path)
+    with initialize_config_dir(config_dir=CONFIG_DIR, version_base="1.3"):
         cfg = compose(config_name="measure", overrides=["method=magic"])
     with pytest.raises(ValueError, match="method must be one of"):
         measure(cfg, tmp_path)

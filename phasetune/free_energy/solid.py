@@ -313,6 +313,7 @@ def frenkel_ladd_free_energy(
         switching_steps=settings.switching_steps,
         friction_time_fs=settings.friction_time_fs,
         seed=settings.seed + 1,
+        progress=settings.progress,
     )
     kT = KB_EV_PER_K * temperature_K
     volume = float(lattice.get_volume())

@@ -22,6 +22,7 @@ import torch
 from torch_sim.integrators.md import initialize_momenta
 from torch_sim.models.interface import ModelInterface
 from torch_sim.state import SimState
+from tqdm.auto import tqdm
 
 from phasetune.units import KB_EV_PER_K, fs_to_internal
 
@@ -104,6 +105,7 @@ def nonequilibrium_switching(
     switching_steps: int,
     friction_time_fs: float = 100.0,
     seed: int = 0,
+    progress: bool = False,
 ) -> SwitchingResult:
     """Equilibrate at λ=0, switch to 1, equilibrate at λ=1, switch back; fixed cells (NVT).
 
@@ -150,14 +152,20 @@ def nonequilibrium_switching(
 
     lambdas = switching_schedule(torch.linspace(0, 1, switching_steps + 1)).tolist()
     works = []
+    bar = tqdm(
+        total=2 * (equilibration_steps + switching_steps), desc="switching", disable=not progress
+    )
     for schedule in (lambdas, lambdas[::-1]):
         forces = forces_at(schedule[0])
         for _ in range(equilibration_steps):
             forces = step(forces, schedule[0])
+            bar.update()
         work = torch.zeros(n, device=device, dtype=dtype)
         for k in range(switching_steps):
             # work of changing λ at fixed configuration, then dynamics at the new λ
             work = work + path.delta_u * (schedule[k + 1] - schedule[k])
             forces = step(forces, schedule[k + 1])
+            bar.update()
         works.append(work)
+    bar.close()
     return SwitchingResult(work_forward=works[0], work_backward=works[1])
