@@ -69,6 +69,9 @@ class TransitionTarget:
     model_transition_K: float | None = None
     #: its statistical error (K), carried into σ(Δg) of the anchor
     model_transition_error_K: float = 0.0
+    #: melting-point guesses of [A, B] for a solid|solid target measured by the melting of
+    #: the competing solids (anchor method=melting; needs ``structures.liquid``)
+    melting_guesses_K: tuple[float, float] | None = None
     extra: dict = field(default_factory=dict)
 
     @property
@@ -92,6 +95,7 @@ class TransitionTarget:
             "source": self.source,
             "model_transition_K": self.model_transition_K,
             "model_transition_error_K": self.model_transition_error_K,
+            "melting_guesses_K": self.melting_guesses_K,
             "structures": {
                 phase: {
                     "element": s.element,
@@ -138,6 +142,7 @@ def target_from_dict(entry: Mapping, index: int = 0) -> TransitionTarget:
         "structures",
         "model_transition_K",
         "model_transition_error_K",
+        "melting_guesses_K",
     }
     unknown = sorted(set(entry) - known)
     if unknown:
@@ -181,7 +186,8 @@ def target_from_dict(entry: Mapping, index: int = 0) -> TransitionTarget:
         )
     raw_structures = dict(_field(entry, "structures", where))
     structures = {}
-    for phase in phases:
+    extra = ["liquid"] if "liquid" not in phases and raw_structures.get("liquid") else []
+    for phase in phases + extra:
         if phase not in raw_structures or raw_structures[phase] is None:
             raise TargetError(
                 f"{where}: field 'structures' has no entry for phase {phase!r} "
@@ -201,6 +207,17 @@ def target_from_dict(entry: Mapping, index: int = 0) -> TransitionTarget:
             n_atoms=int(n_atoms),
             c_over_a=_number(spec, "c_over_a", sub),
         )
+    melting_guesses = entry.get("melting_guesses_K")
+    if melting_guesses is not None:
+        try:
+            melting_guesses = tuple(float(t) for t in melting_guesses)
+        except (TypeError, ValueError):
+            melting_guesses = ()
+        if len(melting_guesses) != 2 or min(melting_guesses) <= 0 or "liquid" in phases:
+            raise TargetError(
+                f"{where}: field 'melting_guesses_K' takes two positive melting-point guesses "
+                "(K), one per solid of a solid|solid target"
+            )
     name = str(entry.get("name") or f"{phases[0]}_{phases[1]}_{pressure:g}GPa")
     target = TransitionTarget(
         name=name,
@@ -213,8 +230,9 @@ def target_from_dict(entry: Mapping, index: int = 0) -> TransitionTarget:
         source=str(entry.get("source", "")),
         model_transition_K=model_t,
         model_transition_error_K=model_t_error,
+        melting_guesses_K=melting_guesses,
     )
-    for phase in phases:  # build once now so that a bad structure fails at load time
+    for phase in phases + extra:  # build once now so that a bad structure fails at load time
         try:
             target.atoms(phase)
         except Exception as err:  # noqa: BLE001 - re-raised with the field named

@@ -130,3 +130,24 @@ def test_model_transition_error_is_read_and_checked():
     assert target.model_transition_error_K == 1.5
     with pytest.raises(TargetError, match="model_transition_error_K"):
         target_from_dict(_entry(model_transition_K=75.0, model_transition_error_K=-1.0))
+
+
+def test_melting_route_fields_of_a_solid_solid_target():
+    entry = {
+        "name": "ab",
+        "phases": ["hcp", "bcc"],
+        "temperature_K": 1150.0,
+        "structures": {
+            "hcp": {"element": "Ti", "lattice_A": 2.95, "n_atoms": 16, "c_over_a": 1.6},
+            "bcc": {"element": "Ti", "lattice_A": 3.3, "n_atoms": 16},
+            "liquid": {"element": "Ti", "lattice_A": 4.2, "n_atoms": 32},
+        },
+        "melting_guesses_K": [1765, 1918],
+    }
+    target = target_from_dict(entry)
+    assert target.melting_guesses_K == (1765.0, 1918.0)
+    assert len(target.atoms("liquid")) == 32
+    assert abs(target.atoms("liquid").get_volume() / 32 - 4.2**3 / 4) < 1e-9
+    for bad in ([1765], [1765, -1], "hot"):
+        with pytest.raises(TargetError, match="melting_guesses_K"):
+            target_from_dict({**entry, "melting_guesses_K": bad})

@@ -31,6 +31,7 @@ import numpy as np
 import torch
 
 from phasetune.free_energy.coexistence import CoexistenceSettings, melting_temperatures_bracketed
+from phasetune.free_energy.competing_melting import transition_from_melting
 from phasetune.free_energy.solid import FrenkelLaddSettings
 from phasetune.free_energy.transition import (
     delta_g_curve,
@@ -43,8 +44,10 @@ from phasetune.targets import TransitionTarget
 
 log = logging.getLogger(__name__)
 #: how the model's T* is measured; "auto": coexistence for solid|liquid targets, free
-#: energies (Frenkel–Ladd, liquid TI, Gibbs–Helmholtz) for solid|solid ones
-ANCHOR_METHODS = ("auto", "coexistence", "free_energy")
+#: energies (Frenkel–Ladd, liquid TI, Gibbs–Helmholtz) for solid|solid ones; "melting":
+#: coexistence for solid|liquid targets, the melting of the competing solids for solid|solid
+#: ones (needs the target's structures.liquid and melting_guesses_K)
+ANCHOR_METHODS = ("auto", "coexistence", "free_energy", "melting")
 
 
 @dataclass
@@ -177,9 +180,16 @@ def measure_transitions(
     frozen = sampling_copy(model)
     guesses = list(guesses_K) if guesses_K is not None else [t.temperature_K for t in targets]
     out: list[TransitionMeasurement | None] = [None] * len(targets)
-    by_coexistence, by_free_energy = [], []
+    by_coexistence, by_free_energy, by_melting = [], [], []
     for k, target in enumerate(targets):
-        if settings.method == "free_energy" or (
+        if settings.method == "melting" and not target.is_melting:
+            if target.melting_guesses_K is None or "liquid" not in target.structures:
+                raise ValueError(
+                    f"target {target.name}: anchor method=melting needs structures.liquid "
+                    "and melting_guesses_K in the target"
+                )
+            by_melting.append(k)
+        elif settings.method == "free_energy" or (
             settings.method == "auto" and not target.is_melting
         ):
             by_free_energy.append(k)
@@ -217,6 +227,33 @@ def measure_transitions(
             method="free_energy",
             bracketed=math.isfinite(result.transition_temperature_K),
             details={"free_energy": result.as_dict()},
+        )
+    for k in by_melting:
+        target = targets[k]
+        result = transition_from_melting(
+            frozen,
+            {phase: target.atoms(phase) for phase in target.phases},
+            target.atoms("liquid"),
+            pressure_GPa=target.pressure_GPa,
+            transition_guess_K=guesses[k],
+            melting_guesses_K=list(target.melting_guesses_K),
+            coexistence_settings=settings.coexistence,
+            enthalpy_settings=settings.enthalpy,
+            window=settings.window,
+            n_temperatures=settings.n_temperatures,
+            n_replicas=settings.n_replicas,
+            device=device,
+            dtype=dtype,
+        )
+        log.info("%s: %s", target.name, result.describe())
+        out[k] = TransitionMeasurement(
+            target=target.name,
+            pressure_GPa=target.pressure_GPa,
+            transition_temperature_K=result.transition_temperature_K,
+            error_K=result.error_K,
+            method="melting",
+            bracketed=bool(result.melting_a.bracketed and result.melting_b.bracketed),
+            details={"melting": result.as_dict()},
         )
     return [m for m in out if m is not None]
 
