@@ -312,6 +312,8 @@ def melt_upper_half(
         liquid = phase_fractions(md.positions, md.row_vector_cell, md.system_idx)[:, _LIQUID]
         if float(liquid.min()) >= MIN_MELTED_FRACTION:
             return ts.io.state_to_atoms(md)
+        if attempt == MELT_ATTEMPTS - 1:
+            break
         log.warning(
             "melting the upper halves: liquid fractions %s after %d steps at %.2f T; "
             "trying %.2f T for %d steps",
@@ -325,7 +327,7 @@ def melt_upper_half(
         state.rng = settings.seed + 7919 + attempt + 1
     raise RuntimeError(
         f"melting the upper half failed after {MELT_ATTEMPTS} attempts, the last "
-        f"{melt_steps // 2} steps at {factor / 1.25:.2f} T (liquid fractions "
+        f"{melt_steps} steps at {factor:.2f} T (liquid fractions "
         f"{[round(float(x), 2) for x in liquid]}); the solid may be far above its melting "
         "point's guess, or the model unstable when hot"
     )

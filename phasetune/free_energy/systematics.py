@@ -11,7 +11,8 @@ Statistical errors (replica spread) do not see two biases of Frenkel–Ladd swit
   −(8–9) k_BT/N (harmonic: LJ fcc −7.8 k_BT/N at N = 108, Ti1 hcp −8.5 at 96 and −9.4 at
   288, :mod:`phasetune.free_energy.phonons`). Where that harmonic error is subtracted, the
   remainder (anharmonic) is estimated as :data:`CORRECTED_FRACTION` of the correction (the
-  Ti1 hcp correction predicted a 96 → 256-atom shift of +5.2 meV/atom; measured +4.8 ± 0.6).
+  Ti1 hcp correction predicts a 96 → 288-atom shift of +5.6 meV/atom; Frenkel–Ladd measured
+  +4.8 ± 0.5).
   Where it is not (bcc Ti1 is harmonically unstable), both crystals of a pair carry it
   uncorrected and it cancels to :data:`UNCORRECTED_COEFFICIENT_KT` · k_BT |1/N_A − 1/N_B|,
   plus :data:`STRUCTURE_SPREAD_KT` · k_BT / N for its dependence on the structure.

@@ -218,15 +218,9 @@ def measure_transitions(
             device=device,
             dtype=dtype,
         )
-        log.info("%s: %s", target.name, result.describe())
-        out[k] = TransitionMeasurement(
-            target=target.name,
-            pressure_GPa=target.pressure_GPa,
-            transition_temperature_K=result.transition_temperature_K,
-            error_K=result.error_K,
-            method="free_energy",
-            bracketed=math.isfinite(result.transition_temperature_K),
-            details={"free_energy": result.as_dict()},
+        # statistical and estimated systematic error together (dissipation, box size)
+        out[k] = _measurement(
+            target, result, result.total_error_K, math.isfinite(result.transition_temperature_K)
         )
     for k in by_melting:
         target = targets[k]
@@ -245,17 +239,24 @@ def measure_transitions(
             device=device,
             dtype=dtype,
         )
-        log.info("%s: %s", target.name, result.describe())
-        out[k] = TransitionMeasurement(
-            target=target.name,
-            pressure_GPa=target.pressure_GPa,
-            transition_temperature_K=result.transition_temperature_K,
-            error_K=result.error_K,
-            method="melting",
-            bracketed=bool(result.melting_a.bracketed and result.melting_b.bracketed),
-            details={"melting": result.as_dict()},
-        )
+        bracketed = bool(result.melting_a.bracketed and result.melting_b.bracketed)
+        out[k] = _measurement(target, result, result.error_K, bracketed)
     return [m for m in out if m is not None]
+
+
+def _measurement(target, result, error_K: float, bracketed: bool) -> TransitionMeasurement:
+    """A free-energy or melting-route result as the anchor's measurement (and its log line)."""
+    log.info("%s: %s", target.name, result.describe())
+    row = result.as_dict()
+    return TransitionMeasurement(
+        target=target.name,
+        pressure_GPa=target.pressure_GPa,
+        transition_temperature_K=result.transition_temperature_K,
+        error_K=error_K,
+        method=row["method"],
+        bracketed=bracketed,
+        details={row["method"]: row},
+    )
 
 
 def _measure_by_coexistence(
