@@ -58,24 +58,41 @@ def test_forces_and_hessian_are_those_of_the_energy():
     assert float(energy[0]) == pytest.approx(0.5 * u @ hessian @ u, rel=1e-12)
 
 
-@pytest.mark.parametrize("n_atoms", [32, 108])
-def test_frenkel_ladd_returns_the_exact_free_energy_of_a_harmonic_lattice(n_atoms):
+#: (phase, n_atoms, lattice constant in Å, spring cutoff in Å, c/a): fcc and hcp with their
+#: 12 nearest neighbours, bcc with both shells (8 + 6; nearest-neighbour springs alone leave
+#: bcc without shear stiffness)
+LATTICES = [
+    ("fcc", 32, LATTICE_A, CUTOFF_A, None),
+    ("fcc", 108, LATTICE_A, CUTOFF_A, None),
+    ("hcp", 16, 3.75, 1.1 * 3.75, math.sqrt(8 / 3)),  # ln 2/16 = 0.043 k_BT per atom
+    ("bcc", 54, 4.2, 1.05 * 4.2, None),
+]
+
+
+@pytest.mark.parametrize(("phase", "n_atoms", "lattice", "cutoff", "c_over_a"), LATTICES)
+def test_frenkel_ladd_returns_the_exact_free_energy_of_a_harmonic_lattice(
+    phase, n_atoms, lattice, cutoff, c_over_a
+):
     """F/N from switching + Einstein crystal + centre-of-mass terms = the normal-mode result.
 
     The lattice's atoms are labelled by their sites (its centre of mass ranges over V);
-    Frenkel–Ladd assumes identical atoms (centre of mass over one primitive cell), which
-    differs by exactly k_BT ln N_cells: that is added to the exact value.
+    Frenkel–Ladd assumes identical atoms (centre of mass over one primitive cell, two atoms
+    of hcp), which differs by exactly k_BT ln N_cells: that is added to the exact value.
     """
-    atoms = build_structure("fcc", element="Ar", lattice_A=LATTICE_A, n_atoms=n_atoms)
+    atoms = build_structure(
+        phase, element="Ar", lattice_A=lattice, n_atoms=n_atoms, c_over_a=c_over_a
+    )
+    n_atoms = len(atoms)
+    n_cells = n_atoms // {"fcc": 1, "hcp": 2, "bcc": 1}[phase]  # primitive cells, by hand
     kT = KB_EV_PER_K * TEMPERATURE_K
     exact = harmonic_lattice_free_energy_eV(
-        atoms, cutoff_A=CUTOFF_A, spring_eV_A2=SPRING, temperature_K=TEMPERATURE_K
+        atoms, cutoff_A=cutoff, spring_eV_A2=SPRING, temperature_K=TEMPERATURE_K
     )
-    exact = (exact + kT * math.log(n_atoms)) / n_atoms
+    exact = (exact + kT * math.log(n_cells)) / n_atoms
     result = frenkel_ladd_free_energy(
-        HarmonicLattice(atoms, cutoff_A=CUTOFF_A, spring_eV_A2=SPRING),
+        HarmonicLattice(atoms, cutoff_A=cutoff, spring_eV_A2=SPRING),
         atoms,
-        phase="fcc",
+        phase=phase,
         temperature_K=TEMPERATURE_K,
         spring_eV_A2=4.0,
         settings=FrenkelLaddSettings(

