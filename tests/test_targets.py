@@ -132,7 +132,8 @@ def test_model_transition_error_is_read_and_checked():
         target_from_dict(_entry(model_transition_K=75.0, model_transition_error_K=-1.0))
 
 
-def test_melting_route_fields_of_a_solid_solid_target():
+def _alpha_beta_entry(**changes) -> dict:
+    """A small Ti hcp|bcc target with a liquid and melting-point guesses (the melting route)."""
     entry = {
         "name": "ab",
         "phases": ["hcp", "bcc"],
@@ -144,28 +145,26 @@ def test_melting_route_fields_of_a_solid_solid_target():
         },
         "melting_guesses_K": [1765, 1918],
     }
-    target = target_from_dict(entry)
+    entry.update(changes)
+    return entry
+
+
+def test_melting_route_fields_of_a_solid_solid_target():
+    target = target_from_dict(_alpha_beta_entry())
     assert target.melting_guesses_K == (1765.0, 1918.0)
     assert len(target.atoms("liquid")) == 32
     assert abs(target.atoms("liquid").get_volume() / 32 - 4.2**3 / 4) < 1e-9
     for bad in ([1765], [1765, -1], "hot"):
         with pytest.raises(TargetError, match="melting_guesses_K"):
-            target_from_dict({**entry, "melting_guesses_K": bad})
+            target_from_dict(_alpha_beta_entry(melting_guesses_K=bad))
 
 
 def test_anchor_melting_route_needs_the_liquid_and_guesses_before_any_md():
     from phasetune.learn.anchor import AnchorSettings, measure_transitions
     from phasetune.potentials.eam import mendelev_ti1
 
-    entry = {
-        "name": "ab",
-        "phases": ["hcp", "bcc"],
-        "temperature_K": 1150.0,
-        "structures": {
-            "hcp": {"element": "Ti", "lattice_A": 2.95, "n_atoms": 16, "c_over_a": 1.6},
-            "bcc": {"element": "Ti", "lattice_A": 3.3, "n_atoms": 16},
-        },
-    }
+    entry = _alpha_beta_entry(melting_guesses_K=None)
+    del entry["structures"]["liquid"]
     with pytest.raises(ValueError, match="method=melting needs structures.liquid"):
         measure_transitions(
             mendelev_ti1(), [target_from_dict(entry)], AnchorSettings(method="melting")
