@@ -329,7 +329,8 @@ def transition_from_free_energies(
         details.update(g[phase][2])
     corrections = {p: details.get(f"{p}_finite_size_correction_eV", 0.0) for p in g}
     one_corrected = sum(1 for c in corrections.values() if c) == 1
-    if solid_settings.finite_size_correction == "auto" and "liquid" not in g and one_corrected:
+    undone = solid_settings.finite_size_correction == "auto" and "liquid" not in g and one_corrected
+    if undone:
         # one crystal corrected and the other not is worse than neither: their uncorrected
         # errors (≈ −8 k_BT/N each: LJ fcc, Ti1 hcp) largely cancel in Δg at similar N
         for p, c in corrections.items():
@@ -372,7 +373,7 @@ def transition_from_free_energies(
         0.0,
     )
     finite_size = finite_size_systematic_eV(
-        [(details[f"{p}_n_atoms"], 0.0 if one_corrected else corrections[p]) for p in crystals],
+        [(details[f"{p}_n_atoms"], 0.0 if undone else corrections[p]) for p in crystals],
         temperature_K=reference_temperature_K,
         kB_eV_per_K=KB_EV_PER_K,
     )
