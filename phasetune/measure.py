@@ -87,14 +87,28 @@ def write_transitions(rows: list[dict], output_dir: Path) -> None:
     """transitions.json (everything) and transitions.csv (one line per pressure and method)."""
     with open(output_dir / "transitions.json", "w") as handle:
         json.dump(rows, handle, indent=2, default=float)
-    keys = ("method", "pressure_GPa", "transition_temperature_K", "error_K", "bracketed")
+    keys = (
+        "method",
+        "pressure_GPa",
+        "transition_temperature_K",
+        "error_K",
+        "systematic_error_K",
+        "bracketed",
+    )
     with open(output_dir / "transitions.csv", "w", newline="") as handle:
         writer = csv.writer(handle)
         writer.writerow(keys)
         for row in rows:
             t = row.get("transition_temperature_K", row.get("melting_temperature_K"))
             writer.writerow(
-                [row["method"], row["pressure_GPa"], t, row["error_K"], row.get("bracketed", "")]
+                [
+                    row["method"],
+                    row["pressure_GPa"],
+                    t,
+                    row["error_K"],
+                    row.get("systematic_error_K", ""),
+                    row.get("bracketed", ""),
+                ]
             )
 
 
@@ -111,7 +125,9 @@ def plot_transitions(rows: list[dict], coexistence: list, path: Path) -> Path:
         if sel:
             p = [r["pressure_GPa"] for r in sel]
             t = [r.get("transition_temperature_K", r.get("melting_temperature_K")) for r in sel]
-            ax.errorbar(p, t, yerr=[r["error_K"] for r in sel], fmt=marker, capsize=4, label=method)
+            # free energies: statistical and estimated systematic error together
+            yerr = [r.get("total_error_K", r["error_K"]) for r in sel]
+            ax.errorbar(p, t, yerr=yerr, fmt=marker, capsize=4, label=method)
     ax.set_xlabel("pressure (GPa)")
     ax.set_ylabel("transition temperature (K)")
     ax.set_title("phase boundary")
