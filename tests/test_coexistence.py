@@ -65,6 +65,14 @@ def test_replica_disagreement_is_detected_and_widens_the_error():
     assert not fit.replicas_disagree
     assert fit.melting_temperature_K == pytest.approx(1918.0, abs=0.5)
     assert fit.bracketed
+    # two neighbours of T_m straddling zero (LJ at P* = 5) are chance too, with 5 temperatures
+    wider = line + np.where(replica == 0, 0.6, -0.6)
+    fit = fit_melting_point(temps, replica, wider)
+    assert fit.disagreement_K == [1870.0, 1920.0, 1970.0]  # 3 of 5: half or more
+    assert fit.replicas_disagree
+    two = line + np.where(replica == 0, 0.03, -0.03) + np.where(temps == 1870.0, 0.5 * replica, 0)
+    fit = fit_melting_point(temps, replica, two)
+    assert len(fit.disagreement_K) <= 2 and not fit.replicas_disagree
 
 
 def test_frozen_atoms_get_no_force_and_static_compressibility_of_lj(argon):

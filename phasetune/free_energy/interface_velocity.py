@@ -14,12 +14,13 @@ Errors. Three estimates, and the reported σ(T_m) is the largest:
 * the spread of the replicas' own T_m, std/√R (one or two degrees of freedom with two or
   three replicas, so it can come out far too small on its own);
 * **replica disagreement**: boxes at the same temperature whose interfaces move in opposite
-  directions. At one temperature near T_m that is chance; at several temperatures, or far
-  from the fitted T_m, it means the boxes do not measure a bulk melting point (too short a
-  box along z, so the interfaces interact; too small a cross-section, so one fluctuation
-  decides the box; or a phase classifier that misreads one phase). T_m lies somewhere among
-  the temperatures where replicas disagree, so σ(T_m) is at least the largest distance from
-  T_m to such a temperature, and the disagreement is reported.
+  directions. At the temperatures next to T_m that is chance; at half the temperatures or
+  more, or far (2σ of the line fit) from the fitted T_m, it means the boxes do not measure
+  a bulk melting point (too short a box along z, so the interfaces interact; too small a
+  cross-section, so one fluctuation decides the box; or a phase classifier that misreads
+  one phase). T_m lies somewhere among the temperatures where replicas disagree, so σ(T_m)
+  is at least the largest distance from T_m to such a temperature, and the disagreement is
+  reported.
 """
 
 from __future__ import annotations
@@ -90,11 +91,16 @@ class MeltingPointFit:
     replica_spread_K: float
     disagreement_K: list[float]
     bracketed: bool
+    n_temperatures: int = 0
 
     @property
     def replicas_disagree(self) -> bool:
-        """More than chance: disagreement at two or more temperatures, or one beyond 2σ."""
-        if len(self.disagreement_K) > 1:
+        """More than chance: disagreement at half the temperatures or more (at least two), or
+        at a temperature more than 2σ (line fit) from T_m. Two neighbours of T_m that
+        straddle zero by chance are not flagged (LJ at P* = 5: 120 and 123 K around
+        T_m = 120.8 ± 2.2 K)."""
+        many = max(2, math.ceil(self.n_temperatures / 2))
+        if len(self.disagreement_K) >= many:
             return True
         return any(
             abs(t - self.melting_temperature_K) > 2 * max(self.fit_error_K, 1e-9)
@@ -136,4 +142,5 @@ def fit_melting_point(
         replica_spread_K=spread,
         disagreement_K=disagreement,
         bracketed=bracketed,
+        n_temperatures=len(np.unique(temperatures_K)),
     )
