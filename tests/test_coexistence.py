@@ -13,6 +13,7 @@ from phasetune.free_energy.coexistence import (
     CoexistenceSettings,
     FrozenAtoms,
     elongated_solid,
+    melting_temperatures_bracketed,
     melting_temperatures_coexistence,
     recentred_guess,
     static_compressibility_per_GPa,
@@ -311,3 +312,77 @@ def test_an_unbracketed_run_is_recentred_and_never_called_a_result():
     odd = _result([1850.0, 1900.0, 1950.0], [-0.9, -0.5, -0.1])
     assert math.isnan(odd.melting_temperature_K)
     assert recentred_guess(odd, 1900.0, 0.05) == pytest.approx(1900.0 * 0.9)
+
+
+#: reduced pressure of the high-pressure check (issue 20): coexistence and free energies agree
+HIGH_P_STAR = 5.0
+
+
+@pytest.mark.slow(seconds=730)
+def test_lj_coexistence_and_free_energies_agree_at_p_star_5(argon):
+    """The two routes at P* = 5 (0.209 GPa for argon), far from every tuned point.
+
+    Measured 2026-12-04 (bench/lj_high_pressure.py, same settings): coexistence 120.8 ±
+    2.2 K, free energies 120.5 ± 0.8 (statistical) ± 3.6 K (systematic), 0.08σ apart.
+    """
+    lj = _pedersen_lj(argon)
+    pressure = HIGH_P_STAR * argon["epsilon_eV"] / argon["sigma_A"] ** 3 / EV_PER_A3_PER_GPA
+    (coexistence,) = melting_temperatures_bracketed(
+        lj,
+        build_structure("fcc", element="Ar", lattice_A=5.25, n_atoms=500),
+        solid_phase="fcc",
+        pressures_GPa=[pressure],
+        guesses_K=[120.0],
+        window=0.05,
+        n_temperatures=5,
+        n_replicas=2,
+        settings=CoexistenceSettings(
+            timestep_fs=10.0,
+            solid_steps=600,
+            melt_steps=400,
+            quench_steps=100,
+            equilibration_steps=200,
+            production_steps=3000,
+            stride=50,
+            progress=False,
+        ),
+    )
+    assert coexistence.bracketed and not coexistence.replicas_disagree, coexistence.describe()
+    t0 = coexistence.melting_temperature_K
+    md = dict(timestep_fs=10.0, compressibility_per_GPa=0.2, progress=False)
+    result = transition_from_free_energies(
+        lj,
+        {
+            "fcc": build_structure("fcc", element="Ar", lattice_A=5.25, n_atoms=256),
+            "liquid": build_structure("liquid", element="Ar", lattice_A=5.50, n_atoms=256),
+        },
+        pressure_GPa=pressure,
+        reference_temperature_K=t0,
+        enthalpy_temperatures_K=[0.9 * t0, t0, 1.1 * t0],
+        solid_settings=FrenkelLaddSettings(
+            timestep_fs=10.0,
+            npt_equilibration_steps=500,
+            npt_production_steps=1000,
+            switching_equilibration_steps=300,
+            switching_steps=4000,
+            n_replicas=4,
+            compressibility_per_GPa=0.2,
+            progress=False,
+            finite_size_correction="harmonic",
+        ),
+        liquid_settings=SamplerSettings(
+            equilibration_steps=500, melt_steps=300, production_steps=12000, stride=10, **md
+        ),
+        enthalpy_settings=SamplerSettings(
+            equilibration_steps=500, melt_steps=300, production_steps=2000, stride=10, **md
+        ),
+        liquid_reference_temperature_K=2 * argon["epsilon_K"],
+    )
+    combined = math.hypot(result.total_error_K, coexistence.error_K)
+    assert combined < 0.05 * t0, (result.describe(), coexistence.describe())
+    assert abs(result.transition_temperature_K - t0) < 2 * combined, (
+        result.describe(),
+        coexistence.describe(),
+    )
+    # the melting line rises with pressure: T* above Pedersen's 0.800 at P* = 2.185
+    assert t0 / argon["epsilon_K"] > PEDERSEN_T_STAR + 0.1
