@@ -138,7 +138,8 @@ def plot_transitions(rows: list[dict], coexistence: list, path: Path) -> Path:
             line = ax.plot(result.temperatures_K, result.velocity_A_per_ps, "o", alpha=0.7)[0]
             t = np.linspace(result.temperatures_K.min(), result.temperatures_K.max(), 10)
             b, a = np.polyfit(result.temperatures_K, result.velocity_A_per_ps, 1)
-            ax.plot(t, a + b * t, "-", color=line.get_color(), label=f"{result.pressure_GPa:g} GPa")
+            label = f"{result.solid_phase}|liquid, {result.pressure_GPa:g} GPa"
+            ax.plot(t, a + b * t, "-", color=line.get_color(), label=label)
             ax.axvline(result.melting_temperature_K, color=line.get_color(), ls=":")
         ax.axhline(0.0, color="k", lw=0.5)
         ax.set_xlabel("temperature (K)")
