@@ -67,16 +67,14 @@ def fit_error(temperatures: np.ndarray, velocities: np.ndarray) -> float:
     return float(math.sqrt(grad @ cov @ grad))
 
 
-def disagreeing_temperatures(
-    temperatures_K: np.ndarray, replica: np.ndarray, velocities: np.ndarray
-) -> list[float]:
-    """Temperatures at which some replicas' solids grow (v > 0) and others melt (v < 0)."""
+def disagreeing_temperatures(temperatures_K: np.ndarray, velocities: np.ndarray) -> list[float]:
+    """Temperatures at which some boxes' solids grow (v > 0) and others melt (v < 0); the
+    boxes at one temperature are its replicas."""
     out = []
     for t in np.unique(temperatures_K):
         v = velocities[temperatures_K == t]
         if len(v) > 1 and (v > 0).any() and (v < 0).any():
             out.append(float(t))
-    del replica  # boxes at one temperature are replicas by construction
     return out
 
 
@@ -129,7 +127,7 @@ def fit_melting_point(
         if n_replicas > 1 and len(finite) > 1
         else math.nan
     )
-    disagreement = disagreeing_temperatures(temperatures_K, replica, velocities)
+    disagreement = disagreeing_temperatures(temperatures_K, velocities)
     reach = max((abs(t - t_m) for t in disagreement), default=math.nan)
     candidates = [e for e in (fit, spread, reach) if math.isfinite(e)]
     error = max(candidates) if candidates else math.nan
