@@ -15,12 +15,12 @@ Errors. Three estimates, and the reported σ(T_m) is the largest:
   three replicas, so it can come out far too small on its own);
 * **replica disagreement**: boxes at the same temperature whose interfaces move in opposite
   directions. At the temperatures next to T_m that is chance; at half the temperatures or
-  more, or far (2σ of the line fit) from the fitted T_m, it means the boxes do not measure
-  a bulk melting point (too short a box along z, so the interfaces interact; too small a
-  cross-section, so one fluctuation decides the box; or a phase classifier that misreads
-  one phase). T_m lies somewhere among the temperatures where replicas disagree, so σ(T_m)
-  is at least the largest distance from T_m to such a temperature, and the disagreement is
-  reported.
+  more, or farther from T_m than one box's own scatter allows (2σ), it means the boxes do
+  not measure a bulk melting point (too short a box along z, so the interfaces interact;
+  too small a cross-section, so one fluctuation decides the box; or a phase classifier
+  that misreads one phase). T_m lies somewhere among the temperatures where replicas
+  disagree, so σ(T_m) is at least the largest distance from T_m to such a temperature, and
+  the disagreement is reported.
 """
 
 from __future__ import annotations
@@ -90,20 +90,20 @@ class MeltingPointFit:
     disagreement_K: list[float]
     bracketed: bool
     n_temperatures: int = 0
+    #: one box's own T_m scatter: the residual spread of v about the line over |slope|
+    box_error_K: float = math.nan
 
     @property
     def replicas_disagree(self) -> bool:
         """More than chance: disagreement at half the temperatures or more (at least two), or
-        at a temperature more than 2σ (line fit) from T_m. Two neighbours of T_m that
-        straddle zero by chance are not flagged (LJ at P* = 5: 120 and 123 K around
-        T_m = 120.8 ± 2.2 K)."""
+        at a temperature more than 2 σ_box from T_m (σ_box: one box's scatter). Neighbours
+        of T_m that straddle zero by chance are not flagged (LJ at P* = 5: 120 and 123 K
+        around T_m = 120.8 ± 2.2 K; 120 K around 121.7 ± 1.7 K)."""
         many = max(2, math.ceil(self.n_temperatures / 2))
         if len(self.disagreement_K) >= many:
             return True
-        return any(
-            abs(t - self.melting_temperature_K) > 2 * max(self.fit_error_K, 1e-9)
-            for t in self.disagreement_K
-        )
+        reach = 2 * self.box_error_K if math.isfinite(self.box_error_K) else 0.0
+        return any(abs(t - self.melting_temperature_K) > reach for t in self.disagreement_K)
 
 
 def fit_melting_point(
@@ -141,4 +141,15 @@ def fit_melting_point(
         disagreement_K=disagreement,
         bracketed=bracketed,
         n_temperatures=len(np.unique(temperatures_K)),
+        box_error_K=_box_error(temperatures_K, velocities),
     )
+
+
+def _box_error(temperatures: np.ndarray, velocities: np.ndarray) -> float:
+    """σ of one box's T_m: the residual spread of v about the fitted line, over |slope|."""
+    if len(temperatures) < 3:
+        return math.nan
+    b, a = np.polyfit(temperatures, velocities, 1)
+    residuals = velocities - (a + b * temperatures)
+    spread = math.sqrt(float((residuals**2).sum()) / (len(temperatures) - 2))
+    return spread / abs(b) if b != 0 else math.nan
