@@ -322,7 +322,7 @@ HIGH_P_STAR = 5.0
 def test_lj_coexistence_and_free_energies_agree_at_p_star_5(argon):
     """The two routes at P* = 5 (0.209 GPa for argon), far from every tuned point.
 
-    Measured values and their command: bench/RESULTS.md, session 21.
+    Measured values and their command: bench/RESULTS.md (LJ at P* = 5).
     """
     lj = _pedersen_lj(argon)
     pressure = HIGH_P_STAR * argon["epsilon_eV"] / argon["sigma_A"] ** 3 / EV_PER_A3_PER_GPA

@@ -50,7 +50,7 @@ def _contains(value: float, error: float, published: float) -> bool:
 @pytest.mark.xfail(
     strict=True,
     reason="issue 20, open: measured 1212.5 ± 19.1 K statistical ± 58.4 K estimated systematic "
-    "(total 61 K > 60 K; 18 ps switching, hcp 240 / bcc 250; bench/RESULTS.md session 21)",
+    "(total 61 K > 60 K; 18 ps switching, hcp 240 / bcc 250; bench/RESULTS.md, Ti1)",
 )
 def test_ti1_hcp_bcc_by_free_energies_contains_the_published_1150_K(ti1_rows):
     row = ti1_rows["free_energy"]
@@ -68,7 +68,7 @@ def test_ti1_hcp_bcc_by_free_energies_contains_the_published_1150_K(ti1_rows):
 @pytest.mark.xfail(
     strict=True,
     reason="issue 20, open: measured 979 ± 97 K (T_m,hcp 1722 ± 29 K against 1765; noisy "
-    "hcp|bcc enthalpies; bench/RESULTS.md session 21)",
+    "hcp|bcc enthalpies; bench/RESULTS.md, Ti1 measuring stick)",
 )
 def test_ti1_hcp_bcc_by_melting_of_the_competing_solids_contains_1150_K(ti1_rows):
     row = ti1_rows["melting"]
