@@ -34,7 +34,7 @@ from tqdm.auto import tqdm
 
 from phasetune.free_energy.interface_velocity import fit_melting_point, interface_velocities
 from phasetune.sampling.integrator import crescale_init, crescale_step, ensemble_targets
-from phasetune.sampling.phase_check import phase_fractions
+from phasetune.sampling.phase_check import classify_atoms, phase_fractions
 from phasetune.sampling.sampler import SamplerSettings, StatePoint, sample_state_points
 from phasetune.structures import PHASES
 from phasetune.units import EV_PER_A3_PER_GPA, KB_EV_PER_K, fs_to_internal
@@ -44,8 +44,9 @@ log = logging.getLogger(__name__)
 _LIQUID = PHASES.index("liquid")
 #: melting stage: each attempt is 1.25× hotter and twice as long as the last
 MELT_ATTEMPTS = 3
-#: a box counts as melted when this fraction of all its atoms is liquid (the half is 0.5)
-MIN_MELTED_FRACTION = 0.3
+#: the hot stage has melted a box when this fraction of its mobile half is liquid; it is
+#: judged before the quench, since regrowth from the interface while quenching is physics
+MIN_MELTED_FRACTION = 0.6
 SOLID_PHASES = tuple(p for p in PHASES if p != "liquid")
 
 
@@ -260,8 +261,9 @@ def melt_upper_half(
     put back at their Cartesian positions after every step (so the barostat's affine
     rescaling moves only the liquid) and carry no momentum; the velocity-rescaling target
     is scaled by the mobile fraction, since the mobile atoms carry all the kinetic energy.
-    Where some box is less than :data:`MIN_MELTED_FRACTION` liquid afterwards, the stage
-    is repeated hotter and longer (up to :data:`MELT_ATTEMPTS` times) before giving up.
+    Where less than :data:`MIN_MELTED_FRACTION` of some box's mobile atoms is liquid at the
+    end of the hot stage, that stage is repeated hotter and longer (up to
+    :data:`MELT_ATTEMPTS` times) before giving up; the quench runs once, after it.
     """
     stretched = []
     for box in boxes:
@@ -303,17 +305,21 @@ def melt_upper_half(
         hot = ensemble_targets(kT=hot_kT, pressure=pressure, cell_mode="fixed", **coupling)
         md = crescale_init(state, frozen_model, targets=hot)
         md.momenta = md.momenta.masked_fill(frozen.unsqueeze(-1), 0.0)
-        total = melt_steps + settings.quench_steps
-        for step in tqdm(range(total), desc="melting half", disable=not settings.progress):
-            targets = hot if step < melt_steps else cool
-            md = crescale_step(md, frozen_model, dt=dt, targets=targets)
+        for _ in tqdm(range(melt_steps), desc="melting half", disable=not settings.progress):
+            md = crescale_step(md, frozen_model, dt=dt, targets=hot)
             md.positions[frozen] = frozen_positions
             md.momenta = md.momenta.masked_fill(frozen.unsqueeze(-1), 0.0)
-        liquid = phase_fractions(md.positions, md.row_vector_cell, md.system_idx)[:, _LIQUID]
+        liquid = _mobile_liquid_fraction(md, frozen, len(boxes))
+        log.info("melted halves: liquid fractions %s", [round(float(x), 2) for x in liquid])
         if float(liquid.min()) >= MIN_MELTED_FRACTION:
-            return ts.io.state_to_atoms(md)
-        if attempt == MELT_ATTEMPTS - 1:
             break
+        if attempt == MELT_ATTEMPTS - 1:
+            raise RuntimeError(
+                f"melting the upper half failed after {MELT_ATTEMPTS} attempts, the last "
+                f"{melt_steps} steps at {factor:.2f} T (liquid fractions of the melted halves "
+                f"{[round(float(x), 2) for x in liquid]}); the solid may be far above its "
+                "melting point's guess, or the model unstable when hot"
+            )
         log.warning(
             "melting the upper halves: liquid fractions %s after %d steps at %.2f T; "
             "trying %.2f T for %d steps",
@@ -325,12 +331,20 @@ def melt_upper_half(
         )
         factor, melt_steps = factor * 1.25, 2 * melt_steps
         state.rng = settings.seed + 7919 + attempt + 1
-    raise RuntimeError(
-        f"melting the upper half failed after {MELT_ATTEMPTS} attempts, the last "
-        f"{melt_steps} steps at {factor:.2f} T (liquid fractions "
-        f"{[round(float(x), 2) for x in liquid]}); the solid may be far above its melting "
-        "point's guess, or the model unstable when hot"
-    )
+    for _ in tqdm(range(settings.quench_steps), desc="quench", disable=not settings.progress):
+        md = crescale_step(md, frozen_model, dt=dt, targets=cool)
+        md.positions[frozen] = frozen_positions
+        md.momenta = md.momenta.masked_fill(frozen.unsqueeze(-1), 0.0)
+    return ts.io.state_to_atoms(md)
+
+
+def _mobile_liquid_fraction(md: SimState, frozen: torch.Tensor, n_boxes: int) -> torch.Tensor:
+    """Fraction of each box's mobile (not frozen) atoms classified liquid, [n_boxes]."""
+    liquid = classify_atoms(md.positions, md.row_vector_cell, md.system_idx) == _LIQUID
+    mobile = ~frozen
+    count = torch.zeros(n_boxes, dtype=torch.float64, device=frozen.device)
+    melted = count.index_add(0, md.system_idx, (liquid & mobile).double())
+    return melted / count.index_add(0, md.system_idx, mobile.double())
 
 
 def melting_temperatures_coexistence(
