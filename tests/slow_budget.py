@@ -5,6 +5,10 @@ Each slow test carries its measured cost on the 2-core development machine,
 test is skipped, with the reason printed, when the time used so far plus its cost times the
 machine's slowness (the largest measured/nominal ratio of the slow tests already run, at
 least 1) would overrun the budget. The quick tests always run whole: they come first.
+
+A costly module fixture shared by several slow tests is charged to whichever of them builds
+it: ``@pytest.mark.slow(seconds=10, shared={"ti1_rows": 3000})`` costs 3010 s until a test
+has set ``ti1_rows`` up, 10 s after.
 """
 
 import os
@@ -12,7 +16,15 @@ import time
 
 import pytest
 
-_state = {"start": time.monotonic(), "slowness": 1.0, "nominal": {}, "setup_s": {}}
+_state = {
+    "start": time.monotonic(),
+    "slowness": 1.0,
+    "nominal": {},
+    "shared": {},
+    "built": set(),
+    "charged": {},
+    "setup_s": {},
+}
 _ran: list[str] = []
 _skipped: list[str] = []
 
@@ -31,6 +43,22 @@ def _slow_seconds(item) -> float | None:
     return float(marker.kwargs["seconds"])
 
 
+def _shared_costs(item) -> dict[str, float]:
+    marker = item.get_closest_marker("slow")
+    shared = dict(marker.kwargs.get("shared", {})) if marker is not None else {}
+    unknown = set(shared) - set(item.fixturenames)
+    if unknown:
+        raise pytest.UsageError(f"{item.nodeid}: shared={sorted(unknown)} are not its fixtures")
+    return {name: float(cost) for name, cost in shared.items()}
+
+
+def _cost_now(nodeid: str) -> float:
+    """Nominal cost of a slow test now: its own plus its shared fixtures not yet built."""
+    pending = _state["shared"].get(nodeid, {})
+    extra = sum(cost for name, cost in pending.items() if name not in _state["built"])
+    return _state["nominal"][nodeid] + extra
+
+
 def pytest_sessionstart(session):
     _state["start"] = time.monotonic()
 
@@ -39,6 +67,7 @@ def pytest_collection_modifyitems(config, items):
     """Quick tests first, then the slow ones in their own order (module fixtures stay shared)."""
     nominal = {item.nodeid: _slow_seconds(item) for item in items}
     _state["nominal"] = {k: v for k, v in nominal.items() if v is not None}
+    _state["shared"] = {i.nodeid: _shared_costs(i) for i in items if nominal[i.nodeid] is not None}
     items[:] = [i for i in items if nominal[i.nodeid] is None] + [
         i for i in items if nominal[i.nodeid] is not None
     ]
@@ -46,9 +75,11 @@ def pytest_collection_modifyitems(config, items):
 
 @pytest.hookimpl(tryfirst=True)
 def pytest_runtest_setup(item):
-    nominal = _state["nominal"].get(item.nodeid)
+    if item.nodeid not in _state["nominal"]:
+        return
+    nominal = _state["charged"][item.nodeid] = _cost_now(item.nodeid)
     budget = float(os.environ.get("PHASETUNE_TEST_BUDGET_S") or 0)
-    if nominal is None or budget <= 0:
+    if budget <= 0:
         return
     elapsed = time.monotonic() - _state["start"]
     slowness = _state["slowness"]
@@ -63,11 +94,13 @@ def pytest_runtest_setup(item):
 
 def pytest_runtest_logreport(report):
     """Learn the machine's slowness from each slow test that ran (setup + call vs. nominal)."""
-    nominal = _state["nominal"].get(report.nodeid)
+    nominal = _state["charged"].get(report.nodeid)
     if nominal is None or report.skipped:
         return
     if report.when == "setup":
         _state["setup_s"][report.nodeid] = report.duration
+        if report.passed:
+            _state["built"].update(_state["shared"].get(report.nodeid, {}))
     elif report.when == "call":
         actual = _state["setup_s"].pop(report.nodeid, 0.0) + report.duration
         _ran.append(report.nodeid)

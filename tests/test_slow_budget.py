@@ -86,3 +86,50 @@ def test_a_slow_marker_without_its_cost_is_refused(tmp_path):
     result = _run_toy(tmp_path, source, budget_s="20")
     assert result.returncode != 0
     assert "give its cost, @pytest.mark.slow(seconds=...)" in result.stdout + result.stderr
+
+
+SHARED_SUITE = """
+import time
+import pytest
+
+@pytest.fixture(scope="module")
+def costly():
+    time.sleep(1.0)
+    return 1
+
+@pytest.mark.slow(seconds=1.0, shared={"costly": 30.0})
+def test_a_would_build_the_costly_fixture(costly):
+    pass
+
+@pytest.mark.slow(seconds=0.1, shared={"costly": 30.0})
+def test_b_inherits_the_fixture_cost_when_a_was_skipped(costly):
+    pass
+
+@pytest.mark.slow(seconds=0.1)
+def test_c_cheap_and_independent():
+    pass
+"""
+
+
+def test_a_shared_fixture_is_charged_to_whichever_test_would_build_it(tmp_path):
+    # 31 s > 20 s: test a is skipped; test b must not slip the 30 s fixture in at 0.1 s
+    result = _run_toy(tmp_path, SHARED_SUITE, budget_s="20")
+    out = result.stdout
+    assert result.returncode == 0, out + result.stderr
+    assert "test_a_would_build_the_costly_fixture SKIPPED" in out, out
+    assert "test_b_inherits_the_fixture_cost_when_a_was_skipped SKIPPED" in out, out
+    assert "it takes ≈ 30 s (30 s × 1.00)" in out, out
+    assert "test_c_cheap_and_independent PASSED" in out, out
+    # with room for it, a builds the fixture and b then costs only its own 0.1 s
+    result = _run_toy(tmp_path, SHARED_SUITE, budget_s="40")
+    assert "2 ran" not in result.stdout and "3 ran, 0 skipped" in result.stdout, result.stdout
+
+
+def test_a_shared_cost_on_a_fixture_the_test_does_not_use_is_refused(tmp_path):
+    source = (
+        "import pytest\n\n@pytest.mark.slow(seconds=1, shared={'nope': 5})\n"
+        "def test_x():\n    pass\n"
+    )
+    result = _run_toy(tmp_path, source, budget_s="20")
+    assert result.returncode != 0
+    assert "shared=['nope'] are not its fixtures" in result.stdout + result.stderr

@@ -4,9 +4,10 @@ Mendelev, Underwood & Ackland, J. Chem. Phys. 145, 154102 (2016), Table IV, for 
 potential (``model=ti1_eam``): hcp→bcc at 1150 K (MD, melting of the competing solids) and
 1152 K (lattice-switch Monte Carlo); bcc melting at 1918 K; ΔH(hcp→bcc) = 0.022 eV/atom.
 
-One ``phasetune-measure model=ti1_eam pair=hcp_bcc method=both preset=quick`` run at 0 GPa
-gives both routes for hcp|bcc (Frenkel–Ladd + Gibbs–Helmholtz; the melting points of both
-solids + Gibbs–Helmholtz) and, on the way, the bcc|liquid coexistence T_m.
+Three ``phasetune-measure model=ti1_eam preset=quick`` runs at 0 GPa, one per route, each a
+module fixture charged to the first test that builds it (``shared=`` in the slow marker):
+bcc|liquid by coexistence; hcp|bcc by Frenkel–Ladd + Gibbs–Helmholtz; hcp|bcc by the melting
+points of both solids + Gibbs–Helmholtz (Mendelev's route). Costs are this 2-core machine's.
 """
 
 import math
@@ -21,39 +22,77 @@ PUBLISHED_HCP_BCC_K = 1150.0
 PUBLISHED_BCC_MELTING_K = 1918.0
 PUBLISHED_DELTA_H_EV = 0.022
 
+QUIET = [
+    "plot=false",
+    "coexistence.progress=false",
+    "free_energy.solid.progress=false",
+    "free_energy.enthalpy.progress=false",
+]
+BCC_LIQUID = ["model=ti1_eam", "pair=bcc_liquid", "method=coexistence", "preset=quick", *QUIET]
+HCP_BCC_FREE_ENERGY = [
+    "model=ti1_eam",
+    "pair=hcp_bcc",
+    "method=free_energy",
+    "preset=quick",
+    *QUIET,
+]
+HCP_BCC_MELTING = ["model=ti1_eam", "pair=hcp_bcc", "method=melting", "preset=quick", *QUIET]
+
+
+def _compose(overrides: list[str]):
+    with initialize_config_dir(config_dir=CONFIG_DIR, version_base="1.3"):
+        return compose(config_name="measure", overrides=overrides)
+
+
+def _only_row(overrides: list[str], tmp_path_factory) -> dict:
+    rows = measure(_compose(overrides), tmp_path_factory.mktemp("ti1"))
+    assert len(rows) == 1, rows
+    return rows[0]
+
 
 @pytest.fixture(scope="module")
-def ti1_rows(tmp_path_factory):
-    with initialize_config_dir(config_dir=CONFIG_DIR, version_base="1.3"):
-        cfg = compose(
-            config_name="measure",
-            overrides=[
-                "model=ti1_eam",
-                "pair=hcp_bcc",
-                "method=both",
-                "preset=quick",
-                "plot=false",
-                "coexistence.progress=false",
-                "free_energy.solid.progress=false",
-                "free_energy.enthalpy.progress=false",
-            ],
-        )
-    rows = measure(cfg, tmp_path_factory.mktemp("ti1"))
-    return {row["method"]: row for row in rows}
+def ti1_bcc_melting(tmp_path_factory):
+    return _only_row(BCC_LIQUID, tmp_path_factory)
+
+
+@pytest.fixture(scope="module")
+def ti1_free_energy(tmp_path_factory):
+    return _only_row(HCP_BCC_FREE_ENERGY, tmp_path_factory)
+
+
+@pytest.fixture(scope="module")
+def ti1_melting_route(tmp_path_factory):
+    return _only_row(HCP_BCC_MELTING, tmp_path_factory)
+
+
+@pytest.mark.parametrize("overrides", [BCC_LIQUID, HCP_BCC_FREE_ENERGY, HCP_BCC_MELTING])
+def test_the_validation_runs_compose(overrides):
+    """The slow runs' overrides are valid config (caught here, not after CI's queue)."""
+    cfg = _compose(overrides)
+    assert cfg.model.get("_target_"), cfg.model
+    assert cfg.coexistence.min_slab_A == 40.0  # the quick preset is in
 
 
 def _contains(value: float, error: float, published: float) -> bool:
     return abs(value - published) <= 2 * error
 
 
-@pytest.mark.slow(seconds=3000)
+@pytest.mark.slow(seconds=10, shared={"ti1_bcc_melting": 600})
+def test_ti1_bcc_liquid_coexistence_brackets_and_contains_1918_K(ti1_bcc_melting):
+    bcc = ti1_bcc_melting
+    assert bcc["bracketed"], bcc
+    assert not bcc["replicas_disagree"], bcc
+    assert _contains(bcc["melting_temperature_K"], bcc["error_K"], PUBLISHED_BCC_MELTING_K), bcc
+
+
+@pytest.mark.slow(seconds=10, shared={"ti1_free_energy": 840})
 @pytest.mark.xfail(
     strict=True,
     reason="issue 20, open: measured 1212.5 ± 19.1 K statistical ± 58.4 K estimated systematic "
     "(total 61 K > 60 K; 18 ps switching, hcp 240 / bcc 250; bench/RESULTS.md, Ti1)",
 )
-def test_ti1_hcp_bcc_by_free_energies_contains_the_published_1150_K(ti1_rows):
-    row = ti1_rows["free_energy"]
+def test_ti1_hcp_bcc_by_free_energies_contains_the_published_1150_K(ti1_free_energy):
+    row = ti1_free_energy
     t, total = row["transition_temperature_K"], row["total_error_K"]
     assert total < 60.0, row
     assert _contains(t, total, PUBLISHED_HCP_BCC_K), (t, total)
@@ -64,27 +103,20 @@ def test_ti1_hcp_bcc_by_free_energies_contains_the_published_1150_K(ti1_rows):
     assert abs(delta_h / PUBLISHED_DELTA_H_EV - 1) < 0.3, delta_h
 
 
-@pytest.mark.slow(seconds=10)
+@pytest.mark.slow(seconds=10, shared={"ti1_melting_route": 1900, "ti1_free_energy": 840})
 @pytest.mark.xfail(
     strict=True,
     reason="issue 20, open: measured 979 ± 97 K (T_m,hcp 1722 ± 29 K against 1765; noisy "
     "hcp|bcc enthalpies; bench/RESULTS.md, Ti1 measuring stick)",
 )
-def test_ti1_hcp_bcc_by_melting_of_the_competing_solids_contains_1150_K(ti1_rows):
-    row = ti1_rows["melting"]
+def test_ti1_hcp_bcc_by_melting_of_the_competing_solids_contains_1150_K(
+    ti1_melting_route, ti1_free_energy
+):
+    row = ti1_melting_route
     t, error = row["transition_temperature_K"], row["error_K"]
     assert row["bracketed"], row
     assert error < 60.0, row
     assert _contains(t, error, PUBLISHED_HCP_BCC_K), (t, error)
     # the two routes agree within their combined errors
-    fe = ti1_rows["free_energy"]
-    combined = math.hypot(error, fe["total_error_K"])
-    assert abs(t - fe["transition_temperature_K"]) < 2 * combined
-
-
-@pytest.mark.slow(seconds=10)
-def test_ti1_bcc_liquid_coexistence_brackets_and_contains_1918_K(ti1_rows):
-    bcc = ti1_rows["melting"]["melting_b"]
-    assert bcc["bracketed"], bcc
-    assert not bcc["replicas_disagree"], bcc
-    assert _contains(bcc["melting_temperature_K"], bcc["error_K"], PUBLISHED_BCC_MELTING_K), bcc
+    combined = math.hypot(error, ti1_free_energy["total_error_K"])
+    assert abs(t - ti1_free_energy["transition_temperature_K"]) < 2 * combined
