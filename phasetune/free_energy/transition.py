@@ -18,12 +18,14 @@ import logging
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from typing import NamedTuple
 
 import numpy as np
 import torch
 from ase import Atoms
 from torch_sim.models.interface import ModelInterface
 
+from phasetune.free_energy.latent import LatentProperties, latent_properties
 from phasetune.free_energy.liquid import liquid_free_energy
 from phasetune.free_energy.solid import FrenkelLaddSettings, solid_free_energy
 from phasetune.free_energy.systematics import (
@@ -98,6 +100,23 @@ def root_of_delta_g(
     return nearest_root(curve, reference_temperature_K, search_factor=search_factor)
 
 
+class IsobarMeans(NamedTuple):
+    """Per-atom means along an isobar, one entry per temperature, with blocking errors."""
+
+    h_eV: np.ndarray
+    h_error_eV: np.ndarray
+    v_A3: np.ndarray
+    v_error_A3: np.ndarray
+
+
+def _mean_and_error(series: torch.Tensor, name: str) -> tuple[float, float]:
+    if len(series) >= 16:
+        return float(series.mean()), float(standard_error_of_mean(series))
+    # too short to block: the uncorrelated estimate, a lower bound
+    log.warning("%s: %d frames, too few for a blocking error; using σ/√n", name, len(series))
+    return float(series.mean()), float(series.std(correction=1) / len(series) ** 0.5)
+
+
 def enthalpies(
     model: ModelInterface,
     structures: dict[str, Atoms],
@@ -107,8 +126,8 @@ def enthalpies(
     settings: SamplerSettings,
     device=None,
     dtype: torch.dtype = torch.float64,
-) -> dict[str, tuple[np.ndarray, np.ndarray]]:
-    """h(T)/N = ⟨U + K + P V⟩/N in eV per atom (and its error) of each phase, one batch."""
+) -> dict[str, IsobarMeans]:
+    """h(T)/N = ⟨U + K + P V⟩/N (eV) and v(T) = ⟨V⟩/N (Å³) of each phase, one NPT batch."""
     points = [
         StatePoint(
             name=f"{phase}_{t:g}K",
@@ -122,10 +141,10 @@ def enthalpies(
     ]
     frames, _ = sample_state_points(model, points, settings, device=device, dtype=dtype)
     per_atom = frames.n_atoms_per_system.to(torch.float64)
-    out: dict[str, tuple[np.ndarray, np.ndarray]] = {}
+    out: dict[str, IsobarMeans] = {}
     k = 0
     for phase in structures:
-        means, errors = [], []
+        columns = []
         for _ in temperatures_K:
             valid = frames.valid_frames(k)
             if len(valid) < 4:
@@ -133,19 +152,11 @@ def enthalpies(
                     f"{points[k].name}: only {len(valid)} frames stayed {phase}; the phase is "
                     "not (meta)stable there: narrow the temperature range"
                 )
-            series = frames.enthalpy[valid, k].double() / per_atom[k]
-            means.append(float(series.mean()))
-            if len(series) >= 16:
-                errors.append(float(standard_error_of_mean(series)))
-            else:  # too short to block: the uncorrelated estimate, a lower bound
-                log.warning(
-                    "%s: %d frames, too few for a blocking error; using σ/√n",
-                    points[k].name,
-                    len(series),
-                )
-                errors.append(float(series.std(correction=1) / len(series) ** 0.5))
+            h = _mean_and_error(frames.enthalpy[valid, k].double() / per_atom[k], points[k].name)
+            v = _mean_and_error(frames.volume[valid, k].double() / per_atom[k], points[k].name)
+            columns.append((*h, *v))
             k += 1
-        out[phase] = (np.array(means), np.array(errors))
+        out[phase] = IsobarMeans(*(np.array(c) for c in zip(*columns, strict=True)))
     return out
 
 
@@ -171,6 +182,13 @@ class FreeEnergyTransition:
     systematic_error_K: float = 0.0
     degree: int = 1
     details: dict = field(default_factory=dict)
+    #: per-atom errors of h and volumes v ± error (Å³) at the enthalpy temperatures
+    h_a_error_eV: np.ndarray = field(default_factory=lambda: np.zeros(0))
+    h_b_error_eV: np.ndarray = field(default_factory=lambda: np.zeros(0))
+    v_a_A3: np.ndarray = field(default_factory=lambda: np.zeros(0))
+    v_a_error_A3: np.ndarray = field(default_factory=lambda: np.zeros(0))
+    v_b_A3: np.ndarray = field(default_factory=lambda: np.zeros(0))
+    v_b_error_A3: np.ndarray = field(default_factory=lambda: np.zeros(0))
 
     @property
     def total_error_K(self) -> float:
@@ -195,6 +213,24 @@ class FreeEnergyTransition:
             degree=self.degree,
         )
 
+    @property
+    def latent(self) -> LatentProperties | None:
+        """Δh, Δv and dT*/dP at T* (None without volumes or a finite T*)."""
+        if not len(self.v_a_A3) or not math.isfinite(self.transition_temperature_K):
+            return None
+        return latent_properties(
+            temperatures_K=self.enthalpy_temperatures_K,
+            h_a_eV=self.h_a_eV,
+            h_a_error_eV=self.h_a_error_eV,
+            h_b_eV=self.h_b_eV,
+            h_b_error_eV=self.h_b_error_eV,
+            v_a_A3=self.v_a_A3,
+            v_a_error_A3=self.v_a_error_A3,
+            v_b_A3=self.v_b_A3,
+            v_b_error_A3=self.v_b_error_A3,
+            at_temperature_K=self.transition_temperature_K,
+        )
+
     def describe(self) -> str:
         return (
             f"{self.phase_a}|{self.phase_b} at {self.pressure_GPa:g} GPa (free energies): "
@@ -202,6 +238,14 @@ class FreeEnergyTransition:
             f"{self.delta_g_reference_error_eV * 1e3:.2f} meV/atom → T* = "
             f"{self.transition_temperature_K:.1f} ± {self.error_K:.1f} K (statistical) ± "
             f"{self.systematic_error_K:.1f} K (systematic, estimated)"
+            + (
+                f"; at T*: Δh = {latent.delta_h_eV * 1e3:.1f} ± "
+                f"{latent.delta_h_error_eV * 1e3:.1f} meV/atom, ΔV/V = "
+                f"{latent.relative_volume_change * 100:+.2f} %, dT*/dP = "
+                f"{latent.slope_K_per_GPa:.0f} ± {latent.slope_error_K_per_GPa:.0f} K/GPa"
+                if (latent := self.latent) is not None
+                else ""
+            )
         )
 
     def as_dict(self) -> dict:
@@ -224,6 +268,11 @@ class FreeEnergyTransition:
             "error_K": self.error_K,
             "systematic_error_K": self.systematic_error_K,
             "total_error_K": self.total_error_K,
+            "h_a_error_eV": self.h_a_error_eV.tolist(),
+            "h_b_error_eV": self.h_b_error_eV.tolist(),
+            "v_a_A3": self.v_a_A3.tolist(),
+            "v_b_A3": self.v_b_A3.tolist(),
+            "latent": None if self.latent is None else self.latent.as_dict(),
             **self.details,
         }
 
@@ -401,8 +450,14 @@ def transition_from_free_energies(
         g_b_eV=g[phase_b][0],
         g_b_error_eV=g[phase_b][1],
         enthalpy_temperatures_K=np.asarray(enthalpy_temperatures_K, dtype=float),
-        h_a_eV=h[phase_a][0],
-        h_b_eV=h[phase_b][0],
+        h_a_eV=h[phase_a].h_eV,
+        h_b_eV=h[phase_b].h_eV,
+        h_a_error_eV=h[phase_a].h_error_eV,
+        h_b_error_eV=h[phase_b].h_error_eV,
+        v_a_A3=h[phase_a].v_A3,
+        v_a_error_A3=h[phase_a].v_error_A3,
+        v_b_A3=h[phase_b].v_A3,
+        v_b_error_A3=h[phase_b].v_error_A3,
         transition_temperature_K=t_star,
         error_K=error,
         systematic_error_K=systematic_K,
