@@ -194,6 +194,7 @@ def measure(cfg: DictConfig, output_dir: Path) -> list[dict]:
                 liquid_settings=instantiate(fe.liquid),
                 enthalpy_settings=instantiate(fe.enthalpy),
                 liquid_reference_temperature_K=fe.liquid_reference_temperature_K,
+                systematic_tolerance_K=float(fe.systematic_tolerance_K),
                 device=cfg.device,
                 dtype=dtype,
             )

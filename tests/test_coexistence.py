@@ -11,12 +11,9 @@ from ase.build import bulk
 from phasetune.free_energy.coexistence import (
     CoexistenceResult,
     CoexistenceSettings,
-    FrozenAtoms,
-    elongated_solid,
     melting_temperatures_bracketed,
     melting_temperatures_coexistence,
     recentred_guess,
-    static_compressibility_per_GPa,
 )
 from phasetune.free_energy.interface_velocity import (
     fit_melting_point,
@@ -25,6 +22,11 @@ from phasetune.free_energy.interface_velocity import (
 )
 from phasetune.free_energy.solid import FrenkelLaddSettings
 from phasetune.free_energy.transition import transition_from_free_energies
+from phasetune.free_energy.two_phase_box import (
+    FrozenAtoms,
+    elongated_solid,
+    static_compressibility_per_GPa,
+)
 from phasetune.potentials.lennard_jones import LennardJones
 from phasetune.sampling.sampler import SamplerSettings
 from phasetune.structures import build_structure
@@ -221,7 +223,7 @@ def pedersen_coexistence(argon):
     return result
 
 
-@pytest.mark.slow(seconds=350)
+@pytest.mark.slow(seconds=20, shared={"pedersen_coexistence": 330})
 def test_lj_melting_temperature_matches_pedersen_within_2_percent(argon, pedersen_coexistence):
     result = pedersen_coexistence
     assert result.bracketed, result.describe()
@@ -232,25 +234,34 @@ def test_lj_melting_temperature_matches_pedersen_within_2_percent(argon, pederse
     assert result.error_K < 0.015 * result.melting_temperature_K, result.describe()
 
 
-@pytest.mark.slow(seconds=505)
-def test_lj_free_energy_route_matches_pedersen_and_coexistence(argon, pedersen_coexistence):
-    """The same T_m from absolute free energies, 256 atoms per phase, at T₀ = 95.8 K.
+def _lj_free_energy_route(
+    argon,
+    *,
+    pressure_GPa: float,
+    reference_temperature_K: float,
+    fcc_lattice_A: float,
+    liquid_lattice_A: float,
+    compressibility_per_GPa: float,
+):
+    """LJ fcc|liquid T* from absolute free energies, 256 atoms per phase.
 
-    Frenkel–Ladd fcc (4 replicas, 4,000 switching steps, the harmonic finite-size correction
-    of the 256-atom crystal, −0.029 k_BT), the liquid from the ideal gas (isotherm at
-    T_h = 240 K, 8 + 6 nodes, 120 ps per node), Gibbs–Helmholtz from NPT enthalpies at
-    0.9/1.0/1.1 T₀. The liquid needs the long runs: with 20 ps per node its g scattered by
-    ≈ 0.02 k_BT between runs, ≈ 1.5 % in T_m (bench/RESULTS.md).
+    Frenkel–Ladd fcc (4 replicas, 4,000 switching steps of 10 fs, the harmonic finite-size
+    correction of the 256-atom crystal), the liquid from the ideal gas (isotherm at
+    T_h ≈ 2ε/k_B, 120 ps per node), Gibbs–Helmholtz from NPT enthalpies at 0.9/1.0/1.1 T₀.
+    The liquid needs the long runs: with 20 ps per node its g scattered by ≈ 0.02 k_BT
+    between runs, ≈ 1.5 % in T_m (bench/RESULTS.md).
     """
-    md = dict(timestep_fs=10.0, compressibility_per_GPa=0.5, progress=False)
-    t0 = 95.8
-    result = transition_from_free_energies(
+    md = dict(timestep_fs=10.0, compressibility_per_GPa=compressibility_per_GPa, progress=False)
+    t0 = reference_temperature_K
+    return transition_from_free_energies(
         _pedersen_lj(argon),
         {
-            "fcc": build_structure("fcc", element="Ar", lattice_A=5.40, n_atoms=256),
-            "liquid": build_structure("liquid", element="Ar", lattice_A=5.65, n_atoms=256),
+            "fcc": build_structure("fcc", element="Ar", lattice_A=fcc_lattice_A, n_atoms=256),
+            "liquid": build_structure(
+                "liquid", element="Ar", lattice_A=liquid_lattice_A, n_atoms=256
+            ),
         },
-        pressure_GPa=_pedersen_pressure_GPa(argon),
+        pressure_GPa=pressure_GPa,
         reference_temperature_K=t0,
         enthalpy_temperatures_K=[0.9 * t0, t0, 1.1 * t0],
         solid_settings=FrenkelLaddSettings(
@@ -260,7 +271,7 @@ def test_lj_free_energy_route_matches_pedersen_and_coexistence(argon, pedersen_c
             switching_equilibration_steps=300,
             switching_steps=4000,
             n_replicas=4,
-            compressibility_per_GPa=0.5,
+            compressibility_per_GPa=compressibility_per_GPa,
             progress=False,
             finite_size_correction="harmonic",
         ),
@@ -270,8 +281,28 @@ def test_lj_free_energy_route_matches_pedersen_and_coexistence(argon, pedersen_c
         enthalpy_settings=SamplerSettings(
             equilibration_steps=500, melt_steps=300, production_steps=2000, stride=10, **md
         ),
-        liquid_reference_temperature_K=240.0,
+        liquid_reference_temperature_K=2 * argon["epsilon_K"],
     )
+
+
+@pytest.fixture(scope="module")
+def pedersen_free_energies(argon):
+    """fcc|liquid at Pedersen's pressure from free energies, T₀ = 95.8 K (T* = 0.800)."""
+    return _lj_free_energy_route(
+        argon,
+        pressure_GPa=_pedersen_pressure_GPa(argon),
+        reference_temperature_K=95.8,
+        fcc_lattice_A=5.40,
+        liquid_lattice_A=5.65,
+        compressibility_per_GPa=0.5,
+    )
+
+
+@pytest.mark.slow(seconds=5, shared={"pedersen_coexistence": 330, "pedersen_free_energies": 500})
+def test_lj_free_energy_route_matches_pedersen_and_coexistence(
+    argon, pedersen_coexistence, pedersen_free_energies
+):
+    result = pedersen_free_energies
     t_m, error = result.transition_temperature_K, result.error_K
     print(f"free-energy route: T_m = {t_m:.2f} ± {error:.2f} K; {pedersen_coexistence.describe()}")
     assert error < 0.01 * t_m, (t_m, error)
@@ -314,24 +345,19 @@ def test_an_unbracketed_run_is_recentred_and_never_called_a_result():
     assert recentred_guess(odd, 1900.0, 0.05) == pytest.approx(1900.0 * 0.9)
 
 
-#: reduced pressure of the high-pressure check (issue 20): coexistence and free energies agree
-HIGH_P_STAR = 5.0
+def _reduced_pressure_GPa(argon, p_star: float) -> float:
+    return p_star * argon["epsilon_eV"] / argon["sigma_A"] ** 3 / EV_PER_A3_PER_GPA
 
 
-@pytest.mark.slow(seconds=720)
-def test_lj_coexistence_and_free_energies_agree_at_p_star_5(argon):
-    """The two routes at P* = 5 (0.209 GPa for argon), far from every tuned point.
-
-    Measured values and their command: bench/RESULTS.md (LJ at P* = 5).
-    """
-    lj = _pedersen_lj(argon)
-    pressure = HIGH_P_STAR * argon["epsilon_eV"] / argon["sigma_A"] ** 3 / EV_PER_A3_PER_GPA
+def _both_routes(argon, *, p_star, guess_K, fcc_lattice_A, liquid_lattice_A, compressibility):
+    """Coexistence T_m at P* (1,000-atom boxes, 5 T ± 5 % × 2 replicas, 30 ps), then free
+    energies at T₀ = that T_m (:func:`_lj_free_energy_route`)."""
     (coexistence,) = melting_temperatures_bracketed(
-        lj,
-        build_structure("fcc", element="Ar", lattice_A=5.25, n_atoms=500),
+        _pedersen_lj(argon),
+        build_structure("fcc", element="Ar", lattice_A=fcc_lattice_A, n_atoms=500),
         solid_phase="fcc",
-        pressures_GPa=[pressure],
-        guesses_K=[120.0],
+        pressures_GPa=[_reduced_pressure_GPa(argon, p_star)],
+        guesses_K=[guess_K],
         window=0.05,
         n_temperatures=5,
         n_replicas=2,
@@ -347,42 +373,114 @@ def test_lj_coexistence_and_free_energies_agree_at_p_star_5(argon):
         ),
     )
     assert coexistence.bracketed and not coexistence.replicas_disagree, coexistence.describe()
-    t0 = coexistence.melting_temperature_K
-    md = dict(timestep_fs=10.0, compressibility_per_GPa=0.2, progress=False)
-    result = transition_from_free_energies(
-        lj,
-        {
-            "fcc": build_structure("fcc", element="Ar", lattice_A=5.25, n_atoms=256),
-            "liquid": build_structure("liquid", element="Ar", lattice_A=5.50, n_atoms=256),
-        },
-        pressure_GPa=pressure,
-        reference_temperature_K=t0,
-        enthalpy_temperatures_K=[0.9 * t0, t0, 1.1 * t0],
-        solid_settings=FrenkelLaddSettings(
-            timestep_fs=10.0,
-            npt_equilibration_steps=500,
-            npt_production_steps=1000,
-            switching_equilibration_steps=300,
-            switching_steps=4000,
-            n_replicas=4,
-            compressibility_per_GPa=0.2,
-            progress=False,
-            finite_size_correction="harmonic",
-        ),
-        liquid_settings=SamplerSettings(
-            equilibration_steps=500, melt_steps=300, production_steps=12000, stride=10, **md
-        ),
-        enthalpy_settings=SamplerSettings(
-            equilibration_steps=500, melt_steps=300, production_steps=2000, stride=10, **md
-        ),
-        liquid_reference_temperature_K=2 * argon["epsilon_K"],
+    free_energies = _lj_free_energy_route(
+        argon,
+        pressure_GPa=_reduced_pressure_GPa(argon, p_star),
+        reference_temperature_K=coexistence.melting_temperature_K,
+        fcc_lattice_A=fcc_lattice_A,
+        liquid_lattice_A=liquid_lattice_A,
+        compressibility_per_GPa=compressibility,
     )
+    return coexistence, free_energies
+
+
+@pytest.fixture(scope="module")
+def p_star_5(argon):
+    """Both routes at P* = 5 (0.209 GPa for argon)."""
+    return _both_routes(
+        argon,
+        p_star=5.0,
+        guess_K=120.0,
+        fcc_lattice_A=5.25,
+        liquid_lattice_A=5.50,
+        compressibility=0.2,
+    )
+
+
+@pytest.fixture(scope="module")
+def p_star_10(argon):
+    """Both routes at P* = 10 (0.419 GPa); the guess, T* ≈ 1.28, extrapolates the line from
+    P* = 5 along its Clausius–Clapeyron slope (bracketing re-centres if it is off)."""
+    return _both_routes(
+        argon,
+        p_star=10.0,
+        guess_K=153.0,
+        fcc_lattice_A=5.15,
+        liquid_lattice_A=5.26,
+        compressibility=0.1,
+    )
+
+
+def _routes_agree(argon, p_star, routes):
+    coexistence, result = routes
+    t0 = coexistence.melting_temperature_K
     combined = math.hypot(result.total_error_K, coexistence.error_K)
-    print(f"P* = {HIGH_P_STAR:g}: {coexistence.describe()}; {result.describe()}")
+    print(f"P* = {p_star:g}: {coexistence.describe()}; {result.describe()}")
     assert combined < 0.05 * t0, (result.describe(), coexistence.describe())
     assert abs(result.transition_temperature_K - t0) < 2 * combined, (
         result.describe(),
         coexistence.describe(),
     )
+
+
+@pytest.mark.slow(seconds=5, shared={"p_star_5": 715})
+def test_lj_coexistence_and_free_energies_agree_at_p_star_5(argon, p_star_5):
+    """The two routes at P* = 5, far from every tuned point (bench/RESULTS.md, LJ at P* = 5)."""
+    _routes_agree(argon, 5.0, p_star_5)
     # the melting line rises with pressure: T* above Pedersen's 0.800 at P* = 2.185
-    assert t0 / argon["epsilon_K"] > PEDERSEN_T_STAR + 0.1
+    assert p_star_5[0].melting_temperature_K / argon["epsilon_K"] > PEDERSEN_T_STAR + 0.1
+
+
+@pytest.mark.slow(seconds=5, shared={"p_star_10": 900})
+def test_lj_coexistence_and_free_energies_agree_at_p_star_10(argon, p_star_10):
+    _routes_agree(argon, 10.0, p_star_10)
+
+
+#: relative difference between a secant and the mean of its end tangents for a Simon-like
+#: melting line T ∝ (P + b)^k, k ≈ ½, b ≈ 1: f‴h²/12f′ ≈ 2.4 % over P* = 2.2–5, 2.2 % over 5–10
+SECANT_CURVATURE = 0.03
+
+
+def _follows_clausius_clapeyron(argon, low, high):
+    """Coexistence T_m at two pressures against dT/dP = T Δv/Δh from the enthalpy runs.
+
+    ``low`` and ``high`` are (P*, coexistence result, free-energy result). The secant of the
+    two coexistence points equals the mean of the Clausius–Clapeyron slopes at its ends
+    (trapezoid rule) up to the line's curvature, SECANT_CURVATURE. The slopes come from the
+    free-energy route's NPT runs of both phases (Δh, Δv read at T*), the melting points from
+    the interface velocities: two measurements that share no data.
+    """
+    (p_low, coex_low, fe_low), (p_high, coex_high, fe_high) = low, high
+    dp = _reduced_pressure_GPa(argon, p_high) - _reduced_pressure_GPa(argon, p_low)
+    secant = (coex_high.melting_temperature_K - coex_low.melting_temperature_K) / dp
+    secant_error = math.hypot(coex_high.error_K, coex_low.error_K) / dp
+    ends = [fe_low.latent, fe_high.latent]
+    tangent = 0.5 * (ends[0].slope_K_per_GPa + ends[1].slope_K_per_GPa)
+    tangent_error = 0.5 * math.hypot(*(e.slope_error_K_per_GPa for e in ends))
+    allowed = 2 * math.hypot(secant_error, tangent_error) + SECANT_CURVATURE * abs(tangent)
+    print(
+        f"melting line P* {p_low:g} → {p_high:g}: secant {secant:.1f} ± {secant_error:.1f} "
+        f"K/GPa; Clausius–Clapeyron {ends[0].slope_K_per_GPa:.1f} ± "
+        f"{ends[0].slope_error_K_per_GPa:.1f} and {ends[1].slope_K_per_GPa:.1f} ± "
+        f"{ends[1].slope_error_K_per_GPa:.1f} K/GPa"
+    )
+    assert abs(secant - tangent) < allowed, (secant, secant_error, tangent, tangent_error)
+    # the line flattens with pressure (Δv shrinks faster than Δh/T): LJ's known curvature
+    assert ends[1].slope_K_per_GPa < ends[0].slope_K_per_GPa, ends
+
+
+@pytest.mark.slow(
+    seconds=5,
+    shared={"pedersen_coexistence": 330, "pedersen_free_energies": 500, "p_star_5": 715},
+)
+def test_lj_melting_line_follows_clausius_clapeyron_from_p_star_2_to_5(
+    argon, pedersen_coexistence, pedersen_free_energies, p_star_5
+):
+    _follows_clausius_clapeyron(
+        argon, (PEDERSEN_P_STAR, pedersen_coexistence, pedersen_free_energies), (5.0, *p_star_5)
+    )
+
+
+@pytest.mark.slow(seconds=5, shared={"p_star_5": 715, "p_star_10": 900})
+def test_lj_melting_line_follows_clausius_clapeyron_from_p_star_5_to_10(argon, p_star_5, p_star_10):
+    _follows_clausius_clapeyron(argon, (5.0, *p_star_5), (10.0, *p_star_10))

@@ -114,6 +114,8 @@ class AnchorSettings:
     liquid_reference_temperature_K: float | None = None
     #: relative spread of the enthalpy temperatures around [T*, T_k]
     enthalpy_margin: float = 0.02
+    #: free-energy route: warn when T*'s estimated systematic error exceeds this (K)
+    systematic_tolerance_K: float = 15.0
 
     def __post_init__(self) -> None:
         if self.method not in ANCHOR_METHODS:
@@ -215,6 +217,7 @@ def measure_transitions(
             liquid_settings=settings.liquid,
             enthalpy_settings=settings.enthalpy,
             liquid_reference_temperature_K=settings.liquid_reference_temperature_K,
+            systematic_tolerance_K=settings.systematic_tolerance_K,
             device=device,
             dtype=dtype,
         )
