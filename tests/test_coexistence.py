@@ -431,7 +431,7 @@ def test_lj_coexistence_and_free_energies_agree_at_p_star_5(argon, p_star_5):
     assert p_star_5[0].melting_temperature_K / argon["epsilon_K"] > PEDERSEN_T_STAR + 0.1
 
 
-#: measured 2026-12-05 (bench/RESULTS.md, session 22): at P* = 10 the liquid's density run at
+#: measured (bench/RESULTS.md, "P* = 5 and P* = 10"): at P* = 10 the liquid's density run at
 #: T_m (coexistence, re-centred from 161.7 K) had 0 of 1200 frames recognised as liquid; whether
 #: the melted liquid crystallises or the phase classifier misreads the dense liquid is open
 #: (issue 20). Skipped, not xfailed: the fixture costs ≈ 11 min of CI before it fails.
