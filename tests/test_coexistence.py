@@ -399,14 +399,15 @@ def p_star_5(argon):
 
 @pytest.fixture(scope="module")
 def p_star_10(argon):
-    """Both routes at P* = 10 (0.419 GPa); the guess, T* ≈ 1.28, extrapolates the line from
-    P* = 5 along its Clausius–Clapeyron slope (bracketing re-centres if it is off)."""
+    """Both routes at P* = 10 (0.419 GPa). The guess, T* ≈ 1.34, is where a run from the
+    Clausius–Clapeyron extrapolation of P* = 5 (153 K) re-centred; the liquid starts from an
+    expanded lattice (5.5 Å), which the melt stage melts (from 5.26 Å it did not always)."""
     return _both_routes(
         argon,
         p_star=10.0,
-        guess_K=153.0,
+        guess_K=161.0,
         fcc_lattice_A=5.15,
-        liquid_lattice_A=5.26,
+        liquid_lattice_A=5.50,
         compressibility=0.1,
     )
 
@@ -431,14 +432,14 @@ def test_lj_coexistence_and_free_energies_agree_at_p_star_5(argon, p_star_5):
     assert p_star_5[0].melting_temperature_K / argon["epsilon_K"] > PEDERSEN_T_STAR + 0.1
 
 
-#: measured (bench/RESULTS.md, "P* = 5 and P* = 10"): at P* = 10 the liquid's density run had
-#: 0 of 1200 frames liquid. Cause: the sampler's melt stage (300 steps at 2 T) does not always
-#: melt the dense fcc start (lattice 5.26 Å): seeds 0 and 2 stayed fcc, seed 1 melted; from
-#: 5.5 Å all three melted. The fix (a melt stage that checks and retries, as coexistence's
-#: does) is open in issue 20; until it lands and the fixture is re-run, the tests are skipped,
-#: not xfailed: the fixture costs ≈ 11 min of CI.
+#: measured (bench/RESULTS.md, "P* = 5 and P* = 10"): at P* = 10, (1) the sampler's melt stage
+#: (300 steps at 2 T) did not always melt the liquid's dense fcc start (5.26 Å; seeds 0 and 2
+#: stayed fcc), hence the 5.5 Å start above; (2) with it, coexistence (1000-atom boxes) gave
+#: 160.1 ± 4.9 K with replicas disagreeing at 3 of 5 temperatures. Both are open in issue 20
+#: (a melt stage that checks and retries; larger or longer coexistence boxes at high density).
+#: Skipped, not xfailed: the fixture costs 4–11 min of CI before it fails.
 P_STAR_10_OPEN = pytest.mark.skip(
-    reason="P* = 10: the sampler melt stage left the dense liquid start fcc (issue 20, open)"
+    reason="P* = 10: coexistence replicas disagree at 1000 atoms/box (issue 20, open)"
 )
 
 
