@@ -178,8 +178,8 @@ def test_lj_melting_temperature_scales_with_epsilon(argon):
 PEDERSEN_T_STAR, PEDERSEN_P_STAR = 0.800, 2.185
 
 
-def _pedersen_pressure_GPa(argon) -> float:
-    return PEDERSEN_P_STAR * argon["epsilon_eV"] / argon["sigma_A"] ** 3 / EV_PER_A3_PER_GPA
+def _reduced_pressure_GPa(argon, p_star: float) -> float:
+    return p_star * argon["epsilon_eV"] / argon["sigma_A"] ** 3 / EV_PER_A3_PER_GPA
 
 
 def _pedersen_lj(argon) -> LennardJones:
@@ -213,7 +213,7 @@ def pedersen_coexistence(argon):
         _pedersen_lj(argon),
         atoms,
         solid_phase="fcc",
-        pressures_GPa=[_pedersen_pressure_GPa(argon)],  # 0.0915 GPa
+        pressures_GPa=[_reduced_pressure_GPa(argon, PEDERSEN_P_STAR)],  # 0.0915 GPa
         guesses_K=[97.5],
         window=0.05,
         n_temperatures=5,
@@ -290,7 +290,7 @@ def pedersen_free_energies(argon):
     """fcc|liquid at Pedersen's pressure from free energies, T₀ = 95.8 K (T* = 0.800)."""
     return _lj_free_energy_route(
         argon,
-        pressure_GPa=_pedersen_pressure_GPa(argon),
+        pressure_GPa=_reduced_pressure_GPa(argon, PEDERSEN_P_STAR),
         reference_temperature_K=95.8,
         fcc_lattice_A=5.40,
         liquid_lattice_A=5.65,
@@ -343,10 +343,6 @@ def test_an_unbracketed_run_is_recentred_and_never_called_a_result():
     odd = _result([1850.0, 1900.0, 1950.0], [-0.9, -0.5, -0.1])
     assert math.isnan(odd.melting_temperature_K)
     assert recentred_guess(odd, 1900.0, 0.05) == pytest.approx(1900.0 * 0.9)
-
-
-def _reduced_pressure_GPa(argon, p_star: float) -> float:
-    return p_star * argon["epsilon_eV"] / argon["sigma_A"] ** 3 / EV_PER_A3_PER_GPA
 
 
 def _both_routes(argon, *, p_star, guess_K, fcc_lattice_A, liquid_lattice_A, compressibility):

@@ -36,13 +36,12 @@ from phasetune.free_energy.two_phase_box import (
     melt_upper_half,
     static_compressibility_per_GPa,
 )
-from phasetune.sampling.phase_check import phase_fractions
+from phasetune.sampling.phase_check import LIQUID_INDEX, phase_fractions
 from phasetune.sampling.sampler import StatePoint, sample_state_points
 from phasetune.structures import PHASES
 
 log = logging.getLogger(__name__)
 
-_LIQUID = PHASES.index("liquid")
 SOLID_PHASES = tuple(p for p in PHASES if p != "liquid")
 
 
@@ -241,7 +240,7 @@ def melting_temperatures_coexistence(
         [
             1.0
             - phase_fractions(frames.positions[f], frames.cell[f], frames.system_idx)[
-                :, _LIQUID
+                :, LIQUID_INDEX
             ].numpy()
             for f in range(frames.n_frames)
         ]

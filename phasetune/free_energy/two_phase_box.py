@@ -22,14 +22,12 @@ from torch_sim.state import SimState
 from tqdm.auto import tqdm
 
 from phasetune.sampling.integrator import crescale_init, crescale_step, ensemble_targets
-from phasetune.sampling.phase_check import classify_atoms
+from phasetune.sampling.phase_check import LIQUID_INDEX, classify_atoms
 from phasetune.sampling.sampler import SamplerSettings
-from phasetune.structures import PHASES
 from phasetune.units import EV_PER_A3_PER_GPA, KB_EV_PER_K, fs_to_internal
 
 log = logging.getLogger(__name__)
 
-_LIQUID = PHASES.index("liquid")
 #: melting stage: each attempt is 1.25× hotter and twice as long as the last
 MELT_ATTEMPTS = 3
 #: the hot stage has melted a box when this fraction of its mobile half is liquid; it is
@@ -254,7 +252,7 @@ def melt_upper_half(
 
 def _mobile_liquid_fraction(md: SimState, frozen: torch.Tensor, n_boxes: int) -> torch.Tensor:
     """Fraction of each box's mobile (not frozen) atoms classified liquid, [n_boxes]."""
-    liquid = classify_atoms(md.positions, md.row_vector_cell, md.system_idx) == _LIQUID
+    liquid = classify_atoms(md.positions, md.row_vector_cell, md.system_idx) == LIQUID_INDEX
     mobile = ~frozen
     count = torch.zeros(n_boxes, dtype=torch.float64, device=frozen.device)
     melted = count.index_add(0, md.system_idx, (liquid & mobile).double())

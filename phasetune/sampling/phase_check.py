@@ -102,7 +102,8 @@ import torch
 from phasetune.structures import PHASES
 
 # PHASES (shared with phasetune.structures) gives the column order of phase_fractions.
-_LIQUID = PHASES.index("liquid")
+#: index of ``liquid`` in :data:`PHASES` (the last axis of phase fractions, atom labels)
+LIQUID_INDEX = PHASES.index("liquid")
 
 #: q̄₆ at or above which an atom is solid-like.
 Q6_SOLID = 0.28
@@ -465,7 +466,7 @@ def classify_local_order(order: LocalOrder) -> torch.Tensor:
         PHASES.index("fcc"),
         torch.where(order.q4_bar >= Q4_BCC_HCP, PHASES.index("hcp"), PHASES.index("bcc")),
     )
-    return torch.where(solid, crystal, torch.full_like(crystal, _LIQUID))
+    return torch.where(solid, crystal, torch.full_like(crystal, LIQUID_INDEX))
 
 
 @torch.no_grad()
@@ -604,7 +605,7 @@ def check_phase(
     fractions = _fractions(labels, system_idx, n_systems).to(positions.dtype)
     column = torch.tensor([PHASES.index(n) for n in names], device=fractions.device)
     f_expected = fractions.gather(1, column[:, None]).squeeze(1)
-    is_liquid = column == _LIQUID
+    is_liquid = column == LIQUID_INDEX
     ok = torch.where(is_liquid, 1.0 - f_expected <= max_solid_fraction, f_expected >= min_fraction)
     dominant = [PHASES[k] for k in fractions.argmax(1).tolist()]
     return PhaseCheckResult(
