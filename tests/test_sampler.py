@@ -441,3 +441,59 @@ def test_internal_pressure_tensor_is_kinetic_over_volume_minus_stress():
     )
     trace = torch.diagonal(ours + stress, dim1=-2, dim2=-1).sum(-1)
     torch.testing.assert_close(trace / 3, 2 * kinetic / (3 * volume), rtol=1e-13, atol=0)
+
+
+def test_a_liquid_that_did_not_melt_is_melted_again_hotter(argon, monkeypatch, caplog):
+    """A liquid started as a crystal that the first hot stage (0.5·T = 50 K, far below
+    argon's melting point) leaves solid is melted again hotter (retry heating set to 4×
+    here: 200 K) and then samples a liquid at 100 K; a solid in the same batch is unharmed."""
+    import phasetune.sampling.sampler as sampler
+
+    monkeypatch.setattr(sampler, "MELT_RETRY_HEATING", 4.0)
+    model = LennardJones(epsilon_eV=argon["epsilon_eV"], sigma_A=argon["sigma_A"])
+    crystal = build_structure("fcc", element="Ar", lattice_A=5.6, n_atoms=108)
+    points = [
+        StatePoint(name="liquid", phase="liquid", atoms=crystal, temperature_K=100.0),
+        StatePoint(name="solid", phase="fcc", atoms=crystal, temperature_K=40.0),
+    ]
+    settings = SamplerSettings(
+        timestep_fs=10.0,
+        equilibration_steps=400,
+        melt_steps=200,
+        melt_temperature_factor=0.5,
+        production_steps=200,
+        stride=20,
+        compressibility_per_GPa=0.5,
+        progress=False,
+    )
+    with caplog.at_level("WARNING"):
+        frames, _ = sample_state_points(model, points, settings)
+    assert "melting them again at 2.00 T for 400 steps" in caplog.text
+    assert frames.metadata["melt_attempts"] == 2
+    # everyone equilibrated 400 steps longer, production is unchanged
+    assert frames.step.tolist() == list(range(820, 1001, 20))
+    assert frames.phase_ok.all()
+    assert float(frames.phase_fractions[:, 0, 3].min()) > 0.9  # liquid: liquid-like atoms
+    assert float(frames.phase_fractions[:, 1, 0].min()) > 0.9  # solid: still fcc
+
+
+def test_a_liquid_that_never_melts_is_refused_after_the_last_attempt(argon):
+    """Hot stages at 0.3, 0.375 and 0.47 × 100 K leave fcc argon solid: one clear error."""
+    model = LennardJones(epsilon_eV=argon["epsilon_eV"], sigma_A=argon["sigma_A"])
+    point = StatePoint(
+        name="stuck",
+        phase="liquid",
+        atoms=build_structure("fcc", element="Ar", lattice_A=5.4, n_atoms=32),
+        temperature_K=100.0,
+    )
+    settings = SamplerSettings(
+        timestep_fs=10.0,
+        equilibration_steps=100,
+        melt_steps=100,
+        melt_temperature_factor=0.3,
+        production_steps=20,
+        stride=20,
+        progress=False,
+    )
+    with pytest.raises(RuntimeError, match=r"did not melt after 3 attempts.*0\.47 T.*stuck 0\.0"):
+        sample_state_points(model, [point], settings)

@@ -23,13 +23,11 @@ from tqdm.auto import tqdm
 
 from phasetune.sampling.integrator import crescale_init, crescale_step, ensemble_targets
 from phasetune.sampling.phase_check import LIQUID_INDEX, classify_atoms
-from phasetune.sampling.sampler import SamplerSettings
+from phasetune.sampling.sampler import MELT_ATTEMPTS, MELT_RETRY_HEATING, SamplerSettings
 from phasetune.units import EV_PER_A3_PER_GPA, KB_EV_PER_K, fs_to_internal
 
 log = logging.getLogger(__name__)
 
-#: melting stage: each attempt is 1.25× hotter and twice as long as the last
-MELT_ATTEMPTS = 3
 #: the hot stage has melted a box when this fraction of its mobile half is liquid; it is
 #: judged before the quench, since regrowth from the interface while quenching is physics
 MIN_MELTED_FRACTION = 0.6
@@ -175,7 +173,8 @@ def melt_upper_half(
     is scaled by the mobile fraction, since the mobile atoms carry all the kinetic energy.
     Where less than :data:`MIN_MELTED_FRACTION` of some box's mobile atoms is liquid at the
     end of the hot stage, that stage is repeated hotter and longer (up to
-    :data:`MELT_ATTEMPTS` times) before giving up; the quench runs once, after it.
+    :data:`~phasetune.sampling.sampler.MELT_ATTEMPTS` times, on the sampler's schedule)
+    before giving up; the quench runs once, after it.
     """
     stretched = []
     for box in boxes:
@@ -238,10 +237,10 @@ def melt_upper_half(
             [round(float(x), 2) for x in liquid],
             melt_steps,
             factor,
-            factor * 1.25,
+            factor * MELT_RETRY_HEATING,
             2 * melt_steps,
         )
-        factor, melt_steps = factor * 1.25, 2 * melt_steps
+        factor, melt_steps = factor * MELT_RETRY_HEATING, 2 * melt_steps
         state.rng = settings.seed + 7919 + attempt + 1
     for _ in tqdm(range(settings.quench_steps), desc="quench", disable=not settings.progress):
         md = crescale_step(md, frozen_model, dt=dt, targets=cool)

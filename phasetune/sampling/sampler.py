@@ -33,6 +33,7 @@ from phasetune.sampling.integrator import (
     ensemble_targets,
     internal_pressure_tensor,
 )
+from phasetune.sampling.phase_check import LIQUID_INDEX
 from phasetune.sampling.stability import StabilityGuard, StabilitySettings
 from phasetune.structures import PHASES
 from phasetune.units import (
@@ -46,6 +47,10 @@ log = logging.getLogger(__name__)
 
 #: Pressures beyond this magnitude (GPa) are treated as input errors.
 MAX_ABS_PRESSURE_GPA = 1000.0
+#: a melt stage that leaves a liquid unmelted is repeated, each time
+#: :data:`MELT_RETRY_HEATING` × hotter and twice as long, at most this many times in all
+MELT_ATTEMPTS = 3
+MELT_RETRY_HEATING = 1.25
 
 
 @dataclass(frozen=True)
@@ -124,7 +129,9 @@ class SamplerSettings:
     #: β_T guess in 1/GPa, sets the barostat's coupling strength only (not the ensemble).
     compressibility_per_GPa: float = 0.05
     #: liquids melt first at ``melt_temperature_factor``·T for this many steps, at fixed
-    #: cell (the starting structure sets the density), then equilibrate in NPT.
+    #: cell (the starting structure sets the density), then equilibrate in NPT. With
+    #: ``check_phase``, a liquid that has not melted by then is melted again, hotter and
+    #: longer (:data:`MELT_ATTEMPTS`); the other systems equilibrate meanwhile.
     melt_steps: int = 0
     melt_temperature_factor: float = 2.0
     seed: int = 0
@@ -241,11 +248,14 @@ def sample_state_points(
         )
 
     guard = StabilityGuard.start(md, names, dt, settings.stability)
-    total = settings.equilibration_steps + settings.production_steps
+    melt = _MeltStage(settings, liquid, names)
+    equilibration_steps = settings.equilibration_steps
+    total = equilibration_steps + settings.production_steps
     bar = tqdm(total=total, desc="sampling", disable=not settings.progress, unit="step")
     # no torch.no_grad() here: models that take forces by autograd (MACE) need grad mode
-    for step in range(total):
-        step_targets = melt_targets if step < settings.melt_steps else targets
+    step = 0
+    while step < total:
+        step_targets = melt_targets if step < melt.end else targets
         md = crescale_step(
             md, model, dt=guard.dt, targets=step_targets, thermostat=settings.thermostat
         )
@@ -255,11 +265,25 @@ def sample_state_points(
             if bool(bad.any()):
                 md = guard.restart(md, bad, reasons, step + 1)
                 metadata["md_events"] = list(guard.events)
+        if step + 1 == melt.end and settings.check_phase:
+            extra = melt.judge(md)
+            if extra:  # everyone equilibrates longer while the unmelted liquids melt again
+                melt_targets = dataclasses.replace(
+                    melt_targets, kT=torch.where(melt.retry, targets.kT * melt.factor, targets.kT)
+                )
+                melt_targets = dataclasses.replace(
+                    melt_targets,
+                    cell_mode=torch.where(melt.retry, fixed, targets.cell_mode),
+                )
+                equilibration_steps += extra
+                total += extra
+                bar.total = total
+                metadata["melt_attempts"] = melt.attempt
         if (step + 1) % settings.stride == 0:
             guard.snapshot(md, ~guard.stopped)
         if step == total // 2:
             fault_point("sampling")
-        production = step - settings.equilibration_steps + 1
+        production = step - equilibration_steps + 1
         if production > 0 and production % settings.stride == 0:
             _record(records, md, targets, step, expected, settings.check_phase)
             # a stopped system's frames are never valid
@@ -273,6 +297,7 @@ def sample_state_points(
                     frames=n_frames,
                 )
         bar.update(1)
+        step += 1
     bar.close()
     frames = collected()
     if settings.frames_path:
@@ -288,6 +313,53 @@ def sample_state_points(
                 sp.phase,
             )
     return frames, md
+
+
+class _MeltStage:
+    """When the liquids' melt stage ends, and which liquids must melt again (hotter, longer).
+
+    A liquid has melted when it passes the liquid phase check at the end of the hot stage.
+    """
+
+    def __init__(self, settings: SamplerSettings, liquid: torch.Tensor, names: list[str]):
+        self.settings, self.liquid, self.names = settings, liquid, names
+        self.end, self.length = settings.melt_steps, settings.melt_steps
+        self.factor = settings.melt_temperature_factor
+        self.attempt = 1
+        self.retry = torch.zeros_like(liquid)
+
+    def judge(self, md) -> int:
+        """Steps to add for another attempt (0: all melted); raises after the last one."""
+        if not self.end or not bool(self.liquid.any()):
+            return 0
+        ok, fractions = _phase_check(md, ["liquid"] * len(self.names))
+        unmelted = self.liquid & ~ok.to(self.liquid.device)
+        if not bool(unmelted.any()):
+            return 0
+        report = ", ".join(
+            f"{self.names[k]} {float(fractions[k, LIQUID_INDEX]):.2f}"
+            for k in unmelted.nonzero().flatten().tolist()
+        )
+        if self.attempt == MELT_ATTEMPTS:
+            raise RuntimeError(
+                f"liquids did not melt after {MELT_ATTEMPTS} attempts, the last "
+                f"{self.length} steps at {self.factor:.2f} T (liquid fraction: {report}); "
+                "start them from a lower density (the liquid's lattice_A) or raise "
+                "sampler.melt_steps / sampler.melt_temperature_factor"
+            )
+        self.factor *= MELT_RETRY_HEATING
+        self.length *= 2
+        self.attempt += 1
+        self.retry = unmelted
+        log.warning(
+            "melt stage left liquids unmelted (liquid fraction: %s); melting them again at "
+            "%.2f T for %d steps",
+            report,
+            self.factor,
+            self.length,
+        )
+        self.end += self.length
+        return self.length
 
 
 def _record(records, md, targets, step, expected, check) -> None:
