@@ -14,6 +14,7 @@ from scipy.optimize import brentq
 
 from phasetune.free_energy.competing_melting import (
     delta_g_from_melting_points,
+    enthalpy_error_K,
     root_of_delta_g_melting,
 )
 
@@ -84,3 +85,23 @@ def test_melting_point_errors_move_the_transition_as_predicted():
     predicted = -((t_star / t_mb) ** 2) * dh_m / dh_ab * 5.0
     assert shifted - t_star == pytest.approx(predicted, rel=0.05)
     assert abs(shifted - t_star) > 7.0  # 5 K of T_m moves T* by about twice that
+
+
+def test_enthalpy_error_equals_the_spread_of_roots_from_noisy_enthalpies():
+    """Independent noise on each Δh point (σ = 2 meV/atom, as 12-ps Ti1 runs give) moves T*
+    by the propagated σ(T*): 2,000 noisy repeats against the linearised sum, within the
+    repeats' own sampling error (±1.6 % of σ) plus curvature. A common shift of all points
+    (counting them as fully correlated) would claim a larger error than the repeats show."""
+    curve, _, _ = exact_curve()
+    sigma = np.full(4, 0.002)
+
+    def root(ab):
+        return root_of_delta_g_melting(1200.0, **{**curve, "delta_h_ab_eV": ab})
+
+    predicted = enthalpy_error_K(root, curve["delta_h_ab_eV"], sigma)
+    rng = np.random.default_rng(0)
+    roots = [root(curve["delta_h_ab_eV"] + rng.normal(0.0, sigma)) for _ in range(2000)]
+    spread = float(np.std(roots))
+    assert spread == pytest.approx(predicted, rel=0.08), (spread, predicted)
+    common = 0.5 * abs(root(curve["delta_h_ab_eV"] + sigma) - root(curve["delta_h_ab_eV"] - sigma))
+    assert common > 1.2 * spread, (common, spread)

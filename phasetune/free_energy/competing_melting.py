@@ -236,10 +236,9 @@ def transition_from_melting(
     parts = {
         f"T_m,{phase_a}": 0.5 * abs(root(ma=t_ma + sa) - root(ma=t_ma - sa)),
         f"T_m,{phase_b}": 0.5 * abs(root(mb=t_mb + sb) - root(mb=t_mb - sb)),
-        # enthalpies: a common shift of Δh is the worst case of independent errors
         "enthalpies": math.hypot(
-            0.5 * abs(root(ab=dh_ab + dh_ab_err.mean()) - root(ab=dh_ab - dh_ab_err.mean())),
-            0.5 * abs(root(lb=dh_lb + dh_lb_err.mean()) - root(lb=dh_lb - dh_lb_err.mean())),
+            enthalpy_error_K(lambda ab: root(ab=ab), dh_ab, dh_ab_err),
+            enthalpy_error_K(lambda lb: root(lb=lb), dh_lb, dh_lb_err),
         ),
     }
     return MeltingRouteTransition(
@@ -257,6 +256,24 @@ def transition_from_melting(
         error_parts_K=parts,
         degree=degree,
     )
+
+
+def enthalpy_error_K(root, delta_h_eV: np.ndarray, errors_eV: np.ndarray) -> float:
+    """σ(T*) from independent errors of the enthalpy differences, one per temperature.
+
+    Each temperature's Δh comes from its own MD runs, so the errors are independent:
+    σ(T*)² = Σ_i (∂T*/∂Δh_i · σ_i)², the derivative by a central difference of ``root``
+    (T* as a function of the Δh array) with point i moved by ± σ_i. A common shift of all
+    points by σ would count them as fully correlated and overstate the error by up to √n.
+    """
+    delta_h_eV, errors_eV = np.asarray(delta_h_eV, float), np.asarray(errors_eV, float)
+    total = 0.0
+    for i, sigma in enumerate(errors_eV):
+        up, down = delta_h_eV.copy(), delta_h_eV.copy()
+        up[i] += sigma
+        down[i] -= sigma
+        total += (0.5 * (root(up) - root(down))) ** 2
+    return math.sqrt(total)
 
 
 def root_of_delta_g_melting(guess_K: float, *, search_factor: float = 1.5, **curve) -> float:
