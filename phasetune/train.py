@@ -2,7 +2,7 @@
 
     phasetune                                    # CPU demo: LJ argon → T_m = 83.8 K
     phasetune targets=my_targets model=my_model trainer.max_steps=200
-    phasetune -m optim.lr=0.01,0.02              # multirun: one output dir + logger per job
+    phasetune -m loss.lr=0.01,0.02               # multirun: one output dir + logger per job
 
 ``train(cfg)`` is a plain function: anchors (measured, cached), DiffTRe under a Lightning
 Trainer, then the trained model's transition temperatures re-measured independently
