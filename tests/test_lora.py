@@ -160,15 +160,48 @@ def test_fine_tuning_with_the_lora_preset_moves_only_the_adapters(
     datamodule = StatePointDataModule([target], settings, frames_dir=tmp_path / "frames")
     module = DiffTReModule(live, [target], [anchor], trainable="lora")  # Gauss-Newton
     before = {n: p.detach().clone() for n, p in live.named_parameters()}
+    before_state = {n: t.detach().clone() for n, t in live.state_dict().items()}
     quiet_trainer(1).fit(module, datamodule=datamodule)
     moved = {n for n, p in live.named_parameters() if not torch.equal(p, before[n])}
     assert moved and all(n.startswith("lora.b.") for n in moved)  # ∂U/∂A = 0 at B = 0
+    # everything that is not an adapter (base weights and buffers: E0, scale, shift) is
+    # bit-identical, also after a sampling copy with the trained adapters merged in (what a
+    # re-sampling builds) has been made and gives the live model's energies
+    structures = _structures(5)
+    frozen = sampling_copy(live)
+    torch.testing.assert_close(
+        frozen(_state(live, structures))["energy"],
+        live(_state(live, structures))["energy"].detach(),
+        rtol=0,
+        atol=1e-10,
+    )
+    after_state = live.state_dict()
+    assert set(after_state) == set(before_state)
+    base = [n for n in before_state if not n.startswith("lora.")]
+    assert base and all(n.startswith("model.") for n in base)
+    for name in base:
+        assert torch.equal(after_state[name], before_state[name]), name
     # one Gauss-Newton step of ≤ 2 % zeroes the linearised residual where it can: Δg, at
-    # −4 meV/atom before it (50 K off), is smaller on the same frames afterwards
+    # −4 meV/atom before it (50 K off), is smaller on the same frames afterwards. Measured:
+    # −4.000 → −3.706 meV/atom (0.294 smaller); required: half of that. The step's linear
+    # model predicted −3.695 (its residual, Δg/tol with tol = Δs·20 K = 1.6 meV/atom): the
+    # reweighted change must be that prediction to 25 % (a wrong-sign or mis-scaled
+    # reweighted Jacobian is not)
     before_dg = module.history[0]["dg_meV/ti"]
     after_dg = 1e3 * module.estimate()["delta_g_eV"][0]
     assert before_dg == pytest.approx(-4.0, abs=1e-9)
-    assert abs(after_dg) < abs(before_dg) - 0.1, (before_dg, after_dg)
+    assert abs(after_dg) < abs(before_dg) - 0.15, (before_dg, after_dg)
+    tol_meV = 1e3 * float(module.tolerance_eV[0])
+    assert tol_meV == pytest.approx(1.6)
+    step = module._last_step
+    assert step["size"] == pytest.approx(module.max_step)  # the step went to its cap
+    assert step["residual_sq"] == pytest.approx((before_dg / tol_meV) ** 2)
+    predicted = tol_meV * (step["residual_sq"] ** 0.5 - step["predicted_sq"] ** 0.5)
+    assert abs(before_dg) - abs(after_dg) == pytest.approx(predicted, rel=0.25), (
+        before_dg,
+        after_dg,
+        predicted,
+    )
 
 
 def test_export_cli_merges_the_adapters_of_a_lora_run(tmp_path):

@@ -157,15 +157,18 @@ def test_chunked_reweighting_gradients_equal_unchunked(model_file, tmp_path, tin
     with torch.no_grad():
         for p in live.parameters():
             p.mul_(1.002)
-    grads, peaks = [], []
+    grads, peaks, values, ess = [], [], [], []
     for chunk, keep_graph in ((1000, True), (1, False), (3, False), (1000, False)):
         tally = _SavedTally()
         with torch.autograd.graph.saved_tensors_hooks(tally.pack, tally.unpack):
-            loss = reweighted_gibbs_change(
+            result = reweighted_gibbs_change(
                 live, ensemble, chunk_frames=chunk, keep_graph=keep_graph
-            ).delta_g_eV
+            )
+        loss = result.delta_g_eV
         grads.append(torch.autograd.grad(loss, list(live.parameters())))
         peaks.append(tally.peak)
+        values.append(float(loss))
+        ess.append(result.relative_ess)
     # the chunked gradient (taken chunk by chunk in the forward) equals one graph's
     for other in grads[1:]:
         for a, b in zip(grads[0], other, strict=True):
@@ -179,10 +182,22 @@ def test_chunked_reweighting_gradients_equal_unchunked(model_file, tmp_path, tin
     assert chunk_1 < one_graph / (ensemble.n_valid() / 2), peaks
     assert 2 * chunk_1 < chunk_3 < 4 * chunk_1, peaks
     assert chunk_all < 1.5 * one_graph, peaks
-    # the FEP value itself is chunk-independent too
-    u = frame_energies(live, ensemble.frames, chunk_frames=2)[:, 0]
-    fep = free_energy_perturbation(u - ensemble.reference_energy, ensemble.kT_eV)
-    assert torch.isfinite(fep)
+    # the FEP value itself is chunk-independent too: every chunking above gives the same
+    # [G(θ) − G(θ_ref)]/N and ESS to float64 rounding, and so does Zwanzig's formula on
+    # energies evaluated 2 and all frames at a time
+    assert ensemble.n_valid() == ensemble.frames.n_frames and ensemble.offset_eV == 0.0
+    u_2 = frame_energies(live, ensemble.frames, chunk_frames=2)[:, 0].detach()
+    u_all = frame_energies(live, ensemble.frames, chunk_frames=1000)[:, 0].detach()
+    torch.testing.assert_close(u_2, u_all, rtol=1e-13, atol=1e-12)
+    fep = float(
+        free_energy_perturbation(
+            u_2 - ensemble.reference_energy, ensemble.kT_eV, n_atoms=ensemble.n_atoms
+        )
+    )
+    assert math.isfinite(fep) and abs(fep) > 1e-4  # the 0.2 % change moved G measurably
+    for value in values:
+        assert value == pytest.approx(fep, rel=1e-12, abs=1e-15), values
+    assert ess[0] < 1.0 and all(e == pytest.approx(ess[0], rel=1e-12) for e in ess), ess
 
 
 def test_round_trip_load_sample_step_export_reload(

@@ -8,9 +8,15 @@ mace_modules = pytest.importorskip("mace.modules")
 from e3nn import o3  # noqa: E402
 from torch_sim.models.mace import MaceModel  # noqa: E402
 
+from phasetune.learn.difftre import (  # noqa: E402
+    StatePointEnsemble,
+    parameter_snapshot,
+    reweighted_gibbs_change,
+)
 from phasetune.potentials.base import frame_energies  # noqa: E402
 from phasetune.sampling.sampler import SamplerSettings, StatePoint, sample_state_points  # noqa: E402
 from phasetune.structures import build_structure  # noqa: E402
+from phasetune.units import KB_EV_PER_K  # noqa: E402
 
 
 def tiny_titanium_mace() -> torch.nn.Module:
@@ -56,15 +62,58 @@ def test_tiny_mace_samples_in_one_batch_and_reweights_consistently():
     settings = SamplerSettings(
         timestep_fs=1.0,
         equilibration_steps=4,
-        production_steps=8,
-        stride=4,
+        production_steps=16,
+        stride=2,
         check_phase=False,
         progress=False,
     )
     frames, _ = sample_state_points(model, points, settings)
-    assert frames.n_frames == 2 and frames.n_systems == 2
+    assert frames.n_frames == 8 and frames.n_systems == 2
     assert bool(torch.isfinite(frames.potential_energy).all())
     # the stored energies are the model's energies of the stored frames
     torch.testing.assert_close(
         frame_energies(model, frames).detach(), frames.potential_energy, rtol=0, atol=1e-10
     )
+
+    # Reweighting to a model whose energy change is known exactly. This MACE's energy is
+    # U = N·E0 + Σ_i w·h_i (one interaction, a linear readout w, E0 = −1 eV): scaling w by
+    # (1 + δ) changes every frame's energy by exactly δ·(U − N·E0). The reweighted
+    # [G(θ) − G(θ_ref)]/N must be Zwanzig's −(kT/N) ln⟨exp(−ΔU/kT)⟩, and the ESS Kish's
+    # (Σw)²/Σw², both written out here in numpy on those ΔU.
+    u_ref = frames.potential_energy.double()
+    scaled = tiny_titanium_mace()
+    delta = 3.0
+    with torch.no_grad():
+        scaled.readouts[0].linear.weight.mul_(1 + delta)
+    perturbed = MaceModel(scaled, device=torch.device("cpu"), dtype=torch.float64)
+    n_atoms, e0 = 16, -1.0
+    expected_du = delta * (u_ref - n_atoms * e0)
+    u_new = frame_energies(perturbed, frames).detach()
+    torch.testing.assert_close(u_new - u_ref, expected_du, rtol=1e-9, atol=1e-9)
+    assert float(expected_du.std(dim=0).min()) > 0.01  # the frames are not all alike
+    for k, point in enumerate(points):
+        ensemble = StatePointEnsemble(
+            name=point.name,
+            target="t",
+            phase=point.phase,
+            temperature_K=point.temperature_K,
+            pressure_GPa=point.pressure_GPa,
+            frames=frames.select_system(k),
+            reference_energy=u_ref[:, k].clone(),
+            reference_params=parameter_snapshot(model),
+        )
+        # the sampling model itself: ΔG = 0 and uniform weights (ESS = N) exactly
+        same = reweighted_gibbs_change(model, ensemble)
+        assert float(same.delta_g_eV) == 0.0 and same.relative_ess == 1.0
+        kT = KB_EV_PER_K * point.temperature_K
+        du = expected_du[:, k].numpy()
+        x = -du / kT
+        fep = -kT * (x.max() + np.log(np.mean(np.exp(x - x.max())))) / n_atoms
+        w = np.exp(x - x.max())
+        kish = w.sum() ** 2 / (w**2).sum() / len(w)
+        moved = reweighted_gibbs_change(perturbed, ensemble)
+        assert float(moved.delta_g_eV) == pytest.approx(fep, rel=1e-9, abs=1e-12), point.name
+        assert moved.relative_ess == pytest.approx(kish, rel=1e-9), point.name
+        assert kish < 0.999  # the weights are not uniform: the check has teeth
+        # Jensen: ΔG ≤ ⟨ΔU⟩, strictly for frames that differ
+        assert fep < du.mean() / n_atoms
