@@ -269,10 +269,8 @@ def sample_state_points(
             extra = melt.judge(md)
             if extra:  # everyone equilibrates longer while the unmelted liquids melt again
                 melt_targets = dataclasses.replace(
-                    melt_targets, kT=torch.where(melt.retry, targets.kT * melt.factor, targets.kT)
-                )
-                melt_targets = dataclasses.replace(
                     melt_targets,
+                    kT=torch.where(melt.retry, targets.kT * melt.factor, targets.kT),
                     cell_mode=torch.where(melt.retry, fixed, targets.cell_mode),
                 )
                 equilibration_steps += extra
