@@ -68,3 +68,30 @@ def build_structure(
         del atoms[drop.tolist()]
         atoms.set_cell(atoms.cell * (len(atoms) / n_before) ** (1.0 / 3.0), scale_atoms=True)
     return atoms
+
+
+def larger_crystal(atoms: Atoms, phase: str, *, n_atoms: int) -> Atoms:
+    """The near-cubic supercell :func:`build_structure` makes of the same crystal with at least
+    ``n_atoms`` atoms, for a perfect lattice ``atoms`` of ``phase`` that it built.
+
+    The lattice is read back from ``atoms``: the cubic constant from the volume per atom
+    (a³ = 4 V/N for fcc, 2 V/N for bcc); for hcp, ``a`` is the shortest distance within one
+    basal plane (the planes are normal to z) and c from V/N = √3 a² c / 4.
+    """
+    if phase not in ("fcc", "bcc", "hcp"):
+        raise ValueError(f"larger_crystal needs a crystal phase (fcc, bcc, hcp), got {phase!r}")
+    elements = sorted(set(atoms.get_chemical_symbols()))
+    if len(elements) != 1:
+        raise ValueError(f"larger_crystal builds one-element crystals, got {elements}")
+    volume_per_atom = atoms.get_volume() / len(atoms)
+    if phase != "hcp":
+        lattice = ((4 if phase == "fcc" else 2) * volume_per_atom) ** (1.0 / 3.0)
+        return build_structure(phase, element=elements[0], lattice_A=lattice, n_atoms=n_atoms)
+    z = atoms.get_positions()[:, 2]
+    plane = np.flatnonzero(np.abs(z - z[0]) < 1e-6)
+    if len(plane) < 2:
+        raise ValueError("larger_crystal: hcp basal planes must be normal to z (build_structure)")
+    distances = atoms.get_distances(int(plane[0]), plane[1:].tolist(), mic=True)
+    a = float(distances.min())
+    c = 4.0 * volume_per_atom / (math.sqrt(3.0) * a * a)
+    return build_structure("hcp", element=elements[0], lattice_A=a, n_atoms=n_atoms, c_over_a=c / a)

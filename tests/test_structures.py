@@ -2,7 +2,7 @@
 
 import pytest
 
-from phasetune.structures import build_structure
+from phasetune.structures import build_structure, larger_crystal
 
 
 @pytest.mark.parametrize("n_atoms", [32, 100, 250, 576])
@@ -24,3 +24,17 @@ def test_crystals_hold_at_least_n_atoms():
     assert len(build_structure("bcc", element="Ti", lattice_A=3.3, n_atoms=100)) == 128
     hcp = build_structure("hcp", element="Ti", lattice_A=2.95, n_atoms=96, c_over_a=1.6)
     assert len(hcp) >= 96 and len(hcp) % 4 == 0
+
+
+@pytest.mark.parametrize(
+    "phase, lattice, c_over_a", [("fcc", 4.2, None), ("bcc", 3.31, None), ("hcp", 2.95, 1.587)]
+)
+def test_larger_crystal_is_the_same_lattice_with_more_atoms(phase, lattice, c_over_a):
+    small = build_structure(phase, element="Ti", lattice_A=lattice, n_atoms=240, c_over_a=c_over_a)
+    large = larger_crystal(small, phase, n_atoms=450)
+    expected = build_structure(
+        phase, element="Ti", lattice_A=lattice, n_atoms=450, c_over_a=c_over_a
+    )
+    assert len(large) == len(expected) > len(small)
+    assert large.cell.array == pytest.approx(expected.cell.array, rel=1e-12)
+    assert large.get_positions() == pytest.approx(expected.get_positions(), abs=1e-9)

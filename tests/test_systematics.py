@@ -1,9 +1,13 @@
 """Estimated systematic errors of free-energy transition temperatures."""
 
+import numpy as np
 import pytest
 
+from phasetune.free_energy.harmonic import lennard_jones_fcc_finite_size_correction
 from phasetune.free_energy.systematics import (
     dissipation_systematic_eV,
+    extrapolate_to_bulk,
+    extrapolation_systematic_eV,
     finite_size_systematic_eV,
 )
 from phasetune.units import KB_EV_PER_K
@@ -37,3 +41,39 @@ def test_corrected_crystals_keep_a_quarter_of_their_correction():
 def test_dissipation_bias_is_half_the_dissipation():
     assert dissipation_systematic_eV(2.5e-3) == pytest.approx(1.25e-3)
     assert dissipation_systematic_eV(-1e-4) == pytest.approx(5e-5)  # noise below zero
+
+
+def test_extrapolation_to_bulk_is_exact_for_one_over_n_and_its_error_is_the_spread():
+    bulk, c = -5.8066, 0.95  # eV/atom, eV: y(N) = y∞ − c/N
+    sizes, errors = (240, 448), (1.8e-4, 1.2e-4)
+    exact, error = extrapolate_to_bulk(sizes, [bulk - c / n for n in sizes], errors)
+    assert exact == pytest.approx(bulk, abs=1e-12)
+    rng = np.random.default_rng(0)
+    noisy = [
+        extrapolate_to_bulk(
+            sizes,
+            [bulk - c / n + rng.normal(0, e) for n, e in zip(sizes, errors, strict=True)],
+            errors,
+        )[0]
+        for _ in range(4000)
+    ]
+    assert np.std(noisy) == pytest.approx(error, rel=0.05)
+    assert error > max(errors)  # extrapolating amplifies: ≈ 3.3e-4 here
+    with pytest.raises(ValueError, match="N1 < N2"):
+        extrapolate_to_bulk((448, 240), (0.0, 0.0), (0.0, 0.0))
+
+
+@pytest.mark.parametrize("sizes", [(108, 256), (256, 500), (108, 500)])
+def test_extrapolation_remainder_covers_the_lj_lattice_sums_without_hiding_them(sizes):
+    """The analytic harmonic finite-size errors of LJ fcc (no simulation), extrapolated
+    linearly in 1/N, leave a bulk value ≠ 0; the estimate covers it, and not by more than 3×."""
+    f = [
+        lennard_jones_fcc_finite_size_correction(density=1.28, temperature=2.0, n_atoms=n)
+        for n in sizes
+    ]
+    left, _ = extrapolate_to_bulk(sizes, f, (0.0, 0.0))  # in k_BT: the exact answer is 0
+    estimate = extrapolation_systematic_eV([sizes], temperature_K=1.0, kB_eV_per_K=1.0)
+    assert abs(left) < estimate < 3 * abs(left)
+    # a pair of crystals extrapolated alike cancels most of it
+    pair = extrapolation_systematic_eV([sizes, sizes], temperature_K=1.0, kB_eV_per_K=1.0)
+    assert pair == pytest.approx(0.3 / 0.75 * estimate)

@@ -9,6 +9,7 @@ N-atom value. One JSON line per run goes to stdout and to ``frenkel_ladd_converg
 """
 
 import json
+import os
 import sys
 import time
 
@@ -22,7 +23,7 @@ TEMPERATURE_K, TIMESTEP_FS = 1155.0, 3.0
 
 phase, n_atoms, switching_ps = sys.argv[1], int(sys.argv[2]), float(sys.argv[3])
 seed = int(sys.argv[4]) if len(sys.argv) > 4 else 0
-torch.set_num_threads(2)
+torch.set_num_threads(int(os.environ.get("THREADS", "2")))
 lattice = {"hcp": dict(lattice_A=2.95, c_over_a=1.587), "bcc": dict(lattice_A=3.31)}[phase]
 atoms = build_structure(phase, element="Ti", n_atoms=n_atoms, **lattice)
 settings = FrenkelLaddSettings(

@@ -18,11 +18,14 @@
 5. Optionally (``finite_size_correction``), minus the harmonic crystal's own finite-size error
    [F_h(N) − F_h(∞)]/N from its phonons: for LJ fcc it is −0.072/−0.032/−0.017 k_BT at
    N = 108/256/500 (T* = 2, ρ* = 1.28) and accounts for the whole N-dependence of the
-   Frenkel–Ladd result there (bench/RESULTS.md).
+   Frenkel–Ladd result there (bench/RESULTS.md). Or, where the harmonic crystal is unstable
+   (bcc Ti) or anharmonicity matters, ``"extrapolate"``: G/N at N₁ and at a larger N₂ ≈ f N₁
+   of the same lattice, extrapolated linearly in 1/N (:func:`extrapolate_to_bulk`).
 """
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import math
 from dataclasses import dataclass
@@ -41,14 +44,17 @@ from phasetune.free_energy.einstein import (
 from phasetune.free_energy.harmonic import harmonic_finite_size_correction_eV
 from phasetune.free_energy.phonons import force_constant_range_A, harmonic_finite_size_error_eV
 from phasetune.free_energy.switching import LambdaPath, nonequilibrium_switching
+from phasetune.free_energy.systematics import extrapolate_to_bulk
 from phasetune.sampling.frames import Frames
 from phasetune.sampling.sampler import SamplerSettings, StatePoint, sample_state_points
+from phasetune.structures import larger_crystal
 from phasetune.units import EV_PER_A3_PER_GPA, KB_EV_PER_K
 
 log = logging.getLogger(__name__)
 
 #: Atoms per primitive cell of each crystal phasetune builds.
 ATOMS_PER_PRIMITIVE_CELL = {"fcc": 1, "bcc": 1, "hcp": 2}
+FINITE_SIZE_CORRECTIONS = ("none", "harmonic", "auto", "extrapolate")
 
 
 @dataclass(frozen=True)
@@ -69,14 +75,24 @@ class FrenkelLaddSettings:
     progress: bool = True
     #: "none"; "harmonic": subtract the crystal's harmonic finite-size error F_h(N) − F_h(∞)
     #: (:func:`harmonic_finite_size_error`; raises where phasetune cannot compute it, e.g. a
-    #: mechanically unstable lattice); "auto": harmonic where it can, else none.
+    #: mechanically unstable lattice); "auto": harmonic where it can, else none;
+    #: "extrapolate": a second, larger box and G/N extrapolated in 1/N (twice the cost)
     finite_size_correction: str = "none"
+    #: N₂/N₁ (at least) of the larger box for "extrapolate", ≥ 1.5: the extrapolation multiplies
+    #: the errors by about N₂/(N₂ − N₁). 1.7 keeps the common boxes cubic: bcc 250 → 432, hcp
+    #: 240 → 448, fcc 108 → 256 and 256 → 500 (fcc 32 needs 3.3 to reach the cubic 108; a
+    #: box of another shape has another finite-size coefficient).
+    extrapolation_size_factor: float = 1.7
 
     def __post_init__(self) -> None:
-        if self.finite_size_correction not in ("none", "harmonic", "auto"):
+        if self.finite_size_correction not in FINITE_SIZE_CORRECTIONS:
             raise ValueError(
-                "finite_size_correction must be 'none', 'harmonic' or 'auto', got "
-                f"{self.finite_size_correction!r}"
+                f"finite_size_correction must be one of {', '.join(FINITE_SIZE_CORRECTIONS)}, "
+                f"got {self.finite_size_correction!r}"
+            )
+        if not self.extrapolation_size_factor >= 1.5:
+            raise ValueError(
+                f"extrapolation_size_factor must be >= 1.5, got {self.extrapolation_size_factor!r}"
             )
         if self.n_replicas < 2:
             raise ValueError("n_replicas must be >= 2 (the error comes from their spread)")
@@ -100,8 +116,10 @@ class SolidFreeEnergy:
     n_atoms: int
     work_reversible_eV: np.ndarray
     dissipation_eV: np.ndarray
-    #: [F_h(N) − F_h(∞)]/N already subtracted from f and g (0 when none was applied)
+    #: [F(N) − F(∞)]/N already subtracted from f and g (0 when none was applied)
     finite_size_correction_eV: float = 0.0
+    #: (N, G/N, its error) of each box an extrapolated result comes from, else empty
+    extrapolated_from: tuple[tuple[int, float, float], ...] = ()
 
     def describe(self) -> str:
         return (
@@ -111,10 +129,15 @@ class SolidFreeEnergy:
             f"k = {self.spring_eV_A2:.3f} eV/Å², dissipation "
             f"{float(np.mean(self.dissipation_eV)) / self.n_atoms * 1e3:.2f} meV/atom"
             + (
-                f", finite-size correction {-self.finite_size_correction_eV * 1e3:+.3f} meV/atom)"
+                f", finite-size correction {-self.finite_size_correction_eV * 1e3:+.3f} meV/atom"
                 if self.finite_size_correction_eV
-                else ")"
+                else ""
             )
+            + "".join(
+                f"{', extrapolated in 1/N from' if i == 0 else ' and'} N = {n}: {g:.5f} ± {e:.5f}"
+                for i, (n, g, e) in enumerate(self.extrapolated_from)
+            )
+            + ")"
         )
 
     def as_dict(self) -> dict:
@@ -131,6 +154,7 @@ class SolidFreeEnergy:
             "msd_A2": self.msd_A2,
             "n_atoms": self.n_atoms,
             "finite_size_correction_eV": self.finite_size_correction_eV,
+            "extrapolated_from": [list(box) for box in self.extrapolated_from],
         }
 
 
@@ -211,6 +235,23 @@ def solid_free_energy(
     settings = settings or FrenkelLaddSettings()
     _check_crystal(atoms, phase)
     device = torch.device(device) if device is not None else model.device
+    if settings.finite_size_correction == "extrapolate":
+        one_box = dataclasses.replace(settings, finite_size_correction="none")
+        n_larger = math.ceil(settings.extrapolation_size_factor * len(atoms))
+        boxes = [
+            solid_free_energy(
+                model,
+                crystal,
+                phase=phase,
+                temperature_K=temperature_K,
+                pressure_GPa=pressure_GPa,
+                settings=one_box,
+                device=device,
+                dtype=dtype,
+            )
+            for crystal in (atoms, larger_crystal(atoms, phase, n_atoms=n_larger))
+        ]
+        return extrapolated_free_energy(*boxes)
     frames, _ = sample_state_points(
         model,
         [
@@ -344,4 +385,32 @@ def frenkel_ladd_free_energy(
         work_reversible_eV=w_rev,
         dissipation_eV=result.dissipation.detach().double().cpu().numpy(),
         finite_size_correction_eV=correction,
+    )
+
+
+def extrapolated_free_energy(small: SolidFreeEnergy, large: SolidFreeEnergy) -> SolidFreeEnergy:
+    """One :class:`SolidFreeEnergy` of the bulk crystal from the same crystal at two sizes.
+
+    G/N and F/N are extrapolated in 1/N (:func:`extrapolate_to_bulk`); volume, spring and
+    ⟨u²⟩ are the larger box's; the dissipation kept is the box's with the larger dissipation
+    per atom (its bias enters both boxes alike, so y∞ carries about the same), rescaled to
+    N₁ atoms, so that ``dissipation_eV / n_atoms`` stays per atom.
+    """
+    sizes = (small.n_atoms, large.n_atoms)
+    g, g_error = extrapolate_to_bulk(
+        sizes, (small.g_eV_per_atom, large.g_eV_per_atom), (small.g_error_eV, large.g_error_eV)
+    )
+    f, _ = extrapolate_to_bulk(sizes, (small.f_eV_per_atom, large.f_eV_per_atom), (0.0, 0.0))
+    per_atom = [float(np.mean(b.dissipation_eV)) / b.n_atoms for b in (small, large)]
+    worst = (small, large)[int(np.argmax(per_atom))]
+    return dataclasses.replace(
+        large,
+        g_eV_per_atom=g,
+        g_error_eV=g_error,
+        f_eV_per_atom=f,
+        n_atoms=small.n_atoms,
+        work_reversible_eV=small.work_reversible_eV,
+        dissipation_eV=np.asarray(worst.dissipation_eV) * small.n_atoms / worst.n_atoms,
+        finite_size_correction_eV=small.g_eV_per_atom - g,
+        extrapolated_from=tuple((b.n_atoms, b.g_eV_per_atom, b.g_error_eV) for b in (small, large)),
     )

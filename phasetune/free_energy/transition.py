@@ -30,6 +30,7 @@ from phasetune.free_energy.liquid import liquid_free_energy
 from phasetune.free_energy.solid import FrenkelLaddSettings, solid_free_energy
 from phasetune.free_energy.systematics import (
     dissipation_systematic_eV,
+    extrapolation_systematic_eV,
     finite_size_systematic_eV,
 )
 from phasetune.sampling.sampler import SamplerSettings, StatePoint, sample_state_points
@@ -327,6 +328,7 @@ def absolute_gibbs_energy(
             f"{phase}_dissipation_eV_per_atom": float(np.mean(result.dissipation_eV))
             / result.n_atoms,
             f"{phase}_n_atoms": result.n_atoms,
+            f"{phase}_extrapolated_from_n_atoms": [n for n, _, _ in result.extrapolated_from],
         },
     )
 
@@ -421,11 +423,19 @@ def transition_from_free_energies(
         *(dissipation_systematic_eV(details[f"{p}_dissipation_eV_per_atom"]) for p in crystals),
         0.0,
     )
-    finite_size = finite_size_systematic_eV(
-        [(details[f"{p}_n_atoms"], 0.0 if undone else corrections[p]) for p in crystals],
-        temperature_K=reference_temperature_K,
-        kB_eV_per_K=KB_EV_PER_K,
-    )
+    extrapolated = [details[f"{p}_extrapolated_from_n_atoms"] for p in crystals]
+    if all(extrapolated):
+        finite_size = extrapolation_systematic_eV(
+            [tuple(sizes) for sizes in extrapolated],
+            temperature_K=reference_temperature_K,
+            kB_eV_per_K=KB_EV_PER_K,
+        )
+    else:
+        finite_size = finite_size_systematic_eV(
+            [(details[f"{p}_n_atoms"], 0.0 if undone else corrections[p]) for p in crystals],
+            temperature_K=reference_temperature_K,
+            kB_eV_per_K=KB_EV_PER_K,
+        )
     systematic = math.hypot(dissipation, finite_size)
     details["systematic_eV"] = {"dissipation": dissipation, "finite_size": finite_size}
     systematic_K = 0.5 * abs(root(dg0 + systematic) - root(dg0 - systematic))
