@@ -38,9 +38,19 @@ def test_corrected_crystals_keep_a_quarter_of_their_correction():
     )
 
 
-def test_dissipation_bias_is_half_the_dissipation():
-    assert dissipation_systematic_eV(2.5e-3) == pytest.approx(1.25e-3)
-    assert dissipation_systematic_eV(-1e-4) == pytest.approx(5e-5)  # noise below zero
+@pytest.mark.parametrize(
+    "dissipation_18ps, dissipation_36ps, shift",  # meV/atom; Ti1 bcc, 250 and 432 atoms
+    [(1.12, 0.66, 0.60), (0.97, 0.50, 0.37)],
+)
+def test_dissipation_bias_covers_the_measured_switching_length_shift(
+    dissipation_18ps, dissipation_36ps, shift
+):
+    """G(18 ps) − G(36 ps) of Ti1 bcc (bench/RESULTS.md) is the 18-ps bias minus the 36-ps
+    one; with the bias ∝ W_d ∝ 1/t_s the 36-ps bias equals that shift. The estimate covers
+    it at both lengths."""
+    for dissipation, bias in ((dissipation_18ps, 2 * shift), (dissipation_36ps, shift)):
+        assert dissipation_systematic_eV(dissipation * 1e-3) >= 0.9 * bias * 1e-3
+    assert dissipation_systematic_eV(-1e-4) == pytest.approx(1e-4)  # noise below zero
 
 
 def test_extrapolation_to_bulk_is_exact_for_one_over_n_and_its_error_is_the_spread():

@@ -4,9 +4,10 @@ Statistical errors (replica spread) do not see two biases of Frenkel–Ladd swit
 
 * **Dissipation.** W_rev = (W_fwd − W_bwd)/2 is exact only in the limit of slow switching;
   its bias grows with the dissipation W_d = (W_fwd + W_bwd)/2. Estimate:
-  :data:`DISSIPATION_FRACTION` · W_d/N. On Ti1 at 1150 K, lengthening the switching from 6
-  to 18 ps moved hcp's G by +0.85 meV/atom against a dissipation of 2.5 meV/atom, and bcc's
-  by −0.06 against 3.8 (issue 20's study): half the dissipation covers both.
+  :data:`DISSIPATION_FRACTION` · W_d/N. With a bias b·W_d and W_d ∝ 1/t_s, doubling the
+  switching time from 18 to 36 ps moves G by b (W_d(18) − W_d(36)): on Ti1 at 1155 K bcc
+  moved by −0.60 ± 0.26 (250 atoms) and −0.37 ± 0.17 meV/atom (432 atoms), b ≈ 0.95 ± 0.31;
+  hcp by +0.17 ± 0.20 and +0.01 ± 0.13, b ≈ 0 (bench/RESULTS.md). So the whole dissipation.
 * **Box size.** G/N of a periodic N-atom crystal differs from the bulk by about
   −(8–9) k_BT/N (harmonic: LJ fcc −7.8 k_BT/N at N = 108, Ti1 hcp −8.5 at 96 and −9.4 at
   288, :mod:`phasetune.free_energy.phonons`). Where that harmonic error is subtracted, the
@@ -28,7 +29,7 @@ from __future__ import annotations
 import math
 
 #: bias of W_rev per unit of dissipation (both per atom)
-DISSIPATION_FRACTION = 0.5
+DISSIPATION_FRACTION = 1.0
 #: anharmonic remainder of the finite-size error per unit of the harmonic correction
 CORRECTED_FRACTION = 0.25
 #: magnitude of an uncorrected crystal's finite-size error, in k_BT · N
