@@ -149,6 +149,35 @@ def sample(cfg: DictConfig, output_dir: Path) -> Frames:
     return frames
 
 
+def preflight_sample(cfg: DictConfig) -> None:
+    """Every value of a ``sample`` config checked without running anything (ConfigError)."""
+    from phasetune.config_check import ConfigError
+    from phasetune.preflight import build_settings, check_common
+
+    check_common(cfg)
+    build_settings("sampler", cfg.sampler)
+    try:
+        state_points_from_config(cfg.state_points)
+    except (ValueError, TypeError, KeyError) as err:
+        raise ConfigError(f"state_points: {err}") from None
+
+
 @hydra.main(version_base="1.3", config_path=CONFIG_DIR, config_name="sample")
 def sample_main(cfg: DictConfig) -> None:
     sample(cfg, Path(HydraConfig.get().runtime.output_dir))
+
+
+def sample_cli() -> None:
+    """``phasetune-sample [overrides]``: every value checked first, then the sampling."""
+    import sys
+
+    from phasetune.preflight import precheck
+
+    precheck(
+        sys.argv[1:],
+        config_dir=CONFIG_DIR,
+        config_name="sample",
+        prog="phasetune-sample",
+        check=preflight_sample,
+    )
+    sample_main()

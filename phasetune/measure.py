@@ -18,6 +18,7 @@ from __future__ import annotations
 import csv
 import json
 import logging
+import sys
 from pathlib import Path
 
 import hydra
@@ -28,10 +29,12 @@ from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 
 from phasetune.cli import _DTYPES, CONFIG_DIR
+from phasetune.config_check import ConfigError
 from phasetune.free_energy.coexistence import SOLID_PHASES, melting_temperatures_bracketed
 from phasetune.free_energy.competing_melting import transition_from_melting
 from phasetune.free_energy.transition import transition_from_free_energies
 from phasetune.potentials.base import sampling_copy
+from phasetune.preflight import build_settings, check_common, precheck
 from phasetune.structures import PHASES, build_structure
 
 log = logging.getLogger(__name__)
@@ -74,6 +77,8 @@ def _check(cfg: DictConfig) -> tuple[list[float], list[float]]:
             "(one melting-point guess per solid, K)"
         )
     pressures = [float(p) for p in cfg.pressures]
+    if not pressures:
+        raise ValueError("pressures must list at least one pressure in GPa, e.g. pressures=[0]")
     guesses = cfg.guesses_K if cfg.guesses_K is not None else [cfg.pair.guess_K] * len(pressures)
     guesses = [float(t) for t in guesses]
     if not pressures or len(guesses) != len(pressures):
@@ -229,6 +234,32 @@ def measure(cfg: DictConfig, output_dir: Path) -> list[dict]:
     return rows
 
 
+def preflight_measure(cfg: DictConfig) -> None:
+    """Every value of a ``measure`` config checked without running anything (ConfigError)."""
+    check_common(cfg)
+    try:
+        _check(cfg)
+    except (ValueError, TypeError) as err:
+        raise ConfigError(str(err)) from None
+    if cfg.method in ("coexistence", "melting", "both"):
+        build_settings("coexistence", cfg.coexistence)
+    if cfg.method in ("free_energy", "melting", "both"):
+        for part in ("solid", "liquid", "enthalpy"):
+            build_settings(f"free_energy.{part}", cfg.free_energy[part])
+
+
 @hydra.main(version_base="1.3", config_path=CONFIG_DIR, config_name="measure")
 def measure_main(cfg: DictConfig) -> None:
     measure(cfg, Path(HydraConfig.get().runtime.output_dir))
+
+
+def measure_cli() -> None:
+    """``phasetune-measure [overrides]``: every value checked first, then the measurement."""
+    precheck(
+        sys.argv[1:],
+        config_dir=CONFIG_DIR,
+        config_name="measure",
+        prog="phasetune-measure",
+        check=preflight_measure,
+    )
+    measure_main()

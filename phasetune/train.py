@@ -22,6 +22,7 @@ import os
 import sys
 import time
 import warnings
+import zipfile
 from pathlib import Path
 
 import hydra
@@ -32,12 +33,13 @@ from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 
 from phasetune.cli import _DTYPES, CONFIG_DIR
-from phasetune.config_check import ensure_writable
+from phasetune.config_check import ConfigError, ensure_writable
 from phasetune.learn.anchor import TransitionMeasurement, compute_anchors, measure_transitions
 from phasetune.learn.checkpoint import AtomicCheckpointIO, previous_path
 from phasetune.learn.data import StatePointDataModule
-from phasetune.learn.module import DiffTReModule
+from phasetune.learn.module import DiffTReModule, check_loss_settings
 from phasetune.learn.validation import diffusion_before_after, plot_diffusion, write_diffusion
+from phasetune.preflight import build_settings, check_common, precheck
 from phasetune.targets import load_targets
 
 log = logging.getLogger(__name__)
@@ -292,9 +294,8 @@ def build_model(cfg: DictConfig, device: str, dtype: torch.dtype) -> torch.nn.Mo
 def train(cfg: DictConfig, output_dir: Path) -> dict:
     """Anchor, fine-tune, re-measure, report. Returns the summary written to summary.json."""
     start = time.perf_counter()
+    preflight_train(cfg)
     torch.set_num_threads(int(cfg.threads))
-    if cfg.dtype not in _DTYPES:
-        raise ValueError(f"dtype must be one of {list(_DTYPES)}, got {cfg.dtype!r}")
     dtype = _DTYPES[cfg.dtype]
     ensure_writable(output_dir)
     pl.seed_everything(int(cfg.seed), workers=False, verbose=False)
@@ -444,24 +445,29 @@ def _hydra_train(cfg: DictConfig) -> None:
     train(cfg, Path(HydraConfig.get().runtime.output_dir))
 
 
-def _precheck(args: list[str]) -> None:
-    """Unknown keys and unwritable output dirs are reported before Hydra starts the job."""
-    from phasetune.config_check import ConfigError, check_overrides, nearest_existing_parent
-
-    if any(a in ("-m", "--multirun") or a.startswith("--") or a == "-h" for a in args):
-        return  # sweeps and Hydra's own flags: Hydra checks them itself
+def preflight_train(cfg: DictConfig) -> None:
+    """Every value of a ``train`` config checked without running anything (ConfigError)."""
+    check_common(cfg)
+    build_settings("sampler", cfg.sampler)
+    build_settings("anchor.settings", cfg.anchor.settings)
     try:
-        cfg = check_overrides(CONFIG_DIR, "train", args)
-        run_dir = Path(str(cfg.hydra.run.dir))
-        parent = nearest_existing_parent(run_dir)
-        if not parent.is_dir() or not os.access(parent, os.W_OK):
-            raise ConfigError(
-                f"output directory {run_dir} cannot be created ({parent} is not writable); "
-                "choose another with hydra.run.dir=/writable/path"
-            )
-    except ConfigError as err:
-        print(f"phasetune: {err}", file=sys.stderr)
-        raise SystemExit(2) from None
+        check_loss_settings(OmegaConf.to_container(cfg.loss, resolve=True))
+    except ValueError as err:
+        raise ConfigError(f"loss.{err}") from None
+    ckpt = cfg.get("ckpt_path")
+    if ckpt not in (None, "last"):
+        path = Path(str(ckpt))
+        if not path.is_file():
+            raise ConfigError(f"ckpt_path={ckpt}: no such file (a checkpoint, 'last' or null)")
+        if not zipfile.is_zipfile(path):
+            raise ConfigError(f"ckpt_path={ckpt}: not a checkpoint file (torch.save format)")
+
+
+def _precheck(args: list[str]) -> None:
+    """:func:`~phasetune.preflight.precheck` for ``phasetune``."""
+    precheck(
+        args, config_dir=CONFIG_DIR, config_name="train", prog="phasetune", check=preflight_train
+    )
 
 
 def train_main() -> None:

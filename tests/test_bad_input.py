@@ -98,7 +98,92 @@ def test_ess_threshold_outside_zero_one(argon):
     anchor = Anchor("t", 80.0, 0.0, 75.0, 0.5, 1e-3, 1e-4, 1.2e-4, "given")
     model = LennardJones(epsilon_eV=argon["epsilon_eV"], sigma_A=argon["sigma_A"])
     for bad in (0.0, 1.5, -0.2):
-        with pytest.raises(ValueError, match=r"ess_threshold must be in \(0, 1\]"):
+        with pytest.raises(ValueError, match=r"ess_threshold must be a finite number > 0 and <= 1"):
             DiffTReModule(model, [target], [anchor], ess_threshold=bad)
     with pytest.raises(ValueError, match="on_phase_change must be one of"):
         DiffTReModule(model, [target], [anchor], on_phase_change="ignore")
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["loss.ess_threshold=1.5"], "loss.ess_threshold must be a finite number > 0 and <= 1"),
+        (["loss.lr=abc"], "loss.lr must be a finite number > 0, got 'abc'"),
+        (["loss.optimizer=adam", "loss.lr=nan"], "loss.lr must be a finite number > 0"),
+        (["loss.optimizer=sgd"], "loss.optimizer must be one of gauss_newton, adam"),
+        (["loss.patience=1.5"], "loss.patience must be an integer >= 1"),
+        (["ckpt_path=/missing.ckpt"], "ckpt_path=/missing.ckpt: no such file"),
+        (["sampler.timestep_fs=-1"], "sampler: sampler setting timestep_fs must be > 0"),
+        (["sampler.production_steps=0"], "sampler: need stride >= 1 and production_steps"),
+        (["anchor.settings.n_replicas=0"], "anchor.settings"),
+        (["threads=0"], "threads must be an integer >= 1"),
+        (["dtype=float16"], "dtype must be one of"),
+        (["-m", "loss.lrr=0.1,0.2"], "Did you mean loss.lr"),
+        (["-m", "loss.lr=0.1,-1"], "loss.lr must be a finite number > 0, got -1"),
+    ],
+)
+def test_bad_values_are_refused_in_one_line_before_any_work(tmp_path, capsys, args, message):
+    """Each of these started minutes of anchor MD before failing (or ran silently)."""
+    from phasetune.train import _precheck
+
+    run_dir = tmp_path / "runs" / "x"
+    with pytest.raises(SystemExit) as exit_info:
+        _precheck([*args, f"hydra.run.dir={run_dir}", f"hydra.sweep.dir={run_dir}"])
+    assert exit_info.value.code == 2
+    err = capsys.readouterr().err
+    assert message in err and len(err.strip().splitlines()) == 1, err
+    assert not run_dir.parent.exists()  # no empty run directory left behind
+
+
+def test_garbage_checkpoint_is_refused_and_good_settings_pass(tmp_path, capsys):
+    from phasetune.train import _precheck
+
+    garbage = tmp_path / "garbage.ckpt"
+    garbage.write_bytes(b"not a checkpoint")
+    with pytest.raises(SystemExit):
+        _precheck([f"ckpt_path={garbage}", f"hydra.run.dir={tmp_path}/run"])
+    assert "not a checkpoint file" in capsys.readouterr().err
+    _precheck(["loss.lr=0.05", "threads=2", f"hydra.run.dir={tmp_path}/run"])  # accepted
+    _precheck(["-m", "loss.lr=0.05,0.1", f"hydra.sweep.dir={tmp_path}/sweep"])
+
+
+@pytest.mark.parametrize(
+    ("module", "function", "args", "message"),
+    [
+        ("phasetune.measure", "measure_cli", ["pressures=[]"], "pressures must list at least one"),
+        ("phasetune.measure", "measure_cli", ["pressure=[0]"], "Did you mean pressures"),
+        ("phasetune.measure", "measure_cli", ["threads=0"], "threads must be an integer >= 1"),
+        (
+            "phasetune.measure",
+            "measure_cli",
+            [
+                "model=ti1_eam",
+                "pair=hcp_bcc",
+                "method=free_energy",
+                "free_energy.solid.n_replicas=1",
+            ],
+            "free_energy.solid: n_replicas must be >= 2",
+        ),
+        (
+            "phasetune.measure",
+            "measure_cli",
+            ["coexistence.timestep_fs=-2"],
+            "coexistence:",
+        ),
+        ("phasetune.cli", "sample_cli", ["sampler.stride=0"], "sampler: need stride >= 1"),
+        ("phasetune.cli", "sample_cli", ["dtype=half"], "dtype must be one of float32, float64"),
+    ],
+)
+def test_measure_and_sample_refuse_bad_values_before_any_work(
+    tmp_path, capsys, monkeypatch, module, function, args, message
+):
+    import importlib
+
+    run_dir = tmp_path / "runs" / "x"
+    monkeypatch.setattr(sys, "argv", [function, *args, f"hydra.run.dir={run_dir}"])
+    with pytest.raises(SystemExit) as exit_info:
+        getattr(importlib.import_module(module), function)()
+    assert exit_info.value.code == 2
+    err = capsys.readouterr().err
+    assert message in err and len(err.strip().splitlines()) == 1, err
+    assert not run_dir.parent.exists()

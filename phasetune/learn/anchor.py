@@ -122,6 +122,15 @@ class AnchorSettings:
             raise ValueError(f"anchor method must be one of {ANCHOR_METHODS}, got {self.method!r}")
         if not 0 < self.window < 0.5:
             raise ValueError(f"anchor window must be in (0, 0.5), got {self.window}")
+        if self.n_temperatures < 2 or self.n_replicas < 1 or self.max_recentre < 0:
+            raise ValueError(
+                "anchor needs n_temperatures >= 2, n_replicas >= 1 and max_recentre >= 0, got "
+                f"{self.n_temperatures}, {self.n_replicas}, {self.max_recentre}"
+            )
+        if not self.systematic_tolerance_K > 0:
+            raise ValueError(
+                f"systematic_tolerance_K must be > 0, got {self.systematic_tolerance_K}"
+            )
 
 
 def model_fingerprint(model: torch.nn.Module) -> str:

@@ -157,6 +157,61 @@ def select_trainable(model: torch.nn.Module, patterns: Sequence[str] | str | Non
     return chosen
 
 
+#: numeric loss settings: (kind, lower bound, lower bound allowed, upper bound)
+_LOSS_RANGES = {
+    "lr": (float, 0.0, False, math.inf),
+    "damping": (float, 0.0, True, math.inf),
+    "max_step": (float, 0.0, False, math.inf),
+    "pullback_weight": (float, 0.0, True, math.inf),
+    "offset_weight_decay": (float, 0.0, True, math.inf),
+    "distill_weight": (float, 0.0, True, math.inf),
+    "ess_threshold": (float, 0.0, False, 1.0),
+    "converged_fraction": (float, 0.0, False, math.inf),
+    "min_valid_fraction": (float, 0.0, False, 1.0),
+    "patience": (int, 1, True, math.inf),
+    "chunk_frames": (int, 1, True, math.inf),
+    "max_nonfinite_steps": (int, 1, True, math.inf),
+    "max_phase_resamples": (int, 0, True, math.inf),
+}
+_LOSS_CHOICES = {"optimizer": OPTIMIZERS, "on_phase_change": PHASE_CHANGE_POLICIES}
+_LOSS_FLAGS = ("relative_lr", "mean_energy_gauge", "confirm_convergence")
+
+
+def check_loss_settings(settings: dict) -> None:
+    """Raise ``ValueError`` naming the first loss setting (a :class:`DiffTReModule` keyword)
+    that is of the wrong type or out of range; cheap, so it runs before any MD."""
+    for key, (kind, low, low_ok, high) in _LOSS_RANGES.items():
+        if key not in settings:
+            continue
+        value = settings[key]
+        bad = isinstance(value, bool) or not isinstance(value, int | float)
+        bad = bad or (kind is int and not float(value).is_integer())
+        if not bad:
+            value = float(value)
+            bad = not (math.isfinite(value) or high == math.inf and value == math.inf)
+            bad = bad or value < low or (value == low and not low_ok) or value > high
+        if bad:
+            lower = f"{'>=' if low_ok else '>'} {low:g}"
+            span = lower if high == math.inf else f"{lower} and <= {high:g}"
+            noun = "an integer" if kind is int else "a finite number"
+            raise ValueError(f"{key} must be {noun} {span}, got {settings[key]!r}")
+    for key, choices in _LOSS_CHOICES.items():
+        if key in settings and settings[key] not in choices:
+            raise ValueError(f"{key} must be one of {', '.join(choices)}, got {settings[key]!r}")
+    for key in _LOSS_FLAGS:
+        if key in settings and not isinstance(settings[key], bool):
+            raise ValueError(f"{key} must be true or false, got {settings[key]!r}")
+    fraction = settings.get("link_error_fraction")
+    if fraction is not None and (
+        isinstance(fraction, bool) or not isinstance(fraction, int | float) or not fraction > 0
+    ):
+        raise ValueError(f"link_error_fraction must be > 0 or null, got {fraction!r}")
+    if settings.get("mean_energy_gauge") and settings.get("optimizer", "gauss_newton") != (
+        "gauss_newton"
+    ):
+        raise ValueError("mean_energy_gauge needs optimizer=gauss_newton")
+
+
 class DiffTReModule(pl.LightningModule):
     """Fine-tunes ``model`` so that Δg_k(θ) = 0 at every target (T_k, P_k)."""
 
@@ -189,10 +244,9 @@ class DiffTReModule(pl.LightningModule):
         link_error_fraction: float | None = 0.1,
     ) -> None:
         super().__init__()
-        if not 0 < ess_threshold <= 1:
-            raise ValueError(f"ess_threshold must be in (0, 1], got {ess_threshold}")
-        if optimizer not in OPTIMIZERS:
-            raise ValueError(f"optimizer must be one of {OPTIMIZERS}, got {optimizer!r}")
+        check_loss_settings(
+            {k: v for k, v in locals().items() if k not in ("self", "model", "targets", "anchors")}
+        )
         if len(targets) != len(anchors):
             raise ValueError("one anchor per target")
         self.model = model
@@ -206,8 +260,6 @@ class DiffTReModule(pl.LightningModule):
         self.lr = float(lr)
         self.relative_lr = bool(relative_lr)
         self.pullback_weight = float(pullback_weight)
-        if offset_weight_decay < 0:
-            raise ValueError(f"offset_weight_decay must be >= 0, got {offset_weight_decay}")
         self.offset_weight_decay = float(offset_weight_decay)
         self.distill_weight = float(distill_weight)
         self.ess_threshold = float(ess_threshold)
@@ -216,21 +268,11 @@ class DiffTReModule(pl.LightningModule):
         self.chunk_frames = int(chunk_frames)
         self.max_nonfinite_steps = int(max_nonfinite_steps)
         self.nonfinite_steps = 0
-        if not 0 < min_valid_fraction <= 1:
-            raise ValueError(f"min_valid_fraction must be in (0, 1], got {min_valid_fraction}")
-        if on_phase_change not in PHASE_CHANGE_POLICIES:
-            raise ValueError(
-                f"on_phase_change must be one of {PHASE_CHANGE_POLICIES}, got {on_phase_change!r}"
-            )
         self.min_valid_fraction = float(min_valid_fraction)
         self.on_phase_change = on_phase_change
         self.max_phase_resamples = int(max_phase_resamples)
-        if mean_energy_gauge and optimizer != "gauss_newton":
-            raise ValueError("mean_energy_gauge needs optimizer=gauss_newton")
         self.mean_energy_gauge = bool(mean_energy_gauge)
         self.confirm_convergence = bool(confirm_convergence)
-        if link_error_fraction is not None and not link_error_fraction > 0:
-            raise ValueError(f"link_error_fraction must be > 0 or None, got {link_error_fraction}")
         self.link_error_fraction = link_error_fraction
         self._seen_rounds: dict[str, int] = {}  # each ensemble's chain round at the last step
         self._link_ratio: float | None = None  # new links' largest error / (fraction·tol)
