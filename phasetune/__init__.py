@@ -1,5 +1,11 @@
 """phasetune: fine-tune interatomic potentials to experimental phase-transition temperatures."""
 
-# mace must be imported before e3nn (it sets process-wide torch.load defaults); importing
-# torch_sim here keeps that order for every phasetune entry point.
 __version__ = "0.1.0"
+
+import warnings as _warnings
+
+# e3nn (through mace) scripts its modules with torch.jit.script at import, which torch ≥ 2.9
+# deprecates with a FutureWarning per call: third-party noise, silenced for that module only
+_warnings.filterwarnings(
+    "ignore", message=r"`torch\.jit\.script` is deprecated", module=r"torch\.jit\._script"
+)

@@ -73,7 +73,13 @@ def precheck(
     prog: str,
     check: Callable[[DictConfig], None],
 ) -> None:
-    """Check every run ``args`` asks for; on a bad value print one line and exit 2."""
+    """Check every run ``args`` asks for; on a bad value print one line and exit 2.
+    ``--version`` prints the version and exits."""
+    if "--version" in args:
+        from phasetune import __version__
+
+        print(f"{prog} {__version__}")
+        raise SystemExit(0)
     multirun = any(a in ("-m", "--multirun") for a in args)
     overrides = [a for a in args if a not in ("-m", "--multirun")]
     if any(a.startswith("-") for a in overrides):

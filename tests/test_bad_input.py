@@ -187,3 +187,50 @@ def test_measure_and_sample_refuse_bad_values_before_any_work(
     err = capsys.readouterr().err
     assert message in err and len(err.strip().splitlines()) == 1, err
     assert not run_dir.parent.exists()
+
+
+def test_a_bad_value_is_refused_by_the_installed_command_in_seconds(tmp_path):
+    """As a user meets it: a fresh process in an empty directory (no anchor cache)."""
+    import time
+
+    start = time.perf_counter()
+    done = subprocess.run(
+        [sys.executable, "-m", "phasetune.train", "loss.lr=abc"],
+        cwd=tmp_path,
+        env=dict(os.environ, WANDB_MODE="disabled"),
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    elapsed = time.perf_counter() - start
+    assert done.returncode == 2, done.stderr[-2000:]
+    lines = done.stderr.strip().splitlines()
+    assert lines[-1] == "phasetune: loss.lr must be a finite number > 0, got 'abc'"
+    # third-party noise left: Warp's C-level CUDA-driver line on machines without a GPU
+    assert all(line.startswith("Warp CUDA warning") for line in lines[:-1]), lines
+    assert not any(tmp_path.iterdir())  # no run directory, no cache
+    assert elapsed < 20, elapsed
+
+
+@pytest.mark.parametrize(
+    ("module", "prog"),
+    [("phasetune.train", "phasetune"), ("phasetune.measure", "phasetune-measure")],
+)
+def test_help_describes_the_command_and_version_prints_it(module, prog):
+    from phasetune import __version__
+
+    function = {"phasetune.train": "train_main", "phasetune.measure": "measure_cli"}[module]
+    code = f"import sys; from {module} import {function}; sys.argv[0] = '{prog}'; {function}()"
+    env = dict(os.environ, WANDB_MODE="disabled")
+    shown = subprocess.run(
+        [sys.executable, "-c", code, "--help"], capture_output=True, text=True, env=env, timeout=300
+    )
+    assert shown.returncode == 0, shown.stderr[-2000:]
+    assert shown.stdout.startswith(f"{prog}: "), shown.stdout[:300]
+    assert "Examples:" in shown.stdout and "== Configuration groups ==" in shown.stdout
+    if prog == "phasetune":
+        assert "phasetune export RUN_DIR" in shown.stdout
+    version = subprocess.run(
+        [sys.executable, "-c", code, "--version"], capture_output=True, text=True, env=env
+    )
+    assert version.returncode == 0 and version.stdout.strip() == f"{prog} {__version__}"
