@@ -91,4 +91,10 @@ def export_main(argv: list[str] | None = None) -> int:
         return 2
     for kind, path in files.items():
         print(f"{kind}: {path}")
+    if "model" not in files:
+        print(
+            "no .model file: the run's model is not MACE (a .model is a MACE whole-model file); "
+            "finetuned_state_dict.pt holds its fine-tuned parameters, to load with "
+            "load_state_dict into the model class it names"
+        )
     return 0

@@ -234,3 +234,28 @@ def test_help_describes_the_command_and_version_prints_it(module, prog):
         [sys.executable, "-c", code, "--version"], capture_output=True, text=True, env=env
     )
     assert version.returncode == 0 and version.stdout.strip() == f"{prog} {__version__}"
+
+
+def test_export_of_a_non_mace_run_says_why_there_is_no_model_file(tmp_path, capsys):
+    import torch
+    from omegaconf import OmegaConf
+
+    from phasetune.export import export_main
+
+    run = tmp_path / "run"
+    (run / ".hydra").mkdir(parents=True)
+    model_cfg = {
+        "_target_": "phasetune.potentials.lennard_jones.LennardJones",
+        "epsilon_eV": 0.0104,
+        "sigma_A": 3.4,
+    }
+    OmegaConf.save(
+        {"model": model_cfg, "dtype": "float64", "targets": []}, run / ".hydra/config.yaml"
+    )
+    model = LennardJones(epsilon_eV=0.0104, sigma_A=3.4)
+    torch.save(model.state_dict(), run / "trained_model.pt")
+    assert export_main([str(run)]) == 0
+    out = capsys.readouterr().out
+    assert "finetuned_state_dict.pt" in out and "no .model file: the run's model is not MACE" in out
+    assert (run / "export" / "finetuned_state_dict.pt").is_file()
+    assert not (run / "export" / "finetuned.model").exists()
