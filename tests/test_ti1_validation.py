@@ -89,8 +89,9 @@ def test_ti1_bcc_liquid_coexistence_brackets_and_contains_1918_K(ti1_bcc_melting
 @pytest.mark.slow(seconds=10, shared={"ti1_free_energy": 840})
 @pytest.mark.xfail(
     strict=True,
-    reason="issue 20, open: measured 1212.5 ± 19.1 K statistical ± 58.4 K estimated systematic "
-    "(total 61 K > 60 K; 18 ps switching, hcp 240 / bcc 250; bench/RESULTS.md, Ti1)",
+    reason="issue 20, open: with the dissipation bias now estimated as the whole dissipation "
+    "(measured on Ti1 bcc), 18-ps switching carries ≈ 1.5 meV/atom (≈ 85 K); preset=converged "
+    "gives 1175 ± 51 K in 54 min, beyond the CI budget (bench/RESULTS.md, Ti1)",
 )
 def test_ti1_hcp_bcc_by_free_energies_contains_the_published_1150_K(ti1_free_energy):
     row = ti1_free_energy
