@@ -21,9 +21,6 @@ from omegaconf import DictConfig
 
 from phasetune.config_check import ConfigError, check_overrides, nearest_existing_parent
 
-#: dtype names the commands accept
-DTYPE_NAMES = ("float32", "float64")
-
 
 def _root_cause(err: BaseException) -> BaseException:
     while err.__cause__ is not None:
@@ -41,10 +38,11 @@ def build_settings(key: str, node) -> object:
 
 def check_common(cfg: DictConfig) -> None:
     """``dtype`` and ``threads``, which every command has."""
-    if cfg.get("dtype") not in DTYPE_NAMES:
-        raise ConfigError(
-            f"dtype must be one of {', '.join(DTYPE_NAMES)}, got {cfg.get('dtype')!r}"
-        )
+    from phasetune.cli import _DTYPES  # the commands' one dtype map
+
+    if cfg.get("dtype") not in _DTYPES:
+        names = ", ".join(sorted(_DTYPES))
+        raise ConfigError(f"dtype must be one of {names}, got {cfg.get('dtype')!r}")
     threads = cfg.get("threads")
     if isinstance(threads, bool) or not isinstance(threads, int) or threads < 1:
         raise ConfigError(f"threads must be an integer >= 1 (CPU threads), got {threads!r}")

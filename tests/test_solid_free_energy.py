@@ -9,6 +9,19 @@ from phasetune.structures import build_structure, larger_crystal
 from phasetune.units import EV_PER_A3_PER_GPA
 from phasetune.units import KB_EV_PER_K as KB
 
+#: Frenkel–Ladd settings for LJ fcc (argon units) at 40 K, 32–108 atoms
+LJ_40K = dict(
+    timestep_fs=10.0,
+    npt_equilibration_steps=400,
+    npt_production_steps=1200,
+    npt_stride=10,
+    switching_equilibration_steps=200,
+    switching_steps=800,
+    n_replicas=6,
+    compressibility_per_GPa=0.3,
+    progress=False,
+)
+
 
 def test_gibbs_energy_rises_by_v_dp_between_two_pressures(argon):
     """(∂G/∂P)_T = V: G(P₂) − G(P₁) = ∫ V dP ≈ (V₁ + V₂)/2 · ΔP per atom.
@@ -19,17 +32,7 @@ def test_gibbs_energy_rises_by_v_dp_between_two_pressures(argon):
     """
     lj = LennardJones(epsilon_eV=argon["epsilon_eV"], sigma_A=argon["sigma_A"], cutoff_sigma=2.5)
     atoms = build_structure("fcc", element="Ar", lattice_A=5.3, n_atoms=32)
-    settings = FrenkelLaddSettings(
-        timestep_fs=10.0,
-        npt_equilibration_steps=400,
-        npt_production_steps=1200,
-        npt_stride=10,
-        switching_equilibration_steps=200,
-        switching_steps=800,
-        n_replicas=6,
-        compressibility_per_GPa=0.3,
-        progress=False,
-    )
+    settings = FrenkelLaddSettings(**LJ_40K)
     low, high = (
         solid_free_energy(
             lj, atoms, phase="fcc", temperature_K=40.0, pressure_GPa=p, settings=settings
@@ -67,24 +70,13 @@ def test_extrapolation_in_one_over_n_meets_the_analytic_harmonic_correction(argo
     """
     lj = LennardJones(epsilon_eV=argon["epsilon_eV"], sigma_A=argon["sigma_A"], cutoff_sigma=2.5)
     atoms = build_structure("fcc", element="Ar", lattice_A=5.3, n_atoms=32)
-    common = dict(
-        timestep_fs=10.0,
-        npt_equilibration_steps=400,
-        npt_production_steps=1200,
-        npt_stride=10,
-        switching_equilibration_steps=200,
-        switching_steps=800,
-        n_replicas=6,
-        compressibility_per_GPa=0.3,
-        progress=False,
-    )
     extrapolated = solid_free_energy(
         lj,
         atoms,
         phase="fcc",
         temperature_K=40.0,
         settings=FrenkelLaddSettings(
-            **common, finite_size_correction="extrapolate", extrapolation_size_factor=3.3
+            **LJ_40K, finite_size_correction="extrapolate", extrapolation_size_factor=3.3
         ),
     )
     assert [n for n, _, _ in extrapolated.extrapolated_from] == [32, 108]
@@ -95,7 +87,7 @@ def test_extrapolation_in_one_over_n_meets_the_analytic_harmonic_correction(argo
         larger_crystal(atoms, "fcc", n_atoms=108),
         phase="fcc",
         temperature_K=40.0,
-        settings=FrenkelLaddSettings(**common, finite_size_correction="harmonic"),
+        settings=FrenkelLaddSettings(**LJ_40K, finite_size_correction="harmonic"),
     )
     remainder = extrapolation_systematic_eV([(32, 108)], temperature_K=40.0, kB_eV_per_K=KB)
     error = (extrapolated.g_error_eV**2 + harmonic.g_error_eV**2) ** 0.5
