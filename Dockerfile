@@ -1,26 +1,33 @@
-# phasetune on a CUDA GPU (Python 3.12, the package installed).
+# phasetune on a CUDA GPU (Python 3.12, the package installed, runs as a non-root user).
+# The torch wheel brings its own CUDA libraries (requirements.lock pins them), so the base is a
+# plain Python image; the host needs an NVIDIA driver for that CUDA and the container toolkit.
 # Build:  docker build -t phasetune .
 # Run the titanium experiment (a foundation MACE from the host's mace cache, outputs kept):
-#   docker run --gpus all --rm -v "$HOME/.cache/mace:/root/.cache/mace" \
-#     -v "$PWD/outputs:/app/outputs" phasetune \
+#   docker run --gpus all --rm -v "$HOME/.cache/mace:/home/phasetune/.cache/mace" \
+#     -v "$PWD/outputs:/work/outputs" phasetune \
 #     phasetune experiment=ti_phase_diagram trainer=gpu model.name=medium-mpa-0
-FROM nvidia/cuda:12.6.3-cudnn-runtime-ubuntu24.04
+FROM python:3.12.8-slim-bookworm
 
-ENV DEBIAN_FRONTEND=noninteractive \
-    PIP_NO_CACHE_DIR=1 \
+ENV PIP_NO_CACHE_DIR=1 \
+    PIP_DISABLE_PIP_VERSION_CHECK=1 \
     PYTHONUNBUFFERED=1 \
-    WANDB_MODE=offline
-# hadolint ignore=DL3008
-RUN apt-get update \
-    && apt-get install -y --no-install-recommends python3.12 python3.12-venv \
-    && rm -rf /var/lib/apt/lists/*
+    WANDB_MODE=offline \
+    VIRTUAL_ENV=/opt/venv \
+    PATH=/opt/venv/bin:$PATH
 
-WORKDIR /app
-RUN python3.12 -m venv /opt/venv
-ENV PATH=/opt/venv/bin:$PATH
-COPY pyproject.toml README.md ./
-COPY phasetune ./phasetune
-COPY conf ./conf
-RUN pip install --no-compile -e .
+RUN python -m venv /opt/venv
+
+# dependencies first, in their own layer: a code change does not reinstall them
+COPY requirements.lock /tmp/requirements.lock
+RUN pip install --no-compile -r /tmp/requirements.lock
+
+# the package itself (configs are package data); --no-deps: the lock installed them
+COPY pyproject.toml README.md /src/
+COPY phasetune /src/phasetune
+RUN pip install --no-compile --no-deps /src && rm -rf /src
+
+RUN useradd --create-home --uid 1000 --user-group phasetune && mkdir -p /work && chown phasetune /work
+USER 1000:1000
+WORKDIR /work
 
 CMD ["phasetune", "experiment=ti_phase_diagram", "trainer=gpu"]

@@ -13,7 +13,7 @@ summary ``OUT/gpu_check.md``; with the pipeline's log, summary, metrics, report 
 eight files in all, the device's limit) as soon as it ends, so a run cut short keeps what it
 measured, and a part is skipped when less than its estimate is left of ``--budget-s``:
 
-1. ``md``: the Ti experiment's 24 state points (``conf/targets/ti_phase_diagram.yaml``: 12
+1. ``md``: the Ti experiment's 24 state points (``phasetune/conf/targets/ti_phase_diagram.yaml``: 12
    coexistence points × 2 phases, 576 atoms each, 13,824 atoms) in one torch-sim batch,
    phasetune's sampler (C-rescale NPT, stability guard on, phase check off, one frame), for
    (a) ``ti_small`` (the CPU demo's MACE: 10k parameters, r_max 7 Å) and (b) a MACE of the
@@ -64,6 +64,7 @@ import torch_sim as ts  # noqa: E402
 # isort: on
 from omegaconf import OmegaConf  # noqa: E402
 
+from phasetune.configs import CONFIG_DIR  # noqa: E402
 from phasetune.learn.difftre import (  # noqa: E402
     StatePointEnsemble,
     energies_on_frames,
@@ -150,7 +151,7 @@ def environment(device: torch.device) -> dict:
 
 def ti_targets(quick: bool):
     entries = OmegaConf.to_container(
-        OmegaConf.load(REPO / "conf" / "targets" / "ti_phase_diagram.yaml"), resolve=True
+        OmegaConf.load(Path(CONFIG_DIR) / "targets" / "ti_phase_diagram.yaml"), resolve=True
     )["targets"]
     if quick:
         entries = [entries[0]]

@@ -15,7 +15,7 @@ from pathlib import Path
 
 from hydra import compose, initialize_config_dir
 
-from phasetune.cli import CONFIG_DIR
+from phasetune.configs import CONFIG_DIR
 from phasetune.measure import measure
 
 OVERRIDES = [

@@ -6,8 +6,8 @@ bcc|liquid by two-phase coexistence (bcc 4×4×4 cells doubled along z = 256 ato
 5 temperatures × 2 replicas) and hcp|bcc by free energies (Frenkel–Ladd of hcp 96 and bcc 128
 atoms, 4 replicas each, then Gibbs–Helmholtz from NPT enthalpies at 0.9, 1.0, 1.1 × the guess).
 The default model is the shipped ``ti_small``; the results are the T* that
-``conf/targets/ti_small.yaml`` gives for it (``model_transition_K``). Extra arguments are
-Hydra overrides of ``conf/measure.yaml``, e.g. ``model.path=outputs/train/<run>/...``, or
+``phasetune/conf/targets/ti_small.yaml`` gives for it (``model_transition_K``). Extra arguments are
+Hydra overrides of ``phasetune/conf/measure.yaml``, e.g. ``model.path=outputs/train/<run>/...``, or
 ``bcc_liquid.guess=T`` / ``hcp_bcc.guess=T`` (K) to centre a measurement.
 """
 
@@ -18,7 +18,7 @@ from pathlib import Path
 
 from hydra import compose, initialize_config_dir
 
-from phasetune.cli import CONFIG_DIR
+from phasetune.configs import CONFIG_DIR
 from phasetune.measure import measure
 
 COMMON = ["model=ti_small", "dtype=float32", "threads=2", "pressures=[0.0]"]

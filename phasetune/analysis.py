@@ -53,7 +53,7 @@ __all__ = [
     "write_synthetic_ti_run",
 ]
 
-from phasetune.cli import CONFIG_DIR
+from phasetune.configs import CONFIG_DIR
 
 _CONF = Path(CONFIG_DIR)
 #: Numeric columns of ``report.csv`` (parsed to float; ``nan`` or empty → NaN).
@@ -446,7 +446,7 @@ def plot_phase_diagram(
 
 def load_diffusion_experiment(path: str | Path | None = None) -> list[dict[str, float]]:
     """Experimental liquid self-diffusion points of an experiment config's
-    ``validation.diffusion`` list (default: ``conf/experiment/ti_phase_diagram.yaml``,
+    ``validation.diffusion`` list (default: ``phasetune/conf/experiment/ti_phase_diagram.yaml``,
     Horbach et al., PRB 80, 212203 (2009)): dicts with temperature_K, pressure_GPa,
     D_m2_per_s, sorted by temperature."""
     import yaml
@@ -684,7 +684,7 @@ def write_synthetic_ti_run(
     tests only), in the layout of a real ``phasetune experiment=ti_phase_diagram`` run.
 
     The targets (names, experimental T, P, tolerance) are the real ones of
-    ``conf/targets/ti_phase_diagram.yaml``; every model number is invented: "before" a
+    ``phasetune/conf/targets/ti_phase_diagram.yaml``; every model number is invented: "before" a
     foundation model too low by ≈ 150 K (hcp|bcc) and ≈ 250 K (bcc|liquid), "after" within a
     few K, a training history converging over ``n_steps`` steps with ESS-triggered re-samplings, and
     (``with_diffusion``) Brownian-walker frames ``diffusion/{before,after}/liquid.h5`` whose D

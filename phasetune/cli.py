@@ -12,14 +12,12 @@ from hydra.core.hydra_config import HydraConfig
 from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 
+from phasetune.configs import CONFIG_DIR, DTYPES
 from phasetune.sampling.frames import Frames
 from phasetune.sampling.sampler import StatePoint, sample_state_points, sampling_copy
 from phasetune.structures import build_structure
 
 log = logging.getLogger(__name__)
-_DTYPES = {"float64": torch.float64, "float32": torch.float32}
-#: The repository's conf/ (absolute, so console scripts find it from any working directory).
-CONFIG_DIR = str(Path(__file__).resolve().parent.parent / "conf")
 
 
 def state_points_from_config(entries) -> list[StatePoint]:
@@ -124,9 +122,9 @@ def plot_frames(frames: Frames, path: Path) -> Path:
 def sample(cfg: DictConfig, output_dir: Path) -> Frames:
     """Sample the configured state points; write frames.h5, summary.csv and traces.png."""
     torch.set_num_threads(int(cfg.threads))
-    if cfg.dtype not in _DTYPES:
-        raise ValueError(f"dtype must be one of {list(_DTYPES)}, got {cfg.dtype!r}")
-    dtype = _DTYPES[cfg.dtype]
+    if cfg.dtype not in DTYPES:
+        raise ValueError(f"dtype must be one of {list(DTYPES)}, got {cfg.dtype!r}")
+    dtype = DTYPES[cfg.dtype]
     model = instantiate(cfg.model, device=cfg.device, dtype=dtype)
     settings = instantiate(cfg.sampler)
     points = state_points_from_config(cfg.state_points)

@@ -28,8 +28,8 @@ from hydra.core.hydra_config import HydraConfig
 from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 
-from phasetune.cli import _DTYPES, CONFIG_DIR
 from phasetune.config_check import ConfigError
+from phasetune.configs import CONFIG_DIR, DTYPES
 from phasetune.free_energy.coexistence import SOLID_PHASES, melting_temperatures_bracketed
 from phasetune.free_energy.competing_melting import transition_from_melting
 from phasetune.free_energy.transition import transition_from_free_energies
@@ -159,10 +159,10 @@ def plot_transitions(rows: list[dict], coexistence: list, path: Path) -> Path:
 def measure(cfg: DictConfig, output_dir: Path) -> list[dict]:
     """Run the configured method(s) at every pressure; write table, JSON and plot."""
     torch.set_num_threads(int(cfg.threads))
-    if cfg.dtype not in _DTYPES:
-        raise ValueError(f"dtype must be one of {list(_DTYPES)}, got {cfg.dtype!r}")
+    if cfg.dtype not in DTYPES:
+        raise ValueError(f"dtype must be one of {list(DTYPES)}, got {cfg.dtype!r}")
     pressures, guesses = _check(cfg)
-    dtype = _DTYPES[cfg.dtype]
+    dtype = DTYPES[cfg.dtype]
     model = sampling_copy(instantiate(cfg.model, device=cfg.device, dtype=dtype))
     output_dir.mkdir(parents=True, exist_ok=True)
     phase_a, phase_b = cfg.pair.phases

@@ -38,10 +38,10 @@ def build_settings(key: str, node) -> object:
 
 def check_common(cfg: DictConfig) -> None:
     """``dtype`` and ``threads``, which every command has."""
-    from phasetune.cli import _DTYPES  # the commands' one dtype map
+    from phasetune.configs import DTYPES
 
-    if cfg.get("dtype") not in _DTYPES:
-        names = ", ".join(sorted(_DTYPES))
+    if cfg.get("dtype") not in DTYPES:
+        names = ", ".join(sorted(DTYPES))
         raise ConfigError(f"dtype must be one of {names}, got {cfg.get('dtype')!r}")
     threads = cfg.get("threads")
     if isinstance(threads, bool) or not isinstance(threads, int) or threads < 1:

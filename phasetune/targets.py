@@ -6,7 +6,7 @@ structure. Optionally the model's own transition temperature at that pressure ca
 (``model_transition_K``): then the anchor Δg(θ₀) comes from Gibbs–Helmholtz instead of a
 measurement.
 
-YAML form (a Hydra group, ``conf/targets/``)::
+YAML form (a Hydra group, ``phasetune/conf/targets/``)::
 
     targets:
       - name: argon_triple_point

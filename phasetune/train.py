@@ -32,8 +32,8 @@ from hydra.core.hydra_config import HydraConfig
 from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 
-from phasetune.cli import _DTYPES, CONFIG_DIR
 from phasetune.config_check import ConfigError, ensure_writable
+from phasetune.configs import CONFIG_DIR, DTYPES
 from phasetune.learn.anchor import TransitionMeasurement, compute_anchors, measure_transitions
 from phasetune.learn.checkpoint import AtomicCheckpointIO, previous_path
 from phasetune.learn.data import StatePointDataModule
@@ -296,7 +296,7 @@ def train(cfg: DictConfig, output_dir: Path) -> dict:
     start = time.perf_counter()
     preflight_train(cfg)
     torch.set_num_threads(int(cfg.threads))
-    dtype = _DTYPES[cfg.dtype]
+    dtype = DTYPES[cfg.dtype]
     ensure_writable(output_dir)
     pl.seed_everything(int(cfg.seed), workers=False, verbose=False)
     device = resolve_device(cfg)

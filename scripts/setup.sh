@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Create .venv with a Python >= 3.12 and install phasetune (editable) with its dev extras.
-# Idempotent: a second run only re-installs when pyproject.toml changed.
+# Idempotent: a second run only re-installs when pyproject.toml or requirements.lock changed.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -35,9 +35,10 @@ if [ ! -x .venv/bin/python ] || ! python_ok .venv/bin/python; then
 fi
 
 stamp=.venv/.phasetune-installed
-if [ ! -f "$stamp" ] || [ pyproject.toml -nt "$stamp" ]; then
+if [ ! -f "$stamp" ] || [ pyproject.toml -nt "$stamp" ] || [ requirements.lock -nt "$stamp" ]; then
   echo "[setup] installing phasetune and its dependencies (first time: a few minutes)"
   .venv/bin/python -m pip install --quiet --upgrade pip
-  .venv/bin/python -m pip install --quiet -e ".[dev]"
+  # runtime dependencies at the versions the tests passed with (scripts/lock.py)
+  .venv/bin/python -m pip install --quiet -c requirements.lock -e ".[dev]"
   touch "$stamp"
 fi

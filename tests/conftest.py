@@ -50,7 +50,7 @@ TINY_TRAIN = [
 
 @pytest.fixture
 def tiny_train():
-    """Overrides of ``conf/train.yaml`` for a seconds-long fine-tuning run (a copy)."""
+    """Overrides of ``phasetune/conf/train.yaml`` for a seconds-long fine-tuning run (a copy)."""
     return list(TINY_TRAIN)
 
 

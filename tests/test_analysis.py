@@ -15,7 +15,7 @@ import pytest  # noqa: E402
 import yaml  # noqa: E402
 
 from phasetune import analysis  # noqa: E402
-from phasetune.cli import CONFIG_DIR  # noqa: E402
+from phasetune.configs import CONFIG_DIR  # noqa: E402
 
 
 @pytest.fixture(autouse=True)

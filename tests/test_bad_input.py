@@ -9,8 +9,8 @@ from pathlib import Path
 import pytest
 from hydra import compose, initialize_config_dir
 
-from phasetune.cli import CONFIG_DIR
 from phasetune.config_check import ConfigError, check_overrides, ensure_writable
+from phasetune.configs import CONFIG_DIR
 from phasetune.learn.anchor import Anchor
 from phasetune.learn.module import DiffTReModule
 from phasetune.potentials.lennard_jones import LennardJones

@@ -6,7 +6,8 @@ import numpy as np
 import pytest
 from hydra import compose, initialize_config_dir
 
-from phasetune.cli import CONFIG_DIR, sample, state_points_from_config
+from phasetune.cli import sample, state_points_from_config
+from phasetune.configs import CONFIG_DIR
 from phasetune.sampling.frames import Frames
 from phasetune.units import KB_EV_PER_K
 

@@ -6,7 +6,7 @@ import json
 import pytest
 from hydra import compose, initialize_config_dir
 
-from phasetune.cli import CONFIG_DIR
+from phasetune.configs import CONFIG_DIR
 from phasetune.measure import measure
 from phasetune.units import EV_PER_A3_PER_GPA
 

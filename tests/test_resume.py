@@ -10,7 +10,7 @@ import torch
 from hydra import compose, initialize_config_dir
 
 from phasetune.analysis import load_metrics
-from phasetune.cli import CONFIG_DIR
+from phasetune.configs import CONFIG_DIR
 from phasetune.faults import InjectedFaultError, reset_faults
 from phasetune.learn.checkpoint import previous_path
 from phasetune.sampling.frames import Frames

@@ -15,7 +15,7 @@ import torch_sim as ts
 from hydra import compose, initialize_config_dir
 from hydra.utils import instantiate
 
-from phasetune.cli import CONFIG_DIR
+from phasetune.configs import CONFIG_DIR
 from phasetune.potentials.eam import (
     TI1_CUTOFF_A,
     _ti1_density,

@@ -5,7 +5,7 @@ import torch
 from hydra import compose, initialize_config_dir
 from omegaconf import OmegaConf
 
-from phasetune.cli import CONFIG_DIR
+from phasetune.configs import CONFIG_DIR
 from phasetune.targets import TargetError, load_targets, target_from_dict
 
 

@@ -15,7 +15,7 @@ import math
 import pytest
 from hydra import compose, initialize_config_dir
 
-from phasetune.cli import CONFIG_DIR
+from phasetune.configs import CONFIG_DIR
 from phasetune.measure import measure
 
 PUBLISHED_HCP_BCC_K = 1150.0

@@ -6,7 +6,7 @@ from hydra import compose, initialize_config_dir
 from hydra.utils import instantiate
 from omegaconf import OmegaConf
 
-from phasetune.cli import CONFIG_DIR
+from phasetune.configs import CONFIG_DIR
 from phasetune.learn.module import DiffTReModule
 from phasetune.potentials.mace import ModelNotFoundError, build_mace
 from phasetune.targets import load_targets

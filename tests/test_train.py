@@ -227,7 +227,7 @@ def test_multirun_over_two_learning_rates_gives_two_runs(tmp_path):
     # each job took its own two Adam steps from the same θ₀ (global state reset per job):
     # Adam's first steps move a parameter by lr·|θ₀| each (relative_lr), so after two steps
     # ε has grown (the model's T* 75 K is below the target 77 K) by ≈ 2·lr in each job
-    eps0 = OmegaConf.load(REPO / "conf/model/lj_argon_demo.yaml").epsilon_eV
+    eps0 = OmegaConf.load(REPO / "phasetune/conf/model/lj_argon_demo.yaml").epsilon_eV
     for run, lr in zip(runs, (0.005, 0.01), strict=True):
         eps = float(torch.load(run / "trained_model.pt", weights_only=True)["epsilon"])
         assert eps / eps0 - 1 == pytest.approx(2 * lr, rel=0.25), (run.name, eps / eps0)

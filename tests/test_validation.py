@@ -9,7 +9,7 @@ from omegaconf import open_dict
 
 import phasetune.learn.validation as validation
 from phasetune.analysis import load_model_diffusion
-from phasetune.cli import CONFIG_DIR
+from phasetune.configs import CONFIG_DIR
 from phasetune.train import train
 
 
@@ -88,7 +88,7 @@ def test_diffusion_before_and_after_is_reported(tmp_path, tiny_train, monkeypatc
         assert float(written[label]["experiment_m2_per_s"]) == 2.4e-9
         assert row[f"{label}_deviation"] == pytest.approx(row[f"{label}_m2_per_s"] / 2.4e-9 - 1)
     # "before" is sampled with the pretrained model (ε/k_B = 115 K, σ = 3.405 Å of
-    # conf/model/lj_argon_demo.yaml), "after" with the trained one, in that order
+    # phasetune/conf/model/lj_argon_demo.yaml), "after" with the trained one, in that order
     (eps0, sigma0, before_frames), (eps1, sigma1, after_frames) = runs
     assert (eps0, sigma0) == (cfg.model.epsilon_eV, cfg.model.sigma_A)
     trained = summary["parameters"]
