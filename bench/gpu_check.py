@@ -408,7 +408,7 @@ def part_pipeline(report, entries, out: Path, device, quick: bool, timeout_s: fl
     # the run's directory (frames, checkpoints) stays outside OUT: only 8 files come back
     run_dir = Path(tempfile.mkdtemp(prefix="phasetune_gpu_pipeline_"))
     overrides = pipeline_overrides(entries, run_dir, quick, device)
-    command = [sys.executable, "-m", "phasetune.train", *overrides]
+    command = [sys.executable, "-m", "phasetune", *overrides]
     env = dict(os.environ, WANDB_MODE="disabled", PYTHONUNBUFFERED="1")
     start = time.perf_counter()
     with open(out / "pipeline.log", "w") as log:

@@ -16,6 +16,9 @@ A run directory (``outputs/train/<date>/``, written by :func:`phasetune.train.tr
   - ``diffusion.csv``: already computed, columns ``label, temperature_K, pressure_GPa,
     D_m2_per_s, error_m2_per_s``.
 
+The report's reader, table and phase diagram (:func:`load_report`, :func:`report_markdown`,
+:func:`plot_phase_diagram`) live in :mod:`phasetune.report` and are re-exported here.
+
 :func:`write_synthetic_ti_run` writes a small, made-up titanium run directory in this layout
 (flagged ``"synthetic": true`` in ``summary.json``) so the analysis can be shown and tested
 before a real run exists.
@@ -38,7 +41,6 @@ if TYPE_CHECKING:
     from matplotlib.figure import Figure
 
 __all__ = [
-    "REPORT_FLOAT_FIELDS",
     "diffusion_from_frames",
     "is_synthetic",
     "load_diffusion_experiment",
@@ -54,37 +56,10 @@ __all__ = [
 ]
 
 from phasetune.configs import CONFIG_DIR
+from phasetune.report.plots import plot_phase_diagram
+from phasetune.report.rows import COLUMNS, load_report, met_verdict, report_markdown
 
 _CONF = Path(CONFIG_DIR)
-#: Numeric columns of ``report.csv`` (parsed to float; ``nan`` or empty → NaN).
-REPORT_FLOAT_FIELDS = (
-    "pressure_GPa",
-    "experiment_K",
-    "tolerance_K",
-    "before_K",
-    "before_error_K",
-    "reweighted_K",
-    "reweighted_error_K",
-    "after_K",
-    "after_error_K",
-)
-#: Columns of ``report.csv`` as :func:`phasetune.train.write_report` writes them.
-_REPORT_FIELDS = (
-    "target",
-    "phases",
-    "pressure_GPa",
-    "experiment_K",
-    "tolerance_K",
-    "before_K",
-    "before_error_K",
-    "reweighted_K",
-    "reweighted_error_K",
-    "after_K",
-    "after_error_K",
-    "after_method",
-    "met",
-    "source",
-)
 _DIFFUSION_FIELDS = ("label", "temperature_K", "pressure_GPa", "D_m2_per_s", "error_m2_per_s")
 #: Model series of the plots: colour and line style.
 _STYLE = {
@@ -103,93 +78,11 @@ def _float(value: Any) -> float:
     return float(value)
 
 
-def _bool(value: Any) -> bool:
-    if isinstance(value, bool):
-        return value
-    return str(value).strip().lower() in ("true", "1", "yes")
-
-
 def _run_dir(run_dir: str | Path) -> Path:
     path = Path(run_dir)
     if not path.is_dir():
         raise FileNotFoundError(f"run directory {path} does not exist (or is not a directory)")
     return path
-
-
-# ---------------------------------------------------------------------------- report
-
-
-def load_report(run_dir: str | Path) -> list[dict[str, Any]]:
-    """The rows of a run's ``report.csv`` (or ``report.json`` if there is no CSV).
-
-    Numeric fields (:data:`REPORT_FLOAT_FIELDS`) become floats — a skipped or failed
-    re-measurement ("after") is NaN —, ``met`` a bool; other fields stay strings.
-
-    Raises:
-        FileNotFoundError: ``run_dir`` is not a directory, or holds neither report file
-            (the message names the directory and what it does contain).
-        ValueError: the report has no rows or lacks a required column.
-    """
-    path = _run_dir(run_dir)
-    if (path / "report.csv").exists():
-        with open(path / "report.csv", newline="") as handle:
-            raw = list(csv.DictReader(handle))
-        source = path / "report.csv"
-    elif (path / "report.json").exists():
-        raw = json.loads((path / "report.json").read_text())
-        source = path / "report.json"
-    else:
-        contents = sorted(p.name for p in path.iterdir())[:12]
-        raise FileNotFoundError(
-            f"{path} has no report.csv (nor report.json): not a finished phasetune train run? "
-            f"It contains {contents or 'nothing'}"
-        )
-    if not raw:
-        raise ValueError(f"{source} has no rows")
-    required = {"target", "phases", "pressure_GPa", "experiment_K", "before_K", "after_K"}
-    missing = required - set(raw[0])
-    if missing:
-        raise ValueError(f"{source} lacks the column(s) {sorted(missing)}")
-    rows = []
-    for entry in raw:
-        row = dict(entry)
-        for name in REPORT_FLOAT_FIELDS:
-            if name in row:
-                row[name] = _float(row[name])
-        if "met" in row:
-            row["met"] = _bool(row["met"])
-        rows.append(row)
-    return rows
-
-
-def _fmt(value: float, error: float | None = None, digits: int = 1) -> str:
-    if not math.isfinite(value):
-        return "—"
-    text = f"{value:.{digits}f}"
-    if error is not None and math.isfinite(error) and error > 0:
-        text += f" ± {error:.{digits}f}"
-    return text
-
-
-def report_markdown(rows: Sequence[Mapping[str, Any]], digits: int = 1) -> str:
-    """The report as a Markdown table: experiment ± tolerance, before ± error, reweighted,
-    after ± error (— where NaN), the re-measurement method and whether the target is met."""
-    head = (
-        "| target | phases | P (GPa) | experiment (K) | before (K) | reweighted (K) "
-        "| after (K) | after method | met |"
-    )
-    lines = [head, "|" + "---|" * 9]
-    for r in rows:
-        lines.append(
-            f"| {r['target']} | {str(r['phases']).replace('|', chr(92) + '|')} "
-            f"| {r['pressure_GPa']:g} "
-            f"| {_fmt(r['experiment_K'], r.get('tolerance_K'), digits)} "
-            f"| {_fmt(r['before_K'], r.get('before_error_K'), digits)} "
-            f"| {_fmt(r.get('reweighted_K', math.nan), r.get('reweighted_error_K'), digits)} "
-            f"| {_fmt(r['after_K'], r.get('after_error_K'), digits)} "
-            f"| {r.get('after_method', '')} | {'yes' if r.get('met') else 'no'} |"
-        )
-    return "\n".join(lines)
 
 
 # ---------------------------------------------------------------------------- metrics
@@ -342,103 +235,6 @@ def plot_training(
         fig.suptitle(title)
     fig.tight_layout()
     return fig
-
-
-# ---------------------------------------------------------------------------- phase diagram
-
-
-def _boundaries(rows: Sequence[Mapping[str, Any]]) -> dict[str, list[Mapping[str, Any]]]:
-    groups: dict[str, list[Mapping[str, Any]]] = {}
-    for r in rows:
-        groups.setdefault(str(r["phases"]), []).append(r)
-    return {k: sorted(v, key=lambda r: float(r["pressure_GPa"])) for k, v in groups.items()}
-
-
-def plot_phase_diagram(
-    rows: Sequence[Mapping[str, Any]],
-    ax: Axes | None = None,
-    *,
-    title: str | None = None,
-    show_reweighted: bool = False,
-    relative: bool = False,
-    dodge_GPa: float = 0.06,
-) -> Axes:
-    """Transition temperature against pressure for every boundary (``phases``, e.g.
-    ``hcp|bcc``, ``bcc|liquid``): experiment (± tolerance) and the model before and after
-    fine-tuning, each with its error bars.
-
-    One ``errorbar`` series per (boundary, kind): kinds ``experiment`` (black, solid line,
-    yerr = tolerance_K), ``before`` (red, yerr = before_error_K), ``after`` (blue,
-    yerr = after_error_K) and, with ``show_reweighted``, ``reweighted`` (green, no error).
-    The model series are shifted by ∓/± ``dodge_GPa`` in P so the bars do not overlap. A
-    series whose values are all NaN (e.g. "after" not re-measured) is left out and named in a
-    note on the axes; NaN errors are drawn as no bar. The series are in ``ax.containers``,
-    labelled ``"<boundary>: <kind>"``.
-    """
-    import matplotlib.pyplot as plt
-
-    if not rows:
-        raise ValueError("no report rows to plot")
-    if ax is None:
-        _, ax = plt.subplots(figsize=(7, 5))
-    kinds = [
-        ("experiment", "experiment_K", "tolerance_K", 0.0, "experiment (± tolerance)"),
-        ("before", "before_K", "before_error_K", -dodge_GPa, "model before"),
-        ("after", "after_K", "after_error_K", dodge_GPa, "model after (re-measured)"),
-    ]
-    if show_reweighted:
-        kinds.append(
-            ("reweighted", "reweighted_K", "reweighted_error_K", 0.0, "reweighted estimate")
-        )
-    missing = []
-    for b, (boundary, group) in enumerate(_boundaries(rows).items()):
-        marker = _MARKERS[b % len(_MARKERS)]
-        p = np.array([float(r["pressure_GPa"]) for r in group])
-        reference = np.array([float(r["experiment_K"]) for r in group]) if relative else 0.0
-        for kind, value, error, dodge, label in kinds:
-            y = np.array([_float(r.get(value)) for r in group]) - reference
-            if not np.isfinite(y).any():
-                missing.append(f"{boundary} {kind}")
-                continue
-            yerr = None
-            if error is not None:
-                yerr = np.nan_to_num(np.array([_float(r.get(error)) for r in group]), nan=0.0)
-            color, line = _STYLE[kind]
-            ax.errorbar(
-                p + dodge,
-                y,
-                yerr=yerr,
-                marker=marker,
-                ls=line,
-                color=color,
-                mfc="white" if kind == "before" else color,
-                capsize=3,
-                lw=1.2,
-                label=f"{boundary}: {label}",
-            )
-        if not relative:  # name each boundary at its high-pressure end
-            ax.annotate(
-                boundary,
-                (p[-1], float(group[-1]["experiment_K"])),
-                textcoords="offset points",
-                xytext=(8, 0),
-                fontsize=9,
-                va="center",
-            )
-    if missing:
-        ax.text(
-            0.02,
-            0.02,
-            "no values (NaN): " + ", ".join(missing),
-            transform=ax.transAxes,
-            fontsize=8,
-            color="0.3",
-        )
-    ax.set_xlabel("pressure (GPa)")
-    ax.set_ylabel("T − T_exp (K)" if relative else "transition temperature (K)")
-    ax.set_title(title or "phase diagram: experiment and model before / after")
-    ax.legend(fontsize=7, loc="best")
-    return ax
 
 
 # ---------------------------------------------------------------------------- diffusion
@@ -721,12 +517,17 @@ def write_synthetic_ti_run(
                 "after_K": after,
                 "after_error_K": 15.0 if solid else 10.0,
                 "after_method": "free_energy" if solid else "coexistence",
-                "met": bool(abs(after - t_exp) < float(t["tolerance_K"])),
+                "met": met_verdict(
+                    after_K=after,
+                    after_error_K=15.0 if solid else 10.0,
+                    experiment_K=t_exp,
+                    tolerance_K=float(t["tolerance_K"]),
+                ),
                 "source": "SYNTHETIC EXAMPLE (made-up model numbers); target: " + t["source"],
             }
         )
     with open(path / "report.csv", "w", newline="") as handle:
-        writer = csv.DictWriter(handle, fieldnames=list(_REPORT_FIELDS))
+        writer = csv.DictWriter(handle, fieldnames=list(COLUMNS))
         writer.writeheader()
         writer.writerows(rows)
     (path / "report.json").write_text(json.dumps(rows, indent=2))

@@ -6,13 +6,11 @@ import csv
 import logging
 from pathlib import Path
 
-import hydra
 import torch
-from hydra.core.hydra_config import HydraConfig
 from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 
-from phasetune.configs import CONFIG_DIR, DTYPES
+from phasetune.configs import torch_dtype
 from phasetune.sampling.frames import Frames
 from phasetune.sampling.sampler import StatePoint, sample_state_points, sampling_copy
 from phasetune.structures import build_structure
@@ -122,9 +120,7 @@ def plot_frames(frames: Frames, path: Path) -> Path:
 def sample(cfg: DictConfig, output_dir: Path) -> Frames:
     """Sample the configured state points; write frames.h5, summary.csv and traces.png."""
     torch.set_num_threads(int(cfg.threads))
-    if cfg.dtype not in DTYPES:
-        raise ValueError(f"dtype must be one of {list(DTYPES)}, got {cfg.dtype!r}")
-    dtype = DTYPES[cfg.dtype]
+    dtype = torch_dtype(cfg.dtype)
     model = instantiate(cfg.model, device=cfg.device, dtype=dtype)
     settings = instantiate(cfg.sampler)
     points = state_points_from_config(cfg.state_points)
@@ -158,24 +154,3 @@ def preflight_sample(cfg: DictConfig) -> None:
         state_points_from_config(cfg.state_points)
     except (ValueError, TypeError, KeyError) as err:
         raise ConfigError(f"state_points: {err}") from None
-
-
-@hydra.main(version_base="1.3", config_path=CONFIG_DIR, config_name="sample")
-def sample_main(cfg: DictConfig) -> None:
-    sample(cfg, Path(HydraConfig.get().runtime.output_dir))
-
-
-def sample_cli() -> None:
-    """``phasetune-sample [overrides]``: every value checked first, then the sampling."""
-    import sys
-
-    from phasetune.preflight import precheck
-
-    precheck(
-        sys.argv[1:],
-        config_dir=CONFIG_DIR,
-        config_name="sample",
-        prog="phasetune-sample",
-        check=preflight_sample,
-    )
-    sample_main()

@@ -18,23 +18,20 @@ from __future__ import annotations
 import csv
 import json
 import logging
-import sys
 from pathlib import Path
 
-import hydra
 import numpy as np
 import torch
-from hydra.core.hydra_config import HydraConfig
 from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 
 from phasetune.config_check import ConfigError
-from phasetune.configs import CONFIG_DIR, DTYPES
+from phasetune.configs import torch_dtype
 from phasetune.free_energy.coexistence import SOLID_PHASES, melting_temperatures_bracketed
 from phasetune.free_energy.competing_melting import transition_from_melting
 from phasetune.free_energy.transition import transition_from_free_energies
 from phasetune.potentials.base import sampling_copy
-from phasetune.preflight import build_settings, check_common, precheck
+from phasetune.preflight import build_settings, check_common
 from phasetune.structures import PHASES, build_structure
 
 log = logging.getLogger(__name__)
@@ -159,10 +156,8 @@ def plot_transitions(rows: list[dict], coexistence: list, path: Path) -> Path:
 def measure(cfg: DictConfig, output_dir: Path) -> list[dict]:
     """Run the configured method(s) at every pressure; write table, JSON and plot."""
     torch.set_num_threads(int(cfg.threads))
-    if cfg.dtype not in DTYPES:
-        raise ValueError(f"dtype must be one of {list(DTYPES)}, got {cfg.dtype!r}")
+    dtype = torch_dtype(cfg.dtype)
     pressures, guesses = _check(cfg)
-    dtype = DTYPES[cfg.dtype]
     model = sampling_copy(instantiate(cfg.model, device=cfg.device, dtype=dtype))
     output_dir.mkdir(parents=True, exist_ok=True)
     phase_a, phase_b = cfg.pair.phases
@@ -246,20 +241,3 @@ def preflight_measure(cfg: DictConfig) -> None:
     if cfg.method in ("free_energy", "melting", "both"):
         for part in ("solid", "liquid", "enthalpy"):
             build_settings(f"free_energy.{part}", cfg.free_energy[part])
-
-
-@hydra.main(version_base="1.3", config_path=CONFIG_DIR, config_name="measure")
-def measure_main(cfg: DictConfig) -> None:
-    measure(cfg, Path(HydraConfig.get().runtime.output_dir))
-
-
-def measure_cli() -> None:
-    """``phasetune-measure [overrides]``: every value checked first, then the measurement."""
-    precheck(
-        sys.argv[1:],
-        config_dir=CONFIG_DIR,
-        config_name="measure",
-        prog="phasetune-measure",
-        check=preflight_measure,
-    )
-    measure_main()

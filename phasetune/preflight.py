@@ -38,11 +38,12 @@ def build_settings(key: str, node) -> object:
 
 def check_common(cfg: DictConfig) -> None:
     """``dtype`` and ``threads``, which every command has."""
-    from phasetune.configs import DTYPES
+    from phasetune.configs import torch_dtype
 
-    if cfg.get("dtype") not in DTYPES:
-        names = ", ".join(sorted(DTYPES))
-        raise ConfigError(f"dtype must be one of {names}, got {cfg.get('dtype')!r}")
+    try:
+        torch_dtype(cfg.get("dtype"))
+    except ValueError as err:
+        raise ConfigError(str(err)) from None
     threads = cfg.get("threads")
     if isinstance(threads, bool) or not isinstance(threads, int) or threads < 1:
         raise ConfigError(f"threads must be an integer >= 1 (CPU threads), got {threads!r}")

@@ -14,18 +14,14 @@ trained weights (``trained_model.pt``, a state dict: load with ``weights_only=Tr
 from __future__ import annotations
 
 import copy
-import csv
 import json
 import logging
 import math
 import os
-import sys
 import time
-import warnings
 import zipfile
 from pathlib import Path
 
-import hydra
 import pytorch_lightning as pl
 import torch
 from hydra.core.hydra_config import HydraConfig
@@ -33,14 +29,18 @@ from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 
 from phasetune.config_check import ConfigError, ensure_writable
-from phasetune.configs import CONFIG_DIR, DTYPES
+from phasetune.configs import torch_dtype
 from phasetune.learn.anchor import TransitionMeasurement, compute_anchors, measure_transitions
 from phasetune.learn.checkpoint import AtomicCheckpointIO, previous_path
 from phasetune.learn.data import StatePointDataModule
 from phasetune.learn.module import DiffTReModule, check_loss_settings
+from phasetune.learn.progress import steps_progress_bar
 from phasetune.learn.validation import diffusion_before_after, plot_diffusion, write_diffusion
-from phasetune.preflight import build_settings, check_common, precheck
+from phasetune.preflight import build_settings, check_common
+from phasetune.report.plots import plot_ess_history, plot_report
+from phasetune.report.rows import format_table, met_verdict, write_report
 from phasetune.targets import load_targets
+from phasetune.third_party import quiet_lightning
 
 log = logging.getLogger(__name__)
 
@@ -64,109 +64,16 @@ def report_rows(targets, anchors, after, estimates) -> list[dict]:
                 "after_K": t_after,
                 "after_error_K": measured.error_K,
                 "after_method": measured.method,
-                "met": bool(abs(t_after - target.temperature_K) < target.tolerance_K),
+                "met": met_verdict(
+                    after_K=t_after,
+                    after_error_K=measured.error_K,
+                    experiment_K=target.temperature_K,
+                    tolerance_K=target.tolerance_K,
+                ),
                 "source": target.source,
             }
         )
     return rows
-
-
-def format_table(rows: list[dict]) -> str:
-    head = (
-        f"{'target':<24} {'P (GPa)':>8} {'exp (K)':>8} {'before (K)':>14} "
-        f"{'after (K)':>14} {'reweighted (K)':>16}  met"
-    )
-    lines = [head, "-" * len(head)]
-    for r in rows:
-        lines.append(
-            f"{r['target']:<24} {r['pressure_GPa']:>8.3g} {r['experiment_K']:>8.2f} "
-            f"{r['before_K']:>8.2f} ± {r['before_error_K']:<4.2f}"
-            f"{r['after_K']:>8.2f} ± {r['after_error_K']:<4.2f}"
-            f"{r['reweighted_K']:>8.2f} ± {r['reweighted_error_K']:<6.2f}"
-            f"  {'yes' if r['met'] else 'NO'}"
-        )
-    return "\n".join(lines)
-
-
-def write_report(rows: list[dict], output_dir: Path) -> None:
-    with open(output_dir / "report.json", "w") as handle:
-        json.dump(rows, handle, indent=2, default=float)
-    with open(output_dir / "report.csv", "w", newline="") as handle:
-        writer = csv.DictWriter(handle, fieldnames=list(rows[0]))
-        writer.writeheader()
-        writer.writerows(rows)
-
-
-def plot_report(rows: list[dict], history: list[dict], path: Path) -> Path:
-    """Phase diagram (experiment, before, after with error bars) and the training curves."""
-    from matplotlib.figure import Figure  # no global backend: notebooks keep theirs
-
-    fig = Figure(figsize=(11, 4.2))
-    ax, ax2 = fig.subplots(1, 2)
-    p = [r["pressure_GPa"] for r in rows]
-    series = (
-        ("experiment_K", "tolerance_K", "k*", "k", "experiment (± tolerance)"),
-        ("before_K", "before_error_K", "o", "tab:red", "model before"),
-        ("after_K", "after_error_K", "s", "tab:blue", "model after (re-measured)"),
-    )
-    for value, error, fmt, color, label in series:
-        ax.errorbar(
-            p,
-            [r[value] for r in rows],
-            yerr=[r[error] for r in rows],
-            fmt=fmt,
-            color=color,
-            capsize=4,
-            label=label,
-        )
-    for r in rows:
-        ax.annotate(
-            r["phases"],
-            (r["pressure_GPa"], r["experiment_K"]),
-            textcoords="offset points",
-            xytext=(6, 6),
-            fontsize=8,
-        )
-    ax.set_xlabel("pressure (GPa)")
-    ax.set_ylabel("transition temperature (K)")
-    ax.set_title("phase diagram: targets and model")
-    ax.legend(fontsize=8)
-    history = [h for h in history if "loss" in h]  # steps that were taken (not skipped)
-    if history:
-        steps = [h["step"] for h in history]
-        for key in [k for k in history[0] if k.startswith("T_implied_K/")]:
-            ax2.plot(steps, [h.get(key, math.nan) for h in history], label=key.split("/", 1)[1])
-        for r in rows:
-            ax2.axhline(r["experiment_K"], color="k", ls=":", lw=0.8)
-        ax2.set_xlabel("optimizer step")
-        ax2.set_ylabel("reweighted T* (K)")
-        ax2.set_title("training")
-        ax2.legend(fontsize=8)
-    fig.tight_layout()
-    fig.savefig(path, dpi=120)
-    return path
-
-
-def plot_ess_history(history: list[dict], path: Path) -> Path:
-    """Relative ESS N_eff/N of every state point per optimizer step (re-samplings show as
-    jumps back to 1)."""
-    from matplotlib.figure import Figure  # no global backend: notebooks keep theirs
-
-    history = [h for h in history if "loss" in h]
-    fig = Figure(figsize=(6, 3.8))
-    ax = fig.subplots()
-    if history:
-        steps = [h["step"] for h in history]
-        for key in sorted({k for h in history for k in h if k.startswith("ess/")}):
-            ax.plot(steps, [h.get(key, math.nan) for h in history], marker=".", label=key[4:])
-    ax.set_xlabel("optimizer step")
-    ax.set_ylabel("relative ESS  N_eff/N")
-    ax.set_ylim(0, 1.05)
-    ax.set_title("effective sample size per state point")
-    ax.legend(fontsize=7)
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    return path
 
 
 def log_media(logger, rows: list[dict], images: dict[str, Path]) -> None:
@@ -212,7 +119,6 @@ def make_logger(cfg: DictConfig, output_dir: Path):
                 f"{output_dir}/wandb; upload later with `wandb sync {output_dir}/wandb/offline-*`"
             )
             log.warning(message)
-            print(message)
             kwargs["offline"] = True
         group, name = _multirun_names()  # one wandb run per job, grouped by sweep
         if group and not cfg.logger.get("group"):
@@ -239,7 +145,7 @@ def validate_diffusion(cfg, validation, targets, model_before, model, device, dt
         dtype=dtype,
     )
     for r in rows:
-        print(
+        log.info(
             f"D at {r['temperature_K']:g} K: experiment {r['experiment_m2_per_s']:.3g}, before "
             f"{r['before_m2_per_s']:.3g}, after {r['after_m2_per_s']:.3g} m²/s"
         )
@@ -296,7 +202,7 @@ def train(cfg: DictConfig, output_dir: Path) -> dict:
     start = time.perf_counter()
     preflight_train(cfg)
     torch.set_num_threads(int(cfg.threads))
-    dtype = DTYPES[cfg.dtype]
+    dtype = torch_dtype(cfg.dtype)
     ensure_writable(output_dir)
     pl.seed_everything(int(cfg.seed), workers=False, verbose=False)
     device = resolve_device(cfg)
@@ -319,8 +225,6 @@ def train(cfg: DictConfig, output_dir: Path) -> dict:
         device=device,
         dtype=dtype,
     )
-    for anchor in anchors:
-        print(anchor.describe())
     timing["anchors"] = time.perf_counter() - start - sum(timing.values())
     datamodule = StatePointDataModule(
         targets,
@@ -334,22 +238,24 @@ def train(cfg: DictConfig, output_dir: Path) -> dict:
     module = DiffTReModule(model, targets, anchors, **OmegaConf.to_container(cfg.loss))
     logger = make_logger(cfg, output_dir)
     checkpoints = output_dir / "checkpoints"
-    # the checkpoint after a step holds the state after its update: that is what a resume
-    # continues from (tests/test_resume.py), so Lightning's manual-optimization note is noise
-    warnings.filterwarnings("ignore", message="Using ModelCheckpoint with manual optimization")
-    trainer = pl.Trainer(
-        **OmegaConf.to_container(cfg.trainer),
-        logger=logger,
-        default_root_dir=str(output_dir),
-        plugins=[AtomicCheckpointIO()],
-        callbacks=[
-            pl.callbacks.ModelCheckpoint(
-                dirpath=checkpoints, save_last=True, save_top_k=0, every_n_train_steps=1
-            )
-        ],
-    )
+    trainer_kwargs = OmegaConf.to_container(cfg.trainer)
+    callbacks = [
+        pl.callbacks.ModelCheckpoint(
+            dirpath=checkpoints, save_last=True, save_top_k=0, every_n_train_steps=1
+        )
+    ]
+    if trainer_kwargs.get("enable_progress_bar", True):
+        callbacks.append(steps_progress_bar())
     fit_start = time.perf_counter()
-    trainer.fit(module, datamodule=datamodule, ckpt_path=resume_path(cfg, checkpoints))
+    with quiet_lightning():
+        trainer = pl.Trainer(
+            **trainer_kwargs,
+            logger=logger,
+            default_root_dir=str(output_dir),
+            plugins=[AtomicCheckpointIO()],
+            callbacks=callbacks,
+        )
+        trainer.fit(module, datamodule=datamodule, ckpt_path=resume_path(cfg, checkpoints))
     estimates = module.estimate()
     timing["fine_tuning"] = time.perf_counter() - fit_start
     timing["of_which_md"] = datamodule.md_s
@@ -383,7 +289,9 @@ def train(cfg: DictConfig, output_dir: Path) -> dict:
         images["phase_diagram"] = plot_report(
             rows, module.history, output_dir / "phase_diagram.png"
         )
-        images["ess_history"] = plot_ess_history(module.history, output_dir / "ess_history.png")
+        images["ess_history"] = plot_ess_history(
+            module.history, output_dir / "ess_history.png", threshold=module.ess_threshold
+        )
     diffusion_rows = []
     if model_before is not None:
         diffusion_rows = validate_diffusion(
@@ -411,17 +319,17 @@ def train(cfg: DictConfig, output_dir: Path) -> dict:
             for name, p in model.named_parameters()
             if p.numel() <= 16
         },
-        "all_met": all(r["met"] for r in rows),
+        "all_met": all(r["met"] == "yes" for r in rows),
     }
     with open(output_dir / "summary.json", "w") as handle:
         json.dump(summary, handle, indent=2, default=float)
-    print(format_table(rows))
-    print(
+    log.info(format_table(rows))
+    log.info(
         f"{summary['steps']} optimizer steps, {summary['resamplings']} re-samplings, "
         f"{summary['md_steps']} MD steps; {summary['wall_s']:.0f} s. Report, plot and model "
         f"in {output_dir}"
     )
-    print(
+    log.info(
         f"time: anchors {timing['anchors']:.0f} s, fine-tuning {timing['fine_tuning']:.0f} s "
         f"(MD {timing['of_which_md']:.0f} s, chaining {timing['of_which_chaining']:.0f} s), "
         f"re-measurement {timing['remeasure']:.0f} s"
@@ -431,18 +339,13 @@ def train(cfg: DictConfig, output_dir: Path) -> dict:
 
         wandb.finish()  # one run per job: a multirun's next job starts a new one
     if datamodule.md_events:
-        print(
+        log.warning(
             f"{len(datamodule.md_events)} unstable-MD event(s) were caught and handled (systems "
             "restarted with a smaller time step, or stopped): see md_events in summary.json"
         )
     if cfg.get("remeasure", True) and not all(math.isfinite(r["after_K"]) for r in rows):
         log.warning("some re-measurements failed (NaN): see report.json")
     return summary
-
-
-@hydra.main(version_base="1.3", config_path=CONFIG_DIR, config_name="train")
-def _hydra_train(cfg: DictConfig) -> None:
-    train(cfg, Path(HydraConfig.get().runtime.output_dir))
 
 
 def preflight_train(cfg: DictConfig) -> None:
@@ -461,24 +364,3 @@ def preflight_train(cfg: DictConfig) -> None:
             raise ConfigError(f"ckpt_path={ckpt}: no such file (a checkpoint, 'last' or null)")
         if not zipfile.is_zipfile(path):
             raise ConfigError(f"ckpt_path={ckpt}: not a checkpoint file (torch.save format)")
-
-
-def _precheck(args: list[str]) -> None:
-    """:func:`~phasetune.preflight.precheck` for ``phasetune``."""
-    precheck(
-        args, config_dir=CONFIG_DIR, config_name="train", prog="phasetune", check=preflight_train
-    )
-
-
-def train_main() -> None:
-    """``phasetune [overrides]`` trains; ``phasetune export RUN_DIR`` exports a run's model."""
-    if len(sys.argv) > 1 and sys.argv[1] == "export":
-        from phasetune.export import export_main
-
-        raise SystemExit(export_main(sys.argv[2:]))
-    _precheck(sys.argv[1:])
-    _hydra_train()
-
-
-if __name__ == "__main__":
-    train_main()

@@ -16,6 +16,7 @@ import yaml  # noqa: E402
 
 from phasetune import analysis  # noqa: E402
 from phasetune.configs import CONFIG_DIR  # noqa: E402
+from phasetune.report import met_verdict, write_report  # noqa: E402
 
 
 @pytest.fixture(autouse=True)
@@ -37,7 +38,9 @@ def _row(target, phases, p, exp, before, after, *, err=5.0, after_err=4.0, metho
         "after_K": after,
         "after_error_K": after_err,
         "after_method": method,
-        "met": bool(abs(after - exp) < 10.0) if math.isfinite(after) else False,
+        "met": met_verdict(
+            after_K=after, after_error_K=after_err, experiment_K=exp, tolerance_K=10.0
+        ),
         "source": "test",
     }
 
@@ -77,8 +80,6 @@ def _series(container):
 
 
 def test_load_report_reads_what_train_writes_and_parses_nan_after(tmp_path):
-    from phasetune.train import write_report
-
     rows = [
         _row("a", "fcc|liquid", 0.0, 83.8, 72.5, math.nan, after_err=math.nan, method="skipped"),
         _row("b", "fcc|liquid", 0.05, 85.0, 74.0, 84.5),
@@ -87,12 +88,37 @@ def test_load_report_reads_what_train_writes_and_parses_nan_after(tmp_path):
     got = analysis.load_report(tmp_path)
     assert [r["target"] for r in got] == ["a", "b"]
     assert math.isnan(got[0]["after_K"]) and math.isnan(got[0]["after_error_K"])
-    assert got[0]["after_method"] == "skipped" and got[0]["met"] is False
-    assert got[1]["after_K"] == 84.5 and got[1]["met"] is True
+    assert got[0]["after_method"] == "skipped" and got[0]["met"] == "not measured"
+    assert got[1]["after_K"] == 84.5 and got[1]["met"] == "yes"
     assert isinstance(got[1]["pressure_GPa"], float) and got[1]["pressure_GPa"] == 0.05
+    # the CSV rounds K to 0.01 and GPa to 1e-4; the JSON keeps every digit
+    rows[1]["before_K"], rows[1]["pressure_GPa"] = 74.123456, 0.0512345
+    write_report(rows, tmp_path)
+    assert analysis.load_report(tmp_path)[1]["before_K"] == 74.12
+    assert analysis.load_report(tmp_path)[1]["pressure_GPa"] == 0.0512
     (tmp_path / "report.csv").unlink()  # report.json alone gives the same rows
     from_json = analysis.load_report(tmp_path)
-    assert math.isnan(from_json[0]["after_K"]) and from_json[1]["before_K"] == 74.0
+    assert math.isnan(from_json[0]["after_K"]) and from_json[1]["before_K"] == 74.123456
+    # an older report's boolean ``met`` reads as a verdict
+    _write_csv(tmp_path / "report.csv", [{**rows[1], "met": "True"}, {**rows[0], "met": "False"}])
+    assert [r["met"] for r in analysis.load_report(tmp_path)] == ["yes", "no"]
+
+
+def test_met_accounts_for_the_re_measurements_error():
+    """|after − exp| ± 2σ against the tolerance: met, missed, or too noisy to tell."""
+    assert met_verdict(after_K=83.9, after_error_K=0.2, experiment_K=83.8, tolerance_K=1.0) == "yes"
+    # the argon demo's 83.66 ± 0.90 K against 83.8 ± 1 K: inside, but its 2σ is not
+    unresolved = met_verdict(after_K=83.66, after_error_K=0.9, experiment_K=83.8, tolerance_K=1.0)
+    assert unresolved == "unresolved"
+    assert met_verdict(after_K=90.0, after_error_K=1.0, experiment_K=83.8, tolerance_K=1.0) == "no"
+    # a miss within 2σ of the tolerance edge is not called a miss
+    assert met_verdict(after_K=86.0, after_error_K=1.0, experiment_K=83.8, tolerance_K=1.0) == (
+        "unresolved"
+    )
+    nan = math.nan
+    assert met_verdict(after_K=nan, after_error_K=nan, experiment_K=83.8, tolerance_K=1.0) == (
+        "not measured"
+    )
 
 
 def test_load_report_errors_name_the_problem(tmp_path):
@@ -177,32 +203,38 @@ def test_plot_training_draws_every_series_and_marks_resamplings():
 # ---------------------------------------------------------------------------- phase diagram
 
 
-def test_phase_diagram_has_three_series_per_boundary_with_their_error_bars():
+def test_phase_diagram_shows_every_series_with_its_error_bars_and_the_experiment_on_top():
     rows = _ti_rows()
     ax = analysis.plot_phase_diagram(rows, dodge_GPa=0.0)
     labels = [c.get_label() for c in ax.containers]
-    assert labels == [
-        "hcp|bcc: experiment (± tolerance)",
-        "hcp|bcc: model before",
-        "hcp|bcc: model after (re-measured)",
-        "bcc|liquid: experiment (± tolerance)",
-        "bcc|liquid: model before",
-        "bcc|liquid: model after (re-measured)",
-    ]
+    kinds = ["model before", "reweighted", "after (re-measured)", "experiment ± tolerance"]
+    assert labels == [f"{b}: {k}" for b in ("hcp|bcc", "bcc|liquid") for k in kinds]
     x, y, err = _series(ax.containers[4])  # bcc|liquid before
     np.testing.assert_allclose(x, [0.0, 2.0, 5.0])
     np.testing.assert_allclose(y, [1700.0, 1760.0, 1850.0])
     np.testing.assert_allclose(err, [5.0, 5.0, 5.0])
-    np.testing.assert_allclose(_series(ax.containers[0])[2], [10.0] * 3)  # tolerance
+    np.testing.assert_allclose(_series(ax.containers[3])[2], [10.0] * 3)  # tolerance
     np.testing.assert_allclose(_series(ax.containers[2])[1], [1152.0, 1092.0, 1002.0])
-    # the model series are dodged in P, the experiment is not
+    # the experiment is drawn above the model series, so no model marker hides it
+    lines = {c.get_label(): c.lines[0] for c in ax.containers}
+    top = lines["hcp|bcc: experiment ± tolerance"].get_zorder()
+    assert all(line.get_zorder() < top for k, line in lines.items() if "experiment" not in k)
+    # dodged: the four series of a boundary sit at four different pressures
     ax = analysis.plot_phase_diagram(rows, dodge_GPa=0.1)
-    np.testing.assert_allclose(_series(ax.containers[1])[0], [-0.1, 1.9, 4.9])
-    np.testing.assert_allclose(_series(ax.containers[3])[0], [0.0, 2.0, 5.0])
+    xs = [_series(c)[0][0] for c in ax.containers[:4]]
+    assert len(set(np.round(xs, 9))) == 4 and max(xs) - min(xs) == pytest.approx(0.3)
     # relative: T − T_exp
     ax = analysis.plot_phase_diagram(rows, relative=True, dodge_GPa=0.0)
-    np.testing.assert_allclose(_series(ax.containers[0])[1], [0.0] * 3)
-    np.testing.assert_allclose(_series(ax.containers[5])[1], [-2.0] * 3)
+    np.testing.assert_allclose(_series(ax.containers[3])[1], [0.0] * 3)
+    np.testing.assert_allclose(_series(ax.containers[6])[1], [-2.0] * 3)
+
+
+def test_phase_diagram_at_a_single_pressure_has_a_readable_axis():
+    rows = [_row("argon", "fcc|liquid", 0.0, 83.8, 70.6, 83.7, after_err=0.9)]
+    ax = analysis.plot_phase_diagram(rows)
+    assert ax.get_xlim() == (-1.0, 1.0)
+    xs = [_series(c)[0][0] for c in ax.containers]
+    assert len(set(xs)) == 4 and all(abs(x) < 0.2 for x in xs)
 
 
 def test_phase_diagram_leaves_out_unmeasured_series_and_nan_errors():
@@ -211,10 +243,10 @@ def test_phase_diagram_leaves_out_unmeasured_series_and_nan_errors():
         r["after_K"] = r["after_error_K"] = math.nan
     rows[0]["before_error_K"] = math.nan  # a point without an error estimate
     ax = analysis.plot_phase_diagram(rows, dodge_GPa=0.0)
-    assert len(ax.containers) == 4
+    assert len(ax.containers) == 6
     assert not any("after" in c.get_label() for c in ax.containers)
     assert any("no values (NaN)" in t.get_text() for t in ax.texts)
-    np.testing.assert_allclose(_series(ax.containers[1])[2], [0.0, 5.0, 5.0])
+    np.testing.assert_allclose(_series(ax.containers[0])[2], [0.0, 5.0, 5.0])
     with pytest.raises(ValueError, match="no report rows"):
         analysis.plot_phase_diagram([])
 
@@ -297,3 +329,30 @@ def test_run_without_diffusion_data_has_none(tmp_path):
     run = analysis.write_synthetic_ti_run(tmp_path / "run", with_diffusion=False, n_steps=3)
     assert analysis.load_model_diffusion(run) == []
     assert json.loads((run / "summary.json").read_text())["steps"] == 3
+
+
+def test_ess_history_marks_the_threshold_and_each_re_sampling(tmp_path, monkeypatch):
+    import matplotlib.figure
+    from matplotlib.image import imread
+
+    from phasetune.report.plots import plot_ess_history
+
+    history = [
+        {"step": s, "loss": 1.0, "ess/a/fcc": e, "resamplings": r}
+        for s, e, r in [(0, 1.0, 0), (1, 0.92, 0), (2, 0.85, 0), (3, 1.0, 1), (4, 0.95, 1)]
+    ]
+    history.append({"step": 5, "skipped": 1.0})  # a skipped step draws nothing
+    captured = {}
+    original = matplotlib.figure.Figure.savefig
+
+    def keep(fig, *args, **kwargs):
+        captured["ax"] = fig.axes[0]
+        return original(fig, *args, **kwargs)
+
+    monkeypatch.setattr(matplotlib.figure.Figure, "savefig", keep)
+    path = plot_ess_history(history, tmp_path / "ess.png", threshold=0.9)
+    assert imread(path).shape[0] > 100
+    lines = {line.get_label(): line for line in captured["ax"].get_lines()}
+    assert list(lines["threshold 0.9"].get_ydata()) == [0.9, 0.9]
+    assert list(lines["re-sampled"].get_xdata()) == [3, 3]  # after step 2, before step 3
+    assert list(lines["a/fcc"].get_xdata()) == [0, 1, 2, 3, 4]

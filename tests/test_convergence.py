@@ -179,7 +179,7 @@ def test_new_chain_links_are_judged_once_in_quadrature_over_the_phases(argon):
     allowed_meV = 0.1 * 1.2e-4 * 1e3  # fraction · tol, tol = Δs · 1 K
 
     def ensemble(round_, error_meV):
-        return SimpleNamespace(round=round_, history=[{"bar_error_meV": error_meV}] * round_)
+        return SimpleNamespace(round=round_, history=[{"error_meV": error_meV}] * round_)
 
     fresh = SimpleNamespace(ensembles={solid: ensemble(0, 0.0), liquid: ensemble(0, 0.0)})
     assert module._new_link_error_ratio(fresh) is None  # first frames: no link yet

@@ -134,10 +134,15 @@ def test_reweighted_change_gradient_and_bar_chain_are_exact_for_springs(springs)
     for key in ("forward_fep_meV", "reverse_fep_meV"):
         assert abs(step[key] - exact_meV) < 0.05 * 1e3 * kT, (key, step, exact_meV)
     assert step["forward_fep_meV"] != step["reverse_fep_meV"]
+    # each number once: the chained BAR step is not repeated under another name
+    assert step["delta_g_meV"] == pytest.approx(1e3 * new.offset_eV - 1e3 * old.offset_eV)
+    estimates = [v for k, v in step.items() if k.endswith("_meV") and k != "offset_meV"]
+    assert "bar_meV" not in step and len(set(estimates)) == len(estimates), step
     # chained from the fresh frames alone: the reverse estimate, with its own (larger) error
     fresh = chain_with_bar(model, old, _ensemble(model, atoms, seed=2), method="fresh")
     fresh_error = math.sqrt(fresh.offset_variance)
-    assert fresh.offset_eV == pytest.approx(1e-3 * fresh.history[-1]["reverse_fep_meV"])
+    assert fresh.offset_eV == pytest.approx(1e-3 * fresh.history[-1]["delta_g_meV"])
+    assert "reverse_fep_meV" not in fresh.history[-1] and "bar_meV" in fresh.history[-1]
     assert fresh.history[-1]["method"] == "fresh" and 0 < fresh_error < 0.05 * kT
     assert abs(fresh.offset_eV - exact(k1)) < 4 * fresh_error + 0.01 * kT
     with pytest.raises(ValueError, match="chain method"):

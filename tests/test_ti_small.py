@@ -128,7 +128,7 @@ def test_ti_small_two_step_smoke_run(tmp_path):
         f"hydra.run.dir={tmp_path}",
     ]
     done = subprocess.run(
-        [sys.executable, "-m", "phasetune.train", *overrides],
+        [sys.executable, "-m", "phasetune", *overrides],
         capture_output=True,
         text=True,
         timeout=900,

@@ -203,7 +203,7 @@ def test_multirun_over_two_learning_rates_gives_two_runs(tmp_path):
         "plot=false",
     ]
     done = subprocess.run(
-        [sys.executable, "-m", "phasetune.train", *overrides],
+        [sys.executable, "-m", "phasetune", *overrides],
         cwd=REPO,
         env=env,
         capture_output=True,

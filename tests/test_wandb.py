@@ -17,7 +17,7 @@ def _run(tiny, tmp_path, *extra, flags=()):
         [
             sys.executable,
             "-m",
-            "phasetune.train",
+            "phasetune",
             *flags,
             *tiny,
             "logger=wandb",

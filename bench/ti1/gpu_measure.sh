@@ -14,7 +14,7 @@ mkdir -p "$OUT"
 python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade \
   --target /tmp/site .whl/*.whl
 export PYTHONPATH="/tmp/site:$PWD" PYTHONUNBUFFERED=1 WANDB_MODE=disabled
-MEASURE='import sys; from phasetune.measure import measure_main; measure_main()'
+MEASURE='from phasetune.commands import measure_main; measure_main()'
 stage() {  # name, seconds, overrides...
   local name=$1 limit=$2
   shift 2

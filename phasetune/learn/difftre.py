@@ -261,9 +261,11 @@ def chain_with_bar(
     G(θ_new) − G(θ_old) = kT ln⟨exp(−β[U_old − U_new])⟩_new. θ_new was fitted to the old
     frames, so their forward work carries that fit (with few independent frames, their noise
     as well: the ti_small runs' forward estimates exceeded the fresh ones by up to 2.3
-    meV/atom, bench/RESULTS.md); the new frames never saw it. Both one-sided estimates are
-    kept in the history. ``new`` must carry its reference energies and parameters (θ_new);
-    returns ``new`` with the offset set.
+    meV/atom, bench/RESULTS.md); the new frames never saw it. The history
+    keeps the chained step as ``delta_g_meV`` ± ``error_meV`` and the estimates not chained
+    under their own names (``forward_fep_meV``; ``reverse_fep_meV`` with BAR, ``bar_meV``
+    with fresh), each number once. ``new`` must carry its reference energies and parameters
+    (θ_new); returns ``new`` with the offset set.
     """
     if method not in CHAIN_METHODS:
         raise ValueError(f"chain method must be one of {CHAIN_METHODS}, got {method!r}")
@@ -286,14 +288,16 @@ def chain_with_bar(
             if method == "bar":
                 delta_f, std_error = float(bar.delta_f), float(bar.std_error)
                 inefficiency = bar_inefficiency
-            # the two one-sided estimates, kept for diagnosis: the forward one is what the
-            # old frames' reweighting claimed at θ_new (the frames θ_new was fitted to); the
-            # reverse one uses only the new frames, which that fit never saw
+            # the estimates not chained, kept for diagnosis (each number once): the forward
+            # one is what the old frames' reweighting claimed at θ_new (the frames θ_new was
+            # fitted to); the reverse one uses only the new frames, which that fit never saw
             one_sided = {
-                "forward_fep_meV": 1e3 * float(free_energy_perturbation(w_forward, old.kT_eV)) / n,
-                "reverse_fep_meV": 1e3 * fresh / n,
-                "bar_meV": 1e3 * float(bar.delta_f) / n,
+                "forward_fep_meV": 1e3 * float(free_energy_perturbation(w_forward, old.kT_eV)) / n
             }
+            if method == "bar":
+                one_sided["reverse_fep_meV"] = 1e3 * fresh / n
+            else:
+                one_sided["bar_meV"] = 1e3 * float(bar.delta_f) / n
     new.offset_eV = old.offset_eV + delta_f / n
     new.offset_variance = old.offset_variance + (std_error / n) ** 2
     new.round = old.round + 1
@@ -302,8 +306,8 @@ def chain_with_bar(
         {
             "round": new.round,
             "method": method,
-            "bar_delta_g_meV": 1e3 * delta_f / n,  # the chained step (BAR or fresh)
-            "bar_error_meV": 1e3 * std_error / n,
+            "delta_g_meV": 1e3 * delta_f / n,  # the chained step, by ``method``
+            "error_meV": 1e3 * std_error / n,
             "statistical_inefficiency": inefficiency,
             "offset_meV": 1e3 * new.offset_eV,
             **one_sided,

@@ -418,7 +418,7 @@ class DiffTReModule(pl.LightningModule):
                 if e is None or e.round <= self._seen_rounds.get(name, 0) or not e.history:
                     continue
                 new = True
-                variance += (1e-3 * float(e.history[-1]["bar_error_meV"])) ** 2
+                variance += (1e-3 * float(e.history[-1]["error_meV"])) ** 2
             if new and self.link_error_fraction:
                 allowed = self.link_error_fraction * float(self.tolerance_eV[k])
                 ratio = math.sqrt(variance) / allowed
@@ -509,7 +509,10 @@ class DiffTReModule(pl.LightningModule):
         for k, target in enumerate(self.targets):
             skipped = target.name in self.skipped
             metrics[f"dg_meV/{target.name}"] = nan if skipped else 1e3 * dg[k].detach()
-            metrics[f"dg_error_meV/{target.name}"] = nan if skipped else 1e3 * chain[k]
+            # the anchor's error with the reweighting chain's: at step 0 the chain adds
+            # nothing, and Δg is known as well as the anchor measured it
+            total = math.hypot(self.anchors[k].delta_g_error_eV, chain[k])
+            metrics[f"dg_error_meV/{target.name}"] = nan if skipped else 1e3 * total
             metrics[f"T_shift_K/{target.name}"] = nan if skipped else shift_K[k]
             metrics[f"T_implied_K/{target.name}"] = (
                 nan if skipped else target.temperature_K + shift_K[k]
