@@ -16,6 +16,22 @@ CONFIG_DIR = str(Path(__file__).resolve().parent / "conf")
 DTYPE_NAMES = ("float64", "float32")
 
 
+def compose_config(command: str = "train", overrides: list[str] | tuple[str, ...] = ()):
+    """The config a command would run with, composed from the shipped tree (no run dir).
+
+    ``command`` is ``"train"``, ``"measure"`` or ``"sample"``; ``overrides`` are the
+    command-line overrides, e.g. ``["experiment=ti_phase_diagram", "threads=4"]``. The
+    result goes to :func:`phasetune.fine_tune`, :func:`phasetune.measure_transitions` or
+    :func:`phasetune.sample_state_points` with an output directory.
+    """
+    from hydra import compose, initialize_config_dir
+
+    if command not in ("train", "measure", "sample"):
+        raise ValueError(f"command must be train, measure or sample, got {command!r}")
+    with initialize_config_dir(config_dir=CONFIG_DIR, version_base="1.3"):
+        return compose(config_name=command, overrides=list(overrides))
+
+
 def torch_dtype(name: str):
     """The torch dtype of a ``dtype=`` value (ValueError naming the allowed ones)."""
     if name not in DTYPE_NAMES:

@@ -66,16 +66,18 @@ def test_unwritable_output_directory(tmp_path):
     assert done.returncode == 2 and "cannot be created" in done.stderr, done.stderr[-2000:]
 
 
-def test_wandb_without_network_falls_back_to_offline_and_says_so(tmp_path, monkeypatch, capsys):
+def test_wandb_without_network_falls_back_to_offline_and_says_so(tmp_path, monkeypatch, caplog):
     import phasetune.config_check as config_check
 
     monkeypatch.delenv("WANDB_MODE", raising=False)
     monkeypatch.setattr(config_check, "wandb_reachable", lambda *a, **k: False)
     with initialize_config_dir(config_dir=CONFIG_DIR, version_base="1.3"):
         cfg = compose("train", overrides=["logger=wandb"])
-    logger = make_logger(cfg, tmp_path)
+    with caplog.at_level("WARNING", logger="phasetune.train"):
+        logger = make_logger(cfg, tmp_path)
     assert logger._offline is True
-    assert "logging offline" in capsys.readouterr().out
+    warned = [r.getMessage() for r in caplog.records if r.levelname == "WARNING"]
+    assert any("logging offline" in m and "wandb sync" in m for m in warned), warned
     # with WANDB_MODE=disabled nothing is probed and nothing changes
     monkeypatch.setenv("WANDB_MODE", "disabled")
     monkeypatch.setattr(

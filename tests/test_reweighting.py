@@ -47,7 +47,7 @@ def test_chunking_changes_neither_energies_nor_gradients(sampled):
     grads = []
     for chunk in (1, 7, 1000):
         energies = frame_energies(model, frames, chunk_frames=chunk)
-        loss = free_energy_perturbation((energies - frames.potential_energy).T, kT).sum()
+        loss = free_energy_perturbation(energies - frames.potential_energy, kT, frames_dim=0).sum()
         grads.append(torch.autograd.grad(loss, [model.epsilon, model.sigma]))
     for g in grads[1:]:
         torch.testing.assert_close(g[0], grads[0][0], rtol=1e-12, atol=0)
@@ -55,8 +55,8 @@ def test_chunking_changes_neither_energies_nor_gradients(sampled):
 
 
 def _fep(model, frames, kT):
-    delta_u = (frame_energies(model, frames) - frames.potential_energy).T  # [systems, frames]
-    return free_energy_perturbation(delta_u, kT), delta_u
+    delta_u = frame_energies(model, frames) - frames.potential_energy  # [frames, systems]
+    return free_energy_perturbation(delta_u, kT, frames_dim=0), delta_u
 
 
 def test_fep_gradient_is_reweighted_mean_of_du_dtheta_and_finite_difference(sampled):
@@ -67,7 +67,7 @@ def test_fep_gradient_is_reweighted_mean_of_du_dtheta_and_finite_difference(samp
     delta_f, delta_u = _fep(model, frames, kT)
     d_eps, d_sig = torch.autograd.grad(delta_f.sum(), [model.epsilon, model.sigma])
     # reweighted ⟨∂U/∂ε⟩ (U is linear in ε, so ∂U/∂ε = U/ε per frame)
-    weights = reweighting_weights(delta_u.detach(), kT)
+    weights = reweighting_weights(delta_u.detach(), kT, frames_dim=0).T  # [systems, frames]
     energies = frame_energies(model, frames)
     du_deps = energies.detach() / model.epsilon.detach()
     expected_eps = reweighted_average(du_deps.T, weights).sum()
@@ -94,8 +94,9 @@ def test_ess_is_full_at_reference_and_falls_as_parameters_move(sampled):
     for factor in (1.0, 1.01, 1.03, 1.1):
         with torch.no_grad():
             live.epsilon.fill_(0.0104 * factor)
-        delta_u = (frame_energies(live, frames) - frames.potential_energy).T
-        ess.append(effective_sample_size(reweighting_weights(delta_u, kT)))
+        delta_u = frame_energies(live, frames) - frames.potential_energy  # [frames, systems]
+        weights = reweighting_weights(delta_u, kT, frames_dim=0)
+        ess.append(effective_sample_size(weights, frames_dim=0))
     torch.testing.assert_close(ess[0], torch.full_like(ess[0], frames.n_frames), rtol=1e-12, atol=0)
     for before, after in zip(ess, ess[1:], strict=False):
         assert bool((after < before).all())

@@ -133,3 +133,32 @@ def test_a_shared_cost_on_a_fixture_the_test_does_not_use_is_refused(tmp_path):
     result = _run_toy(tmp_path, source, budget_s="20")
     assert result.returncode != 0
     assert "shared=['nope'] are not its fixtures" in result.stdout + result.stderr
+
+
+XFAIL_SUITE = """
+import pytest
+
+@pytest.mark.slow(seconds=0.1)
+@pytest.mark.xfail(strict=True, reason="open issue")
+def test_a_known_failure():
+    assert False
+
+@pytest.mark.slow(seconds=0.1)
+def test_b_passing_validation():
+    pass
+
+@pytest.mark.slow(seconds=50.0)
+def test_c_too_costly():
+    pass
+"""
+
+
+def test_known_failures_run_after_the_passing_validations_and_skips_are_named(tmp_path):
+    result = _run_toy(tmp_path, XFAIL_SUITE, budget_s="20")
+    out = result.stdout
+    order = [
+        out.index(f"::{name} ") for name in ("test_b_passing_validation", "test_a_known_failure")
+    ]
+    assert order == sorted(order), out
+    assert "test_a_known_failure XFAIL" in out, out
+    assert "SKIPPED for the test budget, NOT VALIDATED: test_toy.py::test_c_too_costly" in out, out

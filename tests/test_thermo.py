@@ -256,19 +256,55 @@ def test_fep_batches_over_state_points_with_per_state_kT() -> None:
     gen = torch.Generator().manual_seed(7)
     du = torch.randn(3, 400, generator=gen, dtype=F64) * 0.02
     kts = torch.tensor([0.02, 0.05, 0.1], dtype=F64)
-    batched = free_energy_perturbation(du, kts)
+    batched = free_energy_perturbation(du, kts, frames_dim=-1)
     rows = torch.stack([free_energy_perturbation(du[i], float(kts[i])) for i in range(3)])
     torch.testing.assert_close(batched, rows)
-    w = reweighting_weights(du, kts)
+    w = reweighting_weights(du, kts, frames_dim=-1)
     torch.testing.assert_close(w.sum(-1), torch.ones(3, dtype=F64))
     obs = torch.randn(3, 400, 2, generator=gen, dtype=F64)
     avg = reweighted_average(obs, w)
     assert avg.shape == (3, 2)
     torch.testing.assert_close(avg[1], (w[1, :, None] * obs[1]).sum(0))
     with pytest.raises(ValueError, match="broadcast"):
-        free_energy_perturbation(du, torch.tensor([0.02, 0.05], dtype=F64))
+        free_energy_perturbation(du, torch.tensor([0.02, 0.05], dtype=F64), frames_dim=-1)
     with pytest.raises(ValueError, match="frames"):
         reweighted_average(obs[:, :300], w)
+
+
+def test_a_frames_shaped_batch_needs_its_frame_dimension_named() -> None:
+    """A Frames stores energies as [frames, systems]. Reduced over the last dimension by
+    default, that would give per-frame values over systems with no error: refused unless
+    frames_dim is named, and with frames_dim=0 each system equals its own 1-D series."""
+    gen = torch.Generator().manual_seed(11)
+    du = torch.randn(500, 3, generator=gen, dtype=F64) * torch.tensor([0.005, 0.03, 0.1], dtype=F64)
+    kts = torch.tensor([0.02, 0.05, 0.1], dtype=F64)
+    for fn in (free_energy_perturbation, free_energy_perturbation_error, reweighting_weights):
+        with pytest.raises(ValueError, match="frames_dim"):
+            fn(du, kts)
+    for fn in (effective_sample_size, relative_effective_sample_size):
+        with pytest.raises(ValueError, match="frames_dim"):
+            fn(du.abs())
+    per_system = [(du[:, i], float(kts[i])) for i in range(3)]
+    torch.testing.assert_close(
+        free_energy_perturbation(du, kts, frames_dim=0),
+        torch.stack([free_energy_perturbation(d, kt) for d, kt in per_system]),
+    )
+    torch.testing.assert_close(
+        free_energy_perturbation_error(du, kts, frames_dim=0),
+        torch.stack([free_energy_perturbation_error(d, kt) for d, kt in per_system]),
+    )
+    w = reweighting_weights(du, kts, frames_dim=0)
+    assert w.shape == du.shape
+    torch.testing.assert_close(w.sum(0), torch.ones(3, dtype=F64))
+    torch.testing.assert_close(
+        relative_effective_sample_size(w, frames_dim=0),
+        torch.stack(
+            [relative_effective_sample_size(reweighting_weights(d, kt)) for d, kt in per_system]
+        ),
+    )
+    # the physics: larger ΔU spread → fewer effective frames, ordered by system
+    ess = effective_sample_size(w, frames_dim=0)
+    assert bool((ess[0] > ess[1]) & (ess[1] > ess[2]))
 
 
 # --------------------------------------------------------------------------- statistics

@@ -2,9 +2,12 @@
 
 Frames x_i, i = 1..N, sampled in the reference ensemble of a potential U_ref are reused for a
 perturbed potential U_θ through the energy differences ΔU_i = U_θ(x_i) − U_ref(x_i) (eV).
-Everything here works on tensors of shape ``[..., n_frames]``: the LAST dimension indexes
-frames, any leading dimensions are batch dimensions (e.g. state points), and thermal
-energies ``kT_eV`` broadcast against those leading dimensions.
+A series of frames is a 1-D tensor ``[n_frames]``. Batches of series are accepted too, but
+only with ``frames_dim=`` saying which dimension indexes frames: a
+:class:`~phasetune.sampling.frames.Frames` stores energies as ``[frames, systems]``, and
+reducing that over the wrong dimension would silently give per-frame values
+(``frames_dim=0`` is right for it). Internally frames go last, ``[..., n_frames]``, and
+thermal energies ``kT_eV`` broadcast against the remaining (batch) dimensions.
 
 All reductions over frames use ``logsumexp``/``softmax``, so energy differences of many
 thousands of kT neither overflow nor underflow, and all functions are differentiable with
@@ -48,6 +51,22 @@ def _check_frames(delta_u: Tensor, name: str = "delta_u") -> None:
         raise TypeError(f"{name} must be a floating-point tensor, got {delta_u.dtype}")
 
 
+def _frames_last(x: Tensor, frames_dim: int | None, name: str = "delta_u") -> Tensor:
+    """``x`` with its frame dimension last; a batch needs ``frames_dim`` (ValueError)."""
+    if x.ndim <= 1:
+        _check_frames(x, name)
+        return x
+    if frames_dim is None:
+        raise ValueError(
+            f"{name} has shape {tuple(x.shape)}: say which dimension indexes frames with "
+            "frames_dim= (a Frames' energies are [frames, systems]: frames_dim=0), or pass "
+            "one series of frames as a 1-D tensor"
+        )
+    moved = torch.movedim(x, frames_dim, -1)
+    _check_frames(moved, name)
+    return moved
+
+
 def _kT_for_frames(kT_eV: float | Tensor, delta_u: Tensor) -> tuple[Tensor, Tensor]:
     """kT as a tensor of delta_u's dtype: (as given, with a trailing frame dimension)."""
     kT = torch.as_tensor(kT_eV, dtype=delta_u.dtype, device=delta_u.device)
@@ -74,7 +93,11 @@ def _per_atom(value: Tensor, n_atoms: int | Tensor | None) -> Tensor:
 
 
 def free_energy_perturbation(
-    delta_u: Tensor, kT_eV: float | Tensor, n_atoms: int | Tensor | None = None
+    delta_u: Tensor,
+    kT_eV: float | Tensor,
+    n_atoms: int | Tensor | None = None,
+    *,
+    frames_dim: int | None = None,
 ) -> Tensor:
     """Zwanzig free-energy perturbation estimate ΔF = F_θ − F_ref (eV, or eV/atom).
 
@@ -85,16 +108,17 @@ def free_energy_perturbation(
     with ΔU_i = U_θ(x_i) − U_ref(x_i) for frames x_i drawn from the reference ensemble.
 
     Args:
-        delta_u: energy differences in eV, shape ``[..., n_frames]``.
-        kT_eV: thermal energy k_B·T in eV; scalar or broadcastable to ``delta_u.shape[:-1]``.
+        delta_u: energy differences in eV: ``[n_frames]``, or a batch with ``frames_dim``.
+        kT_eV: thermal energy k_B·T in eV; scalar or broadcastable to the batch dimensions.
         n_atoms: if given, the result is divided by it (free energy per atom).
+        frames_dim: the frame dimension of a batch (required when ``delta_u`` is not 1-D).
 
     Returns:
-        ΔF with shape ``delta_u.shape[:-1]`` (broadcast with kT). Differentiable; its
+        ΔF: a scalar for one series, else the batch shape (broadcast with kT). Differentiable; its
         gradient with respect to ΔU_i is the reweighting weight w_i (see
         :func:`reweighting_weights`).
     """
-    _check_frames(delta_u)
+    delta_u = _frames_last(delta_u, frames_dim)
     kT, kT_frames = _kT_for_frames(kT_eV, delta_u)
     log_mean = torch.logsumexp(-delta_u / kT_frames, dim=-1) - math.log(delta_u.shape[-1])
     delta_f = -kT * log_mean
@@ -102,7 +126,11 @@ def free_energy_perturbation(
 
 
 def free_energy_perturbation_error(
-    delta_u: Tensor, kT_eV: float | Tensor, n_atoms: int | Tensor | None = None
+    delta_u: Tensor,
+    kT_eV: float | Tensor,
+    n_atoms: int | Tensor | None = None,
+    *,
+    frames_dim: int | None = None,
 ) -> Tensor:
     """Delta-method standard error of :func:`free_energy_perturbation` (independent frames).
 
@@ -115,14 +143,16 @@ def free_energy_perturbation_error(
     root of the statistical inefficiency of e (see :mod:`phasetune.thermo.statistics`).
 
     Args:
-        delta_u: energy differences in eV, shape ``[..., n_frames]`` with n_frames ≥ 2.
-        kT_eV: thermal energy in eV; scalar or broadcastable to the leading dimensions.
+        delta_u: energy differences in eV, ``[n_frames]`` with n_frames ≥ 2, or a batch
+            with ``frames_dim``.
+        kT_eV: thermal energy in eV; scalar or broadcastable to the batch dimensions.
         n_atoms: if given, the error is divided by it (per atom).
+        frames_dim: the frame dimension of a batch (required when ``delta_u`` is not 1-D).
 
     Returns:
-        σ_ΔF in eV (or eV/atom), shape ``delta_u.shape[:-1]``.
+        σ_ΔF in eV (or eV/atom): a scalar for one series, else the batch shape.
     """
-    _check_frames(delta_u)
+    delta_u = _frames_last(delta_u, frames_dim)
     n = delta_u.shape[-1]
     if n < 2:
         raise ValueError("free_energy_perturbation_error needs at least 2 frames")
@@ -135,18 +165,25 @@ def free_energy_perturbation_error(
     return _per_atom(sigma, n_atoms)
 
 
-def reweighting_weights(delta_u: Tensor, kT_eV: float | Tensor) -> Tensor:
+def reweighting_weights(
+    delta_u: Tensor, kT_eV: float | Tensor, *, frames_dim: int | None = None
+) -> Tensor:
     """Normalised importance weights of the reference frames for the perturbed potential.
 
-    Implements w_i = exp(−ΔU_i / kT) / Σ_j exp(−ΔU_j / kT) (a softmax over the last, frame
-    dimension). Shape ``[..., n_frames]``; each row sums to 1. Differentiable.
+    Implements w_i = exp(−ΔU_i / kT) / Σ_j exp(−ΔU_j / kT) (a softmax over frames). Same
+    shape as ``delta_u`` (``frames_dim`` required for a batch, as in
+    :func:`free_energy_perturbation`), and the weights of each series sum to 1.
+    Differentiable.
     """
-    _check_frames(delta_u)
-    _, kT_frames = _kT_for_frames(kT_eV, delta_u)
-    return torch.softmax(-delta_u / kT_frames, dim=-1)
+    moved = _frames_last(delta_u, frames_dim)
+    _, kT_frames = _kT_for_frames(kT_eV, moved)
+    weights = torch.softmax(-moved / kT_frames, dim=-1)
+    return weights if delta_u.ndim <= 1 else torch.movedim(weights, -1, frames_dim)
 
 
-def effective_sample_size(weights: Tensor, form: ESSForm = "kish") -> Tensor:
+def effective_sample_size(
+    weights: Tensor, form: ESSForm = "kish", *, frames_dim: int | None = None
+) -> Tensor:
     """Effective number of frames N_eff of a set of importance weights (last dimension).
 
     Implements, with weights normalised to Σ w_i = 1 (they are normalised here first):
@@ -159,13 +196,14 @@ def effective_sample_size(weights: Tensor, form: ESSForm = "kish") -> Tensor:
     Both equal N for uniform weights and 1 for a single non-zero weight; Kish ≤ entropy.
 
     Args:
-        weights: non-negative weights, shape ``[..., n_frames]``.
+        weights: non-negative weights, ``[n_frames]`` or a batch with ``frames_dim``.
         form: ``"kish"`` or ``"entropy"``.
+        frames_dim: the frame dimension of a batch (required when ``weights`` is not 1-D).
 
     Returns:
-        N_eff with shape ``weights.shape[:-1]``.
+        N_eff: a scalar for one series, else the batch shape.
     """
-    _check_frames(weights, "weights")
+    weights = _frames_last(weights, frames_dim, "weights")
     w = weights / weights.sum(dim=-1, keepdim=True)
     if form == "kish":
         return 1.0 / (w * w).sum(dim=-1)
@@ -174,14 +212,16 @@ def effective_sample_size(weights: Tensor, form: ESSForm = "kish") -> Tensor:
     raise ValueError(f"unknown effective-sample-size form {form!r}; use 'kish' or 'entropy'")
 
 
-def relative_effective_sample_size(weights: Tensor, form: ESSForm = "kish") -> Tensor:
+def relative_effective_sample_size(
+    weights: Tensor, form: ESSForm = "kish", *, frames_dim: int | None = None
+) -> Tensor:
     """Relative effective sample size N_eff / N ∈ (0, 1] (see :func:`effective_sample_size`).
 
     phasetune re-samples a trajectory when this (Kish form) drops below its threshold
     (default 0.9).
     """
-    _check_frames(weights, "weights")
-    return effective_sample_size(weights, form=form) / weights.shape[-1]
+    weights = _frames_last(weights, frames_dim, "weights")
+    return effective_sample_size(weights, form=form, frames_dim=-1) / weights.shape[-1]
 
 
 def reweighted_average(observable: Tensor, weights: Tensor) -> Tensor:
