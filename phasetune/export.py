@@ -18,6 +18,7 @@ from pathlib import Path
 
 import torch
 
+from phasetune.configs import torch_dtype
 from phasetune.learn.anchor import model_fingerprint
 
 
@@ -70,7 +71,7 @@ def export_run(run_dir: str | Path, out_dir: str | Path | None = None) -> dict[s
                 f"{needed} not found: give the output directory of a finished `phasetune` run"
             )
     cfg = OmegaConf.load(config)
-    dtype = {"float64": torch.float64, "float32": torch.float32}[cfg.get("dtype", "float64")]
+    dtype = torch_dtype(cfg.get("dtype", "float64"))
     model = instantiate(cfg.model, device="cpu", dtype=dtype)
     model.load_state_dict(torch.load(weights, map_location="cpu", weights_only=True))
     targets = OmegaConf.to_container(cfg.get("targets"), resolve=True)

@@ -10,6 +10,14 @@
 * :func:`quiet_lightning`: Lightning's info lines ("GPU available: False", "TPU available",
   a litlogger advertisement, "`Trainer.fit` stopped") and its note on torch's pytree API,
   silenced for a block and restored after it; Lightning's warnings stay visible.
+* :func:`mace_import`: mace sets ``TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD=1`` in ``os.environ``
+  when ``mace`` or ``mace.calculators`` is imported, which turns every later ``torch.load``
+  in the process that does not pass ``weights_only`` (Lightning's, any library's) into a
+  full unpickling load. Imports of mace go through this block, which puts the variable back
+  as it was; phasetune's own loads pass ``weights_only`` explicitly. The same import prints
+  "cuequivariance … is not available" on every machine without cuEquivariance (a CPU, where
+  it is not expected): that line is dropped, and ``model.enable_cueq`` says itself when the
+  package is missing.
 """
 
 from __future__ import annotations
@@ -86,3 +94,31 @@ def quiet_lightning():
         finally:
             for logger, level in zip(loggers, levels, strict=True):
                 logger.setLevel(level)
+
+
+_MACE_ENV = "TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD"
+
+
+@contextmanager
+def mace_import():
+    """Import mace (or torch-sim's MACE wrapper) inside this block: ``os.environ`` keeps its
+    ``TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD`` as before, and mace's cuequivariance line is dropped."""
+    import io
+    from contextlib import redirect_stdout
+
+    before = os.environ.get(_MACE_ENV)
+    printed = io.StringIO()
+    try:
+        with redirect_stdout(printed):
+            yield
+    finally:
+        if before is None:
+            os.environ.pop(_MACE_ENV, None)
+        else:
+            os.environ[_MACE_ENV] = before
+        kept = [
+            line
+            for line in printed.getvalue().splitlines(keepends=True)
+            if "cuequivariance" not in line.lower()
+        ]
+        sys.stdout.write("".join(kept))

@@ -33,3 +33,36 @@ def test_without_the_fix_warp_would_print_its_line():
         [sys.executable, "-c", "import warp; warp.init()"], capture_output=True, text=True
     )
     assert "Could not find or load the NVIDIA CUDA driver" in done.stderr
+
+
+MACE_CODE = """
+import os, torch
+from phasetune.potentials.mace import MacePotential, build_mace
+module = build_mace(atomic_numbers=[22])
+potential = MacePotential(module)
+potential.sampling_model()  # imports torch-sim's MaceModel, which imports mace.calculators
+print("env after:", os.environ.get("TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD"))
+torch.save({"x": object()}, "blob.pt")
+try:
+    torch.load("blob.pt")  # no weights_only given: torch's safe default must hold
+    print("unpickled")
+except Exception as err:
+    print("refused:", type(err).__name__)
+"""
+
+
+def test_using_mace_leaves_torch_load_safe_and_says_nothing_about_cuequivariance(tmp_path):
+    done = subprocess.run(
+        [sys.executable, "-c", MACE_CODE], capture_output=True, text=True, timeout=300, cwd=tmp_path
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert "env after: None" in done.stdout, done.stdout
+    assert "refused: UnpicklingError" in done.stdout, done.stdout
+    assert "cuequivariance" not in (done.stdout + done.stderr).lower(), done.stdout
+
+
+def test_without_the_guard_mace_would_force_unsafe_loads():
+    """The check above can fail: a plain ``import mace`` sets the variable process-wide."""
+    code = "import os, mace; print(os.environ.get('TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD'))"
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert done.stdout.strip() == "1", done.stdout + done.stderr

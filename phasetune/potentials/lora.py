@@ -42,7 +42,10 @@ def linear_weight_blocks(module: torch.nn.Module, patterns: Sequence[str] = ("*"
     products, symmetric contractions and biases are not linear layers and stay as they are.
     """
     # isort: off
-    import mace  # noqa: F401  (before e3nn, as it must be; mace brings e3nn)
+    from phasetune.third_party import mace_import
+
+    with mace_import():
+        import mace  # noqa: F401  (before e3nn, as it must be; mace brings e3nn)
     from e3nn import o3
 
     # isort: on

@@ -28,6 +28,7 @@ import torch_sim as ts
 from torch_sim.models.interface import ModelInterface
 
 from phasetune.potentials.lora import LowRankAdapter
+from phasetune.third_party import mace_import
 
 log = logging.getLogger(__name__)
 
@@ -51,7 +52,8 @@ def file_sha256(path: str | Path) -> str:
 
 def foundation_names() -> list[str]:
     """The foundation checkpoints mace-torch knows by name (``mace_mp(model=NAME)``)."""
-    from mace.calculators.foundations_models import mace_mp_urls
+    with mace_import():
+        from mace.calculators.foundations_models import mace_mp_urls
 
     return sorted(mace_mp_urls)
 
@@ -62,8 +64,9 @@ def foundation_checkpoint(name: str, *, download: bool = True) -> Path:
     The cache is mace-torch's own (``$XDG_CACHE_HOME/mace`` or ``~/.cache/mace``), so a
     checkpoint fetched once by mace, by phasetune or by hand is found again offline.
     """
-    from mace.calculators import foundations_models as fm
-    from mace.tools.utils import get_cache_dir
+    with mace_import():
+        from mace.calculators import foundations_models as fm
+        from mace.tools.utils import get_cache_dir
 
     if name not in fm.mace_mp_urls:
         raise ValueError(
@@ -118,7 +121,8 @@ def load_mace_module(
     else:
         file = foundation_checkpoint(str(name), download=download)
     try:
-        module = torch.load(file, map_location=device, weights_only=False)
+        with mace_import():  # unpickling imports mace's classes
+            module = torch.load(file, map_location=device, weights_only=False)
     except Exception as err:
         raise ValueError(
             f"{file} could not be loaded as a MACE model ({type(err).__name__}: {err}); "
@@ -325,7 +329,8 @@ class MacePotential(ModelInterface):
     # ------------------------------------------------------------------ sampling copy
     def sampling_model(self) -> ModelInterface:
         """torch-sim's ``MaceModel`` around a frozen deep copy of the current weights."""
-        from torch_sim.models.mace import MaceModel
+        with mace_import():
+            from torch_sim.models.mace import MaceModel
 
         return MaceModel(
             self.merged_model(),
@@ -403,7 +408,8 @@ def build_mace(
     import numpy as np
 
     # isort: off
-    from mace import modules  # before e3nn (mace sets torch.load defaults on import)
+    with mace_import():
+        from mace import modules  # before e3nn, as mace wants
     from e3nn import o3
 
     # isort: on
