@@ -14,7 +14,9 @@
   when ``mace`` or ``mace.calculators`` is imported, which turns every later ``torch.load``
   in the process that does not pass ``weights_only`` (Lightning's, any library's) into a
   full unpickling load. Imports of mace go through this block, which puts the variable back
-  as it was; phasetune's own loads pass ``weights_only`` explicitly. The same import prints
+  as it was; phasetune's own loads pass ``weights_only`` explicitly. (mace's own
+  ``MACECalculator`` relies on the variable: a user opts in for a trusted file,
+  docs/configuration.md.) The same import prints
   "cuequivariance … is not available" on every machine without cuEquivariance (a CPU, where
   it is not expected): that line is dropped, and ``model.enable_cueq`` says itself when the
   package is missing.

@@ -53,7 +53,7 @@ def _text(notebook) -> str:
             parts.append(out.get("text", ""))
             data = out.get("data", {})
             parts.extend(data.get(kind, "") for kind in ("text/plain", "text/markdown"))
-    return "".join(parts)
+    return "\n".join(parts)
 
 
 def _table(text: str) -> dict[str, list[str]]:
@@ -80,7 +80,12 @@ def _assert_table_shows_report(text: str, run: Path) -> list[dict]:
     assert sorted(table) == sorted(r["target"] for r in rows), (sorted(table), rows)
     for r in rows:
         cells = table[r["target"]]
-        for column, k in (("experiment_K", 3), ("before_K", 4), ("reweighted_K", 5), ("after_K", 6)):
+        for column, k in (
+            ("experiment_K", 3),
+            ("before_K", 4),
+            ("reweighted_K", 5),
+            ("after_K", 6),
+        ):
             shown, value = _shown_value(cells[k]), float(r[column])
             if math.isnan(value):
                 assert math.isnan(shown), (r["target"], column, cells[k])

@@ -1,5 +1,6 @@
 """Third-party noise is silenced at its source, and only there."""
 
+import os
 import subprocess
 import sys
 
@@ -52,8 +53,14 @@ except Exception as err:
 
 
 def test_using_mace_leaves_torch_load_safe_and_says_nothing_about_cuequivariance(tmp_path):
+    env = {k: v for k, v in os.environ.items() if k != "TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD"}
     done = subprocess.run(
-        [sys.executable, "-c", MACE_CODE], capture_output=True, text=True, timeout=300, cwd=tmp_path
+        [sys.executable, "-c", MACE_CODE],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        cwd=tmp_path,
+        env=env,  # this pytest process may have imported mace itself
     )
     assert done.returncode == 0, done.stderr[-3000:]
     assert "env after: None" in done.stdout, done.stdout
@@ -64,5 +71,6 @@ def test_using_mace_leaves_torch_load_safe_and_says_nothing_about_cuequivariance
 def test_without_the_guard_mace_would_force_unsafe_loads():
     """The check above can fail: a plain ``import mace`` sets the variable process-wide."""
     code = "import os, mace; print(os.environ.get('TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD'))"
-    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    env = {k: v for k, v in os.environ.items() if k != "TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD"}
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env)
     assert done.stdout.strip() == "1", done.stdout + done.stderr
