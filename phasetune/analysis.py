@@ -37,7 +37,6 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 if TYPE_CHECKING:
-    from matplotlib.axes import Axes
     from matplotlib.figure import Figure
 
 __all__ = [
@@ -56,19 +55,11 @@ __all__ = [
 ]
 
 from phasetune.configs import CONFIG_DIR
-from phasetune.report.plots import plot_phase_diagram
+from phasetune.report.plots import plot_diffusion, plot_phase_diagram
 from phasetune.report.rows import COLUMNS, load_report, met_verdict, report_markdown
 
 _CONF = Path(CONFIG_DIR)
 _DIFFUSION_FIELDS = ("label", "temperature_K", "pressure_GPa", "D_m2_per_s", "error_m2_per_s")
-#: Model series of the plots: colour and line style.
-_STYLE = {
-    "experiment": ("k", "-"),
-    "before": ("tab:red", ":"),
-    "after": ("tab:blue", "--"),
-    "reweighted": ("tab:green", "none"),
-}
-_MARKERS = ("o", "s", "^", "D", "v", "P")
 
 
 def _float(value: Any) -> float:
@@ -339,66 +330,6 @@ def load_model_diffusion(run_dir: str | Path, **kwargs: Any) -> list[dict[str, A
             if files:
                 rows.extend(diffusion_from_frames(files, sub.name, **kwargs))
     return rows
-
-
-def plot_diffusion(
-    experiment: Sequence[Mapping[str, float]],
-    model: Sequence[Mapping[str, Any]] = (),
-    ax: Axes | None = None,
-    *,
-    title: str | None = None,
-    experiment_label: str = "Horbach et al., PRB 80, 212203 (2009)",
-) -> Axes:
-    """Liquid self-diffusion D(T) in 10⁻⁹ m²/s: the experimental points and the model's,
-    one ``errorbar`` series per model label (``before``, ``after``) with its errors.
-
-    With no model rows only the experiment is drawn and a note on the axes says so. The
-    series are in ``ax.containers`` (experiment first, then the labels in order of
-    appearance, ``before`` before ``after``).
-    """
-    import matplotlib.pyplot as plt
-
-    if ax is None:
-        _, ax = plt.subplots(figsize=(6.5, 4.5))
-    unit = 1e-9
-    t_exp = np.array([float(e["temperature_K"]) for e in experiment])
-    d_exp = np.array([float(e["D_m2_per_s"]) for e in experiment]) / unit
-    ax.errorbar(t_exp, d_exp, yerr=None, fmt="k*", ms=10, label=experiment_label)
-    labels: list[str] = []
-    for r in model:
-        if r["label"] not in labels:
-            labels.append(str(r["label"]))
-    order = {"before": 0, "after": 1}
-    labels.sort(key=lambda name: order.get(name, 2))
-    for k, name in enumerate(labels):
-        points = sorted((r for r in model if r["label"] == name), key=lambda r: r["temperature_K"])
-        color, line = _STYLE.get(name, (f"C{k + 2}", "-"))
-        ax.errorbar(
-            [float(r["temperature_K"]) for r in points],
-            [float(r["D_m2_per_s"]) / unit for r in points],
-            yerr=np.nan_to_num([_float(r.get("error_m2_per_s")) / unit for r in points]),
-            marker="o",
-            ls=line,
-            color=color,
-            mfc="white" if name == "before" else color,
-            capsize=3,
-            label=f"model {name}",
-        )
-    if not labels:
-        ax.text(
-            0.03,
-            0.95,
-            "no model diffusion data in this run: experiment only",
-            transform=ax.transAxes,
-            va="top",
-            fontsize=9,
-            color="0.3",
-        )
-    ax.set_xlabel("temperature (K)")
-    ax.set_ylabel("self-diffusion D (10⁻⁹ m²/s)")
-    ax.set_title(title or "liquid self-diffusion")
-    ax.legend(fontsize=8, loc="lower right")
-    return ax
 
 
 # ---------------------------------------------------------------------------- synthetic run

@@ -11,8 +11,9 @@ from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 
 from phasetune.configs import torch_dtype
+from phasetune.potentials.base import sampling_copy
 from phasetune.sampling.frames import Frames
-from phasetune.sampling.sampler import StatePoint, sample_state_points, sampling_copy
+from phasetune.sampling.sampler import StatePoint, sample_state_points
 from phasetune.structures import build_structure
 
 log = logging.getLogger(__name__)

@@ -65,14 +65,19 @@ def pytest_sessionstart(session):
 
 def pytest_collection_modifyitems(config, items):
     """Quick tests first, then the slow ones in their own order, except that those marked
-    ``xfail`` (known failures, open issues) go last: a tight budget skips them first. Tests
-    sharing a module fixture stay together within each of the two groups."""
+    ``xfail`` (known failures, open issues) go last and ``@pytest.mark.slow(..., order=1)``
+    (end-to-end runs that check no published value) go after the literature checks: a
+    tight budget skips them first. Tests sharing a module fixture stay together."""
     nominal = {item.nodeid: _slow_seconds(item) for item in items}
     _state["nominal"] = {k: v for k, v in nominal.items() if v is not None}
     _state["shared"] = {i.nodeid: _shared_costs(i) for i in items if nominal[i.nodeid] is not None}
     slow = [i for i in items if nominal[i.nodeid] is not None]
     items[:] = [i for i in items if nominal[i.nodeid] is None] + sorted(
-        slow, key=lambda i: i.get_closest_marker("xfail") is not None
+        slow,
+        key=lambda i: (
+            i.get_closest_marker("xfail") is not None,
+            int(i.get_closest_marker("slow").kwargs.get("order", 0)),
+        ),
     )
 
 

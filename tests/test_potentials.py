@@ -7,9 +7,9 @@ import torch_sim as ts
 from ase.build import bulk
 from torch_sim.models.lennard_jones import LennardJonesModel
 
+from phasetune.potentials.base import sampling_copy
 from phasetune.potentials.lennard_jones import LennardJones
 from phasetune.potentials.neighbors import VerletList
-from phasetune.sampling.sampler import sampling_copy
 
 
 def _states():

@@ -143,6 +143,10 @@ import pytest
 def test_a_known_failure():
     assert False
 
+@pytest.mark.slow(seconds=0.1, order=1)
+def test_b0_end_to_end_run():
+    pass
+
 @pytest.mark.slow(seconds=0.1)
 def test_b_passing_validation():
     pass
@@ -153,12 +157,11 @@ def test_c_too_costly():
 """
 
 
-def test_known_failures_run_after_the_passing_validations_and_skips_are_named(tmp_path):
+def test_known_failures_and_end_to_end_runs_come_after_the_literature_checks(tmp_path):
     result = _run_toy(tmp_path, XFAIL_SUITE, budget_s="20")
     out = result.stdout
-    order = [
-        out.index(f"::{name} ") for name in ("test_b_passing_validation", "test_a_known_failure")
-    ]
+    names = ("test_b_passing_validation", "test_b0_end_to_end_run", "test_a_known_failure")
+    order = [out.index(f"::{name} ") for name in names]
     assert order == sorted(order), out
     assert "test_a_known_failure XFAIL" in out, out
     assert "SKIPPED for the test budget, NOT VALIDATED: test_toy.py::test_c_too_costly" in out, out

@@ -115,10 +115,10 @@ def write_diffusion(rows: list[dict], output_dir: Path) -> Path:
 
 def plot_diffusion(rows: list[dict], path: Path) -> Path:
     """D(T): experiment against the model before and after fine-tuning (10⁻⁹ m²/s), drawn
-    by :func:`phasetune.analysis.plot_diffusion` on a figure of its own."""
+    by :func:`phasetune.report.plots.plot_diffusion` on a figure of its own."""
     from matplotlib.figure import Figure  # no global backend: notebooks keep theirs
 
-    from phasetune.analysis import plot_diffusion as draw
+    from phasetune.report.plots import plot_diffusion as draw
 
     experiment = [
         {"temperature_K": r["temperature_K"], "D_m2_per_s": r["experiment_m2_per_s"]} for r in rows

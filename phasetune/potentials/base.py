@@ -19,6 +19,7 @@ import torch
 import torch_sim as ts
 
 from phasetune.sampling.frames import Frames
+from phasetune.sampling.sampler import reset_neighbor_lists
 
 
 def sampling_copy(model: torch.nn.Module) -> torch.nn.Module:
@@ -45,15 +46,6 @@ def refresh_sampling_copy(frozen: torch.nn.Module, live: torch.nn.Module) -> tor
         for target, source in zip(frozen.buffers(), live.buffers(), strict=True):
             target.copy_(source)
     return frozen
-
-
-def reset_neighbor_lists(model: torch.nn.Module) -> None:
-    """Drop cached neighbour lists (attributes with a ``reset()``, e.g. a Verlet list), so
-    that what the model computes next depends on its inputs alone, not on earlier calls."""
-    for module in model.modules():
-        cached = getattr(module, "neighbors", None)
-        if callable(getattr(cached, "reset", None)):
-            cached.reset()
 
 
 @contextlib.contextmanager

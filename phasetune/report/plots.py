@@ -1,5 +1,6 @@
-"""The run's figures: ``phase_diagram.png`` (targets, model before / reweighted / after) and
-``ess_history.png`` (effective sample sizes, the re-sampling threshold and events).
+"""The run's figures: ``phase_diagram.png`` (targets, model before / reweighted / after),
+``ess_history.png`` (effective sample sizes, the re-sampling threshold and events) and
+``diffusion.png`` (liquid self-diffusion against experiment).
 
 Figures are built with :class:`matplotlib.figure.Figure` (no global backend), so notebooks
 keep theirs; :func:`plot_phase_diagram` also draws into an ``ax`` it is given.
@@ -23,6 +24,8 @@ _SERIES = {
     "after": ("after_K", "after_error_K", "tab:blue", None, "after (re-measured)", 0.5),
 }
 _MARKERS = ("o", "s", "^", "D", "v", "P")
+#: Diffusion series: colour and line style per model label.
+_DIFFUSION_STYLE = {"before": ("tab:red", ":"), "after": ("tab:blue", "--")}
 
 
 def _boundaries(rows: Sequence[Mapping[str, Any]]) -> dict[str, list[Mapping[str, Any]]]:
@@ -189,3 +192,63 @@ def plot_ess_history(history: list[dict], path: Path, *, threshold: float | None
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     return path
+
+
+def plot_diffusion(
+    experiment: Sequence[Mapping[str, float]],
+    model: Sequence[Mapping[str, Any]] = (),
+    ax=None,
+    *,
+    title: str | None = None,
+    experiment_label: str = "Horbach et al., PRB 80, 212203 (2009)",
+):
+    """Liquid self-diffusion D(T) in 10⁻⁹ m²/s: the experimental points and the model's,
+    one ``errorbar`` series per model label (``before``, ``after``) with its errors.
+
+    With no model rows only the experiment is drawn and a note on the axes says so. The
+    series are in ``ax.containers`` (experiment first, then the labels in order of
+    appearance, ``before`` before ``after``).
+    """
+    if ax is None:
+        from matplotlib.figure import Figure
+
+        ax = Figure(figsize=(6.5, 4.5)).subplots()
+    unit = 1e-9
+    t_exp = np.array([float(e["temperature_K"]) for e in experiment])
+    d_exp = np.array([float(e["D_m2_per_s"]) for e in experiment]) / unit
+    ax.errorbar(t_exp, d_exp, yerr=None, fmt="k*", ms=10, label=experiment_label)
+    labels: list[str] = []
+    for r in model:
+        if r["label"] not in labels:
+            labels.append(str(r["label"]))
+    order = {"before": 0, "after": 1}
+    labels.sort(key=lambda name: order.get(name, 2))
+    for k, name in enumerate(labels):
+        points = sorted((r for r in model if r["label"] == name), key=lambda r: r["temperature_K"])
+        color, line = _DIFFUSION_STYLE.get(name, (f"C{k + 2}", "-"))
+        ax.errorbar(
+            [float(r["temperature_K"]) for r in points],
+            [float(r["D_m2_per_s"]) / unit for r in points],
+            yerr=np.nan_to_num([as_float(r.get("error_m2_per_s")) / unit for r in points]),
+            marker="o",
+            ls=line,
+            color=color,
+            mfc="white" if name == "before" else color,
+            capsize=3,
+            label=f"model {name}",
+        )
+    if not labels:
+        ax.text(
+            0.03,
+            0.95,
+            "no model diffusion data in this run: experiment only",
+            transform=ax.transAxes,
+            va="top",
+            fontsize=9,
+            color="0.3",
+        )
+    ax.set_xlabel("temperature (K)")
+    ax.set_ylabel("self-diffusion D (10⁻⁹ m²/s)")
+    ax.set_title(title or "liquid self-diffusion")
+    ax.legend(fontsize=8, loc="lower right")
+    return ax

@@ -19,10 +19,6 @@ from ase import Atoms
 from tqdm.auto import tqdm
 
 from phasetune.faults import fault_point
-from phasetune.potentials.base import (
-    reset_neighbor_lists,
-    sampling_copy,  # noqa: F401  (re-exported)
-)
 from phasetune.sampling.frames import FRAME_ARRAYS, Frames
 from phasetune.sampling.integrator import (
     CELL_MODES,
@@ -198,6 +194,15 @@ def _phase_check(md, expected: list[str]) -> tuple[torch.Tensor, torch.Tensor]:
     with torch.no_grad():
         result = check_phase(md.positions, md.row_vector_cell, md.system_idx, expected)
     return result.ok, result.fractions
+
+
+def reset_neighbor_lists(model: torch.nn.Module) -> None:
+    """Drop cached neighbour lists (attributes with a ``reset()``, e.g. a Verlet list), so
+    that what the model computes next depends on its inputs alone, not on earlier calls."""
+    for module in model.modules():
+        cached = getattr(module, "neighbors", None)
+        if callable(getattr(cached, "reset", None)):
+            cached.reset()
 
 
 def sample_state_points(
