@@ -14,12 +14,12 @@ import argparse
 
 import torch
 
+from phasetune.potentials.base import sampling_copy
 from phasetune.potentials.lennard_jones import LennardJones
 from phasetune.sampling.sampler import (
     SamplerSettings,
     StatePoint,
     sample_state_points,
-    sampling_copy,
 )
 from phasetune.structures import build_structure
 from phasetune.thermo.statistics import standard_error_of_mean

@@ -7,6 +7,7 @@ non-editable install find them from any working directory. Torch-free, so that
 
 from __future__ import annotations
 
+import functools
 from pathlib import Path
 
 #: Absolute path of the shipped config tree (``train.yaml``, ``measure.yaml``, groups).
@@ -39,3 +40,20 @@ def torch_dtype(name: str):
     import torch
 
     return getattr(torch, name)
+
+
+def restores_torch_threads(function):
+    """Decorate a run function that sets torch's thread count from ``cfg.threads``: the
+    process's count is put back when it returns or raises (a library call leaves no trace)."""
+
+    @functools.wraps(function)
+    def call(*args, **kwargs):
+        import torch
+
+        previous = torch.get_num_threads()
+        try:
+            return function(*args, **kwargs)
+        finally:
+            torch.set_num_threads(previous)
+
+    return call

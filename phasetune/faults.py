@@ -1,17 +1,21 @@
-"""Fault injection for the resume tests: ``PHASETUNE_FAULT=SITE:N`` raises
-:class:`InjectedFaultError` the N-th time the code passes ``fault_point(SITE)``.
+"""Fault injection for the resume tests: an injectable hook called at named fault points.
+
+Production code calls ``fault_point(SITE)`` at a few places; with no hook installed (the
+default) that is one ``None`` check. A test installs :func:`crash_at` (``with crash_at(site,
+n): ...``) to raise :class:`InjectedFaultError` the n-th time the code passes the site.
 
 Sites: ``sampling`` (halfway through an MD run), ``optimizer_step`` (gradients computed,
 parameters not yet updated), ``between_steps`` (at the start of a step, after the previous
-step's checkpoint). Unset (the default), a fault point costs one dictionary lookup.
+step's checkpoint).
 """
 
 from __future__ import annotations
 
-import os
+import contextlib
+from collections.abc import Callable, Iterator
 
 SITES = ("sampling", "optimizer_step", "between_steps")
-_passes: dict[str, int] = {}
+_hook: Callable[[str], None] | None = None
 
 
 class InjectedFaultError(RuntimeError):
@@ -19,19 +23,29 @@ class InjectedFaultError(RuntimeError):
 
 
 def fault_point(site: str) -> None:
-    spec = os.environ.get("PHASETUNE_FAULT")
-    if not spec:
-        return
-    want, _, count = spec.partition(":")
-    if want not in SITES:
-        raise ValueError(f"PHASETUNE_FAULT site {want!r} unknown; sites: {', '.join(SITES)}")
-    if want != site:
-        return
-    _passes[site] = _passes.get(site, 0) + 1
-    if _passes[site] == int(count or 1):
-        raise InjectedFaultError(f"injected fault at {site} (pass {_passes[site]})")
+    """A named place where an installed hook may raise (no-op without one)."""
+    if _hook is not None:
+        _hook(site)
 
 
-def reset_faults() -> None:
-    """Forget how often each site was passed (call between runs in one process)."""
-    _passes.clear()
+@contextlib.contextmanager
+def crash_at(site: str, count: int = 1) -> Iterator[None]:
+    """Within the block, raise InjectedFaultError the ``count``-th time ``site`` is passed;
+    the previous hook (normally none) is restored on exit."""
+    global _hook
+    if site not in SITES:
+        raise ValueError(f"fault site {site!r} unknown; sites: {', '.join(SITES)}")
+    passes = 0
+
+    def hook(at: str) -> None:
+        nonlocal passes
+        if at == site:
+            passes += 1
+            if passes == count:
+                raise InjectedFaultError(f"injected fault at {site} (pass {passes})")
+
+    previous, _hook = _hook, hook
+    try:
+        yield
+    finally:
+        _hook = previous

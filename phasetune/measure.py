@@ -26,7 +26,7 @@ from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 
 from phasetune.config_check import ConfigError
-from phasetune.configs import torch_dtype
+from phasetune.configs import restores_torch_threads, torch_dtype
 from phasetune.free_energy.coexistence import SOLID_PHASES, melting_temperatures_bracketed
 from phasetune.free_energy.competing_melting import transition_from_melting
 from phasetune.free_energy.transition import transition_from_free_energies
@@ -153,6 +153,7 @@ def plot_transitions(rows: list[dict], coexistence: list, path: Path) -> Path:
     return path
 
 
+@restores_torch_threads
 def measure(cfg: DictConfig, output_dir: Path) -> list[dict]:
     """Run the configured method(s) at every pressure; write table, JSON and plot."""
     torch.set_num_threads(int(cfg.threads))

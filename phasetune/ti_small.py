@@ -38,6 +38,7 @@ from tqdm.auto import tqdm
 from phasetune.potentials.mace import MacePotential, ModelNotFoundError, build_mace, file_sha256
 from phasetune.sampling.sampler import SamplerSettings, StatePoint, sample_state_points
 from phasetune.structures import build_structure
+from phasetune.units import internal_to_gpa
 
 log = logging.getLogger(__name__)
 
@@ -270,7 +271,7 @@ def fit_mace(
                 "epoch": epoch + 1,
                 "energy_meV_per_atom": 1e3 * _rmse(errors, "energy"),
                 "forces_meV_per_A": 1e3 * _rmse(errors, "forces"),
-                "stress_GPa": _rmse(errors, "stress") * 160.21766,
+                "stress_GPa": internal_to_gpa(_rmse(errors, "stress")),
             }
             history.append(row)
             bar.set_postfix(

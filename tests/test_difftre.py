@@ -27,7 +27,11 @@ from phasetune.learn.difftre import (
 )
 from phasetune.potentials.base import sampling_copy
 from phasetune.sampling.sampler import SamplerSettings, StatePoint, sample_state_points
-from phasetune.thermo import free_energy_perturbation, free_energy_perturbation_error
+from phasetune.thermo import (
+    free_energy_perturbation,
+    free_energy_perturbation_error,
+    series_inefficiency,
+)
 from phasetune.units import KB_EV_PER_K
 
 
@@ -229,3 +233,27 @@ def test_correlated_fep_error_matches_the_spread_of_independent_runs():
     independent = float(sum(free_energy_perturbation_error(d, kT) for d in du)) / n_runs
     assert correlated == pytest.approx(spread, rel=0.2), (correlated, spread)
     assert independent < 0.5 * spread, (independent, spread)
+
+
+def test_correlated_fep_error_covers_runs_that_still_relax():
+    """Each run relaxes from its own start (ΔU offset a·e^{−t/τ}, a random per run, τ a
+    third of the run) on top of fast noise: the runs' estimates scatter by the offsets,
+    which the autocorrelation of one run cannot see; the halves' difference does."""
+    kT, n_frames, n_runs = 0.1, 200, 300
+    generator = torch.Generator().manual_seed(5)
+    t = torch.arange(n_frames, dtype=torch.float64)
+    amplitude = 0.02 * torch.randn(n_runs, 1, generator=generator, dtype=torch.float64)
+    noise = 0.01 * torch.randn(n_runs, n_frames, generator=generator, dtype=torch.float64)
+    du = 1.0 + amplitude * torch.exp(-t / (n_frames / 3)) + noise
+    spread = float(torch.stack([free_energy_perturbation(d, kT) for d in du]).std())
+    errors = torch.tensor([correlated_fep_error(d, kT) for d in du])
+    stationary_part = torch.tensor(
+        [
+            float(free_energy_perturbation_error(d, kT))
+            * math.sqrt(series_inefficiency(torch.exp(-(d - d.min()) / kT)))
+            for d in du
+        ]
+    )
+    rms = float(errors.pow(2).mean().sqrt())
+    assert float(stationary_part.pow(2).mean().sqrt()) < 0.5 * spread  # what σ_stat misses
+    assert 0.7 * spread < rms < 2.0 * spread, (rms, spread)

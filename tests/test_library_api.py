@@ -62,8 +62,12 @@ def test_compose_config_applies_overrides_and_refuses_unknown_commands():
 
 def test_sample_state_points_from_python_with_a_string_directory(tmp_path):
     """The same MD as ``phasetune-sample``: a 32-atom LJ fcc crystal held at 40 K."""
-    cfg = phasetune.compose_config("sample", TINY)
+    import torch
+
+    cfg = phasetune.compose_config("sample", TINY)  # threads=1
+    torch.set_num_threads(2)
     frames = phasetune.sample_state_points(cfg, str(tmp_path / "run"))
+    assert torch.get_num_threads() == 2  # the run's threads=1 is not left behind
     assert (tmp_path / "run" / "frames.h5").is_file()
     t_mean = float(frames.temperature[:, 0].mean())
     assert t_mean == pytest.approx(40.0, rel=0.12)

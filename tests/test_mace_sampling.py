@@ -14,6 +14,7 @@ from phasetune.learn.difftre import (  # noqa: E402
     reweighted_gibbs_change,
 )
 from phasetune.potentials.base import frame_energies  # noqa: E402
+from phasetune.potentials.mace import MacePotential  # noqa: E402
 from phasetune.sampling.sampler import SamplerSettings, StatePoint, sample_state_points  # noqa: E402
 from phasetune.structures import build_structure  # noqa: E402
 from phasetune.units import KB_EV_PER_K  # noqa: E402
@@ -85,7 +86,9 @@ def test_tiny_mace_samples_in_one_batch_and_reweights_consistently():
     delta = 3.0
     with torch.no_grad():
         scaled.readouts[0].linear.weight.mul_(1 + delta)
-    perturbed = MaceModel(scaled, device=torch.device("cpu"), dtype=torch.float64)
+    # the live model of a reweighting: phasetune's MacePotential, whose forces can be switched
+    # off so that the energies keep their graph (torch-sim's MaceModel cannot be switched)
+    perturbed = MacePotential(scaled, device="cpu", dtype=torch.float64)
     n_atoms, e0 = 16, -1.0
     expected_du = delta * (u_ref - n_atoms * e0)
     u_new = frame_energies(perturbed, frames).detach()

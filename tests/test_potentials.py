@@ -162,3 +162,34 @@ def test_vesin_half_list_equals_the_halved_full_list_with_images_and_unwrapped_a
     assert len(direct[0]) == len(reference[0]) and (direct[0] == direct[1]).any()  # self-images
     np.testing.assert_allclose(distances(*direct), distances(*reference), atol=1e-9)
     assert distances(*direct).max() % 1e3 < cutoff
+
+
+def test_energies_only_switches_outputs_through_the_public_properties(argon):
+    """Inside the block the model is asked for U alone (through compute_forces and
+    compute_stress, not torch-sim's private attributes; MACE then keeps the energy's graph),
+    gives the same U, and is restored after it."""
+    from phasetune.potentials.base import energies_only
+    from phasetune.structures import build_structure
+
+    model = LennardJones(epsilon_eV=argon["epsilon_eV"], sigma_A=argon["sigma_A"])
+    atoms = build_structure("fcc", element="Ar", lattice_A=5.3, n_atoms=32)
+    atoms.rattle(0.05, seed=1)
+    state = ts.io.atoms_to_state([atoms], device="cpu", dtype=torch.float64)
+    full = model(state)
+    with energies_only(model) as same:
+        assert same is model and not model.compute_forces and not model.compute_stress
+        energy = model(state)
+    torch.testing.assert_close(energy["energy"], full["energy"], rtol=0, atol=0)
+    assert model.compute_forces and model.compute_stress  # restored
+    # torch-sim's own models refuse the setter: the flags its ModelInterface declares for
+    # subclasses are switched instead (this fails if a torch-sim release drops them)
+    from torch_sim.models.interface import ModelInterface
+
+    assert {"_compute_forces", "_compute_stress"} <= set(ModelInterface.__annotations__)
+    plain = LennardJonesModel(sigma=argon["sigma_A"], epsilon=argon["epsilon_eV"])
+    with pytest.raises((NotImplementedError, AttributeError)):
+        plain.compute_forces = False
+    before = (plain.compute_forces, plain.compute_stress)
+    with energies_only(plain):
+        assert not plain.compute_forces and not plain.compute_stress
+    assert (plain.compute_forces, plain.compute_stress) == before

@@ -11,7 +11,7 @@ from hydra import compose, initialize_config_dir
 
 from phasetune.analysis import load_metrics
 from phasetune.configs import CONFIG_DIR
-from phasetune.faults import InjectedFaultError, reset_faults
+from phasetune.faults import InjectedFaultError, crash_at
 from phasetune.learn.checkpoint import previous_path
 from phasetune.sampling.frames import Frames
 from phasetune.train import train
@@ -88,24 +88,18 @@ def _same_frames(a: dict, b: dict) -> None:
     "site, count",
     [("sampling", 2), ("optimizer_step", 2), ("between_steps", 3)],
 )
-def test_crashed_and_resumed_run_is_bit_identical(
-    tmp_path_factory, monkeypatch, site, count, tiny_train
-):
+def test_crashed_and_resumed_run_is_bit_identical(tmp_path_factory, site, count, tiny_train):
     base = tmp_path_factory.getbasetemp() / "resume"
     reference = base / "reference"
     if not (reference / "trained_model.pt").exists():
-        reset_faults()
         summary = train(_cfg(tiny_train, base), reference)
         assert summary["steps"] == 4 and summary["resamplings"] >= 1, summary
     expected = _state(reference)
 
     run = base / site
-    monkeypatch.setenv("PHASETUNE_FAULT", f"{site}:{count}")
-    reset_faults()
-    with pytest.raises(InjectedFaultError):
+    with crash_at(site, count), pytest.raises(InjectedFaultError):
         train(_cfg(tiny_train, base), run)
     assert not (run / "trained_model.pt").exists()
-    monkeypatch.delenv("PHASETUNE_FAULT")
     train(_cfg(tiny_train, base, "ckpt_path=last"), run)
     got = _state(run)
     _same_frames(got.pop("frames"), expected["frames"])
@@ -113,7 +107,6 @@ def test_crashed_and_resumed_run_is_bit_identical(
 
 
 def test_truncated_checkpoint_falls_back_to_the_previous_one(tmp_path, tiny_train):
-    reset_faults()
     run = tmp_path / "run"
     train(_cfg(tiny_train, tmp_path, "trainer.max_steps=2"), run)
     last = run / "checkpoints" / "last.ckpt"
@@ -126,7 +119,6 @@ def test_truncated_checkpoint_falls_back_to_the_previous_one(tmp_path, tiny_trai
 
 
 def test_same_seed_same_numbers(tmp_path, tiny_train):
-    reset_faults()
     first = train(_cfg(tiny_train, tmp_path, "trainer.max_steps=2"), tmp_path / "a")
     second = train(_cfg(tiny_train, tmp_path, "trainer.max_steps=2"), tmp_path / "b")
     _assert_same(
@@ -144,7 +136,6 @@ def test_same_seed_same_numbers(tmp_path, tiny_train):
 def test_wall_times_add_up_and_show_the_resamplings(tmp_path, tiny_train):
     """MD and chaining are parts of fine-tuning, each step's re-sampling and update are parts
     of that step, and a step re-sampled exactly when the re-sampling counter moved."""
-    reset_faults()
     with initialize_config_dir(config_dir=CONFIG_DIR, version_base="1.3"):
         cfg = compose(
             config_name="train",

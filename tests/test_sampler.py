@@ -7,7 +7,7 @@ import pytest
 import torch
 from ase import Atoms
 
-from phasetune.potentials.base import frame_energies
+from phasetune.potentials.base import frame_energies, sampling_copy
 from phasetune.potentials.ideal_gas import IdealGas
 from phasetune.potentials.lennard_jones import LennardJones
 from phasetune.sampling.frames import Frames
@@ -16,7 +16,6 @@ from phasetune.sampling.sampler import (
     SamplerSettings,
     StatePoint,
     sample_state_points,
-    sampling_copy,
 )
 from phasetune.structures import build_structure
 from phasetune.thermo.statistics import standard_error_of_mean

@@ -457,9 +457,10 @@ def test_transition_temperature_rejects_bad_input() -> None:
 
 
 def test_clausius_clapeyron_hand_checked_value_and_sign() -> None:
-    # T Δv/Δh = 1000 K · 0.1 Å³ / 0.1 eV = 1000 K/(eV/Å³); 1 eV/Å³ = 160.21766208 GPa.
+    # T Δv/Δh = 1000 K · 0.1 Å³ / 0.1 eV = 1000 K/(eV/Å³); 1 eV/Å³ = 160.2176634 GPa
+    # (CODATA 2018: e = 1.602176634e-19 C exactly)
     slope = clausius_clapeyron_slope_K_per_GPa(temperature_K=1000.0, delta_v_A3=0.1, delta_h_eV=0.1)
-    assert float(slope) == pytest.approx(1000.0 / 160.21766208, rel=1e-12)
+    assert float(slope) == pytest.approx(1000.0 / 160.2176634, rel=1e-12)
     assert float(slope) == pytest.approx(6.241509, rel=1e-6)
     # Expanding on melting with latent heat ⇒ melting point rises with pressure; water-like
     # contraction (Δv < 0) ⇒ it falls.

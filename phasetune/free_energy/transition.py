@@ -62,19 +62,24 @@ def delta_g_curve(
 
 
 def nearest_root(curve, guess_K: float, *, search_factor: float = 2.0) -> float:
-    """T with curve(T) = 0 nearest ``guess_K`` on a grid guess/f … guess·f (NaN if none).
+    """T with curve(T) = 0 nearest ``guess_K`` in guess/f … guess·f (NaN if none).
 
-    ``curve`` maps an array of temperatures to Δg; the crossing is interpolated linearly
-    inside its grid cell.
+    ``curve`` maps an array of temperatures to Δg. A coarse grid finds the sign changes (a
+    Gibbs–Helmholtz curve from a polynomial Δh may cross more than once); the one nearest
+    the guess is solved by :func:`scipy.optimize.brentq` to 1e-9 K inside its grid cell.
     """
-    grid = np.geomspace(guess_K / search_factor, guess_K * search_factor, 4001)
+    from scipy.optimize import brentq
+
+    grid = np.geomspace(guess_K / search_factor, guess_K * search_factor, 401)
     dg = curve(grid)
     crossings = np.nonzero(np.diff(np.sign(dg)) != 0)[0]
     if len(crossings) == 0:
         return math.nan
     k = crossings[np.argmin(np.abs(grid[crossings] - guess_K))]
-    t1, t2, g1, g2 = grid[k], grid[k + 1], dg[k], dg[k + 1]
-    return float(t1 - g1 * (t2 - t1) / (g2 - g1))
+    for end in (k, k + 1):
+        if dg[end] == 0.0:
+            return float(grid[end])
+    return float(brentq(lambda t: float(curve(np.array([t]))[0]), grid[k], grid[k + 1], xtol=1e-9))
 
 
 def root_of_delta_g(

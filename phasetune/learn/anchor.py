@@ -79,10 +79,6 @@ class Anchor:
     enthalpy_temperatures_K: list[float] = field(default_factory=list)
     delta_h_eV: list[float] = field(default_factory=list)
 
-    def implied_transition_K(self, delta_g_eV: float) -> float:
-        """T* ≈ T_k + Δg(T_k)/Δs (first order in T* − T_k)."""
-        return self.temperature_K + delta_g_eV / self.delta_s_eV_per_K
-
     def describe(self) -> str:
         return (
             f"{self.target}: model T* = {self.model_transition_K:.2f} ± "
@@ -320,7 +316,12 @@ def anchor_from_transition(
     device=None,
     dtype: torch.dtype = torch.float64,
 ) -> Anchor:
-    """Δg(T_k) by Gibbs–Helmholtz from Δg(T*) = 0, with enthalpies sampled in NPT."""
+    """Δg(T_k) by Gibbs–Helmholtz from Δg(T*) = 0, with enthalpies sampled in NPT.
+
+    Its error combines T*'s (|Δs| σ_T*) with the Gibbs–Helmholtz integral's from the
+    enthalpies' own errors (which a given T* does not remove: measured on LJ, leaving it
+    out left the reweighted estimate 0.1 K, 3σ, off an exact answer; tests/test_error_coverage.py).
+    """
     if not (math.isfinite(transition_K) and transition_K > 0):
         raise RuntimeError(
             f"target {target.name}: the model's transition temperature could not be measured "
@@ -340,15 +341,26 @@ def anchor_from_transition(
         dtype=dtype,
     )
     delta_h = h[target.phase_b][0] - h[target.phase_a][0]
-    delta_g = float(
-        delta_g_curve(
-            [target.temperature_K],
-            reference_temperature_K=transition_K,
-            delta_g_reference_eV=0.0,
-            enthalpy_temperatures_K=temperatures,
-            delta_h_eV=delta_h,
-        )[0]
-    )
+
+    def delta_g_at_target(delta_h_eV) -> float:
+        return float(
+            delta_g_curve(
+                [target.temperature_K],
+                reference_temperature_K=transition_K,
+                delta_g_reference_eV=0.0,
+                enthalpy_temperatures_K=temperatures,
+                delta_h_eV=delta_h_eV,
+            )[0]
+        )
+
+    delta_g = delta_g_at_target(delta_h)
+    # Δg(T_k) is linear in the sampled Δh_j (least-squares fit, then the GH integral), so
+    # σ²_GH = Σ_j (∂Δg/∂Δh_j)² σ²(Δh_j), the derivatives being Δg of unit vectors
+    delta_h_error = np.hypot(h[target.phase_b][1], h[target.phase_a][1])
+    sensitivity = [
+        delta_g_at_target(np.eye(len(temperatures))[j]) for j in range(len(temperatures))
+    ]
+    integration_error = float(np.sqrt(np.sum((np.asarray(sensitivity) * delta_h_error) ** 2)))
     slope, intercept = np.polyfit(temperatures, delta_h, 1)
     delta_s = float((intercept + slope * transition_K) / transition_K)
     if not delta_s > 0:
@@ -363,7 +375,7 @@ def anchor_from_transition(
         model_transition_K=float(transition_K),
         model_transition_error_K=float(transition_error_K),
         delta_g_eV=delta_g,
-        delta_g_error_eV=float(abs(delta_s) * transition_error_K),
+        delta_g_error_eV=math.hypot(abs(delta_s) * transition_error_K, integration_error),
         delta_s_eV_per_K=delta_s,
         method=method,
         enthalpy_temperatures_K=temperatures,

@@ -36,19 +36,56 @@ from phasetune.thermo import (
 )
 from phasetune.units import KB_EV_PER_K
 
+#: bias of a whole run's mean per unit of its halves' difference, for an exponential
+#: relaxation with τ a third of the run (mean off by 0.32 a, halves differ by 0.40 a)
+DRIFT_BIAS_PER_HALVES_DIFFERENCE = 0.8
+#: halves that differ by more than this many σ of their difference count as drifting
+DRIFT_SIGNIFICANCE = 2.0
+
+
+def _sigma_stat(du: torch.Tensor, kT_eV: float, centred: torch.Tensor | None = None) -> float:
+    """σ_independent · √g, g from e_i = exp(−β[ΔU_i − min ΔU]) (or from ``centred``)."""
+    e = torch.exp(-(du - du.min()) / kT_eV) if centred is None else centred
+    return float(free_energy_perturbation_error(du, kT_eV)) * math.sqrt(series_inefficiency(e))
+
 
 def correlated_fep_error(delta_u: torch.Tensor, kT_eV: float) -> float:
     """Standard error (eV) of −kT ln⟨e^{−βΔU}⟩ over time-ordered, correlated frames.
 
-    σ = σ_independent · √g, with g the statistical inefficiency of e_i = exp(−β[ΔU_i −
-    min ΔU]); consecutive MD frames are not independent, and the delta-method error alone
-    understates the error by √g (the ti_small work series: g ≈ 3–8, measured).
+    * σ_stat = σ_independent · √g, with g the statistical inefficiency of e_i =
+      exp(−β[ΔU_i − min ΔU]): consecutive MD frames are not independent, and the
+      delta-method error alone understates the error by √g (ti_small: g ≈ 3–8, measured).
+    * Drift. A run that still relaxes (a liquid whose density settles after its melt
+      stage, a crystal that begins to melt) drifts more slowly than its own length can
+      resolve as a correlation; independent seeds then scatter by the drift (measured on
+      LJ, 108 atoms, 16-ps runs: 3× σ_stat, tests/test_error_coverage.py). With d = ΔF₂ −
+      ΔF₁ the difference of the estimates from the run's two halves, and σ_d = 2 σ_noise
+      (σ_noise: σ_stat with g taken after removing each half's mean, so that the drift
+      does not pass for correlation), a run with |d| > 2 σ_d drifts, and its error is
+      max(σ_stat, √(σ_noise² + (0.8 d)²)) (0.8: the whole run's bias per unit of d for an
+      exponential relaxation over a third of the run). A stationary run is left at σ_stat
+      95 % of the time.
+
+    Needs ≥ 8 frames for the halves (else σ_stat).
     """
     du = delta_u.detach().double()
-    if du.numel() < 2:
+    n = du.numel()
+    if n < 2:
         return math.nan
+    sigma = _sigma_stat(du, kT_eV)
+    if n < 8:
+        return sigma
+    half = n // 2
+    first, second = du[:half], du[n - half :]
+    difference = float(free_energy_perturbation(second, kT_eV)) - float(
+        free_energy_perturbation(first, kT_eV)
+    )
     e = torch.exp(-(du - du.min()) / kT_eV)
-    return float(free_energy_perturbation_error(du, kT_eV)) * math.sqrt(series_inefficiency(e))
+    centred = torch.cat([e[:half] - e[:half].mean(), e[half:] - e[half:].mean()])
+    noise = _sigma_stat(du, kT_eV, centred)
+    if abs(difference) <= DRIFT_SIGNIFICANCE * 2 * noise:
+        return sigma
+    return max(sigma, math.hypot(noise, DRIFT_BIAS_PER_HALVES_DIFFERENCE * difference))
 
 
 def parameter_snapshot(model: torch.nn.Module) -> dict[str, torch.Tensor]:
@@ -364,10 +401,3 @@ def parameter_scales(model: torch.nn.Module, floor: float = 1e-3) -> dict[str, t
         )
         for name, p in model.named_parameters()
     }
-
-
-def implied_shift_K(delta_g_eV: float, delta_s_eV_per_K: float) -> float:
-    """T* − T_k ≈ Δg(T_k)/Δs (Δs = s_B − s_A > 0 per atom)."""
-    if not delta_s_eV_per_K > 0:
-        return math.nan
-    return delta_g_eV / delta_s_eV_per_K

@@ -48,17 +48,42 @@ def refresh_sampling_copy(frozen: torch.nn.Module, live: torch.nn.Module) -> tor
     return frozen
 
 
+class SwitchableOutputs:
+    """Mixin for a torch-sim ``ModelInterface`` whose ``compute_forces`` and
+    ``compute_stress`` can be switched after construction (torch-sim's base class declares
+    the properties but refuses to set them). Put it before ``ModelInterface`` in the bases."""
+
+    @ts.models.interface.ModelInterface.compute_forces.setter
+    def compute_forces(self, value: bool) -> None:
+        self._compute_forces = bool(value)
+
+    @ts.models.interface.ModelInterface.compute_stress.setter
+    def compute_stress(self, value: bool) -> None:
+        self._compute_stress = bool(value)
+
+
 @contextlib.contextmanager
 def energies_only(model: torch.nn.Module) -> Iterator[torch.nn.Module]:
     """Switch a torch-sim model's forces and stress off for the block (reweighting needs U
-    alone; autograd-force models such as MACE would otherwise free the energy's graph)."""
-    saved = {
-        key: getattr(model, key)
-        for key in ("_compute_forces", "_compute_stress")
-        if hasattr(model, key)
-    }
-    for key in saved:
-        setattr(model, key, False)
+    alone; autograd-force models such as MACE would otherwise free the energy's graph).
+
+    Through the public ``compute_forces``/``compute_stress`` properties where they can be
+    set (phasetune's models, :class:`SwitchableOutputs`). torch-sim's own models (e.g. its
+    ``MaceModel``) offer no setter; for them the flags torch-sim's ``ModelInterface``
+    declares for subclasses, ``_compute_forces``/``_compute_stress``, are switched instead
+    (tests/test_potentials.py checks that the installed torch-sim still declares them).
+    """
+    saved = {}
+    for key in ("compute_forces", "compute_stress"):
+        if not hasattr(model, key):
+            continue
+        value = getattr(model, key)
+        try:
+            setattr(model, key, False)
+        except (NotImplementedError, AttributeError):  # torch-sim's default / no setter
+            key = f"_{key}"
+            setattr(model, key, False)
+        saved[key] = value
     try:
         yield model
     finally:

@@ -21,12 +21,13 @@ import torch
 from torch_sim.models.interface import ModelInterface
 from torch_sim.state import SimState
 
+from phasetune.potentials.base import SwitchableOutputs
 from phasetune.potentials.neighbors import VerletList
 
 RadialFunction = Callable[[torch.Tensor], torch.Tensor]
 
 
-class EmbeddedAtomModel(ModelInterface):
+class EmbeddedAtomModel(SwitchableOutputs, ModelInterface):
     """Single-element EAM in the Finnis–Sinclair form (pair φ, density ψ, embedding F).
 
     Args:

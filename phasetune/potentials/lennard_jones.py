@@ -30,10 +30,11 @@ import torch
 from torch_sim.models.interface import ModelInterface
 from torch_sim.state import SimState
 
+from phasetune.potentials.base import SwitchableOutputs
 from phasetune.potentials.neighbors import VerletList
 
 
-class LennardJones(ModelInterface):
+class LennardJones(SwitchableOutputs, ModelInterface):
     """Single-component Lennard-Jones model meeting torch-sim's ``ModelInterface``.
 
     Args:

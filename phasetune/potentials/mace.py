@@ -27,6 +27,7 @@ import torch
 import torch_sim as ts
 from torch_sim.models.interface import ModelInterface
 
+from phasetune.potentials.base import SwitchableOutputs
 from phasetune.potentials.lora import LowRankAdapter
 from phasetune.third_party import mace_import
 
@@ -136,7 +137,7 @@ def load_mace_module(
     return module.to(device=device, dtype=dtype), file
 
 
-class MacePotential(ModelInterface):
+class MacePotential(SwitchableOutputs, ModelInterface):
     """A live, trainable MACE model with torch-sim's interface (energies keep their graph).
 
     Args:

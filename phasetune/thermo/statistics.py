@@ -15,7 +15,6 @@ statistics of the data, not differentiable (inputs are detached).
 
 from __future__ import annotations
 
-import math
 from collections.abc import Callable
 from typing import Literal
 
@@ -31,9 +30,6 @@ __all__ = [
     "standard_error_of_mean",
     "statistical_inefficiency",
 ]
-
-#: 0.99 quantile of the standard normal distribution (for the χ² quantile below).
-_Z_99 = 2.3263478740408408
 
 
 def _check_series(x: Tensor, min_len: int = 2) -> Tensor:
@@ -131,9 +127,10 @@ def effective_number_of_samples(x: Tensor, *, window_factor: float = 5.0) -> Ten
 
 
 def _chi2_quantile_99(dof: int) -> float:
-    """0.99 quantile of χ²(dof), Wilson–Hilferty approximation (error < 1% for dof ≥ 1)."""
-    a = 2.0 / (9.0 * dof)
-    return dof * (1.0 - a + _Z_99 * math.sqrt(a)) ** 3
+    """0.99 quantile of χ²(dof) (scipy)."""
+    from scipy.stats import chi2
+
+    return float(chi2.ppf(0.99, dof))
 
 
 def _blocking_one(x: Tensor, min_blocks: int) -> Tensor:
