@@ -177,3 +177,17 @@ def test_anchor_melting_route_needs_the_liquid_and_guesses_before_any_md():
         measure_transitions(
             mendelev_ti1(), [target_from_dict(entry)], AnchorSettings(method="melting")
         )
+
+
+def test_anchor_cache_key_changes_with_the_anchor_format(argon, monkeypatch):
+    """Anchors cached by an older phasetune (another ANCHOR_FORMAT) are not reused."""
+    from phasetune.learn import anchor as anchor_module
+    from phasetune.learn.anchor import AnchorSettings
+    from phasetune.potentials.lennard_jones import LennardJones
+
+    model = LennardJones(epsilon_eV=argon["epsilon_eV"], sigma_A=argon["sigma_A"])
+    target = target_from_dict(_entry(temperature_K=80.0))
+    key = anchor_module._cache_key(model, target, AnchorSettings())
+    assert key == anchor_module._cache_key(model, target, AnchorSettings())
+    monkeypatch.setattr(anchor_module, "ANCHOR_FORMAT", anchor_module.ANCHOR_FORMAT - 1)
+    assert anchor_module._cache_key(model, target, AnchorSettings()) != key

@@ -158,6 +158,11 @@ def _plain(obj):
     return obj
 
 
+#: bumped when an anchor's content changes meaning (2: Δg's error includes the
+#: Gibbs–Helmholtz integral's), so that older cached anchors are measured again
+ANCHOR_FORMAT = 2
+
+
 def _cache_key(model: torch.nn.Module, target: TransitionTarget, settings: AnchorSettings) -> str:
     physics = target.as_dict()
     for key in ("name", "tolerance_K", "source"):
@@ -166,7 +171,9 @@ def _cache_key(model: torch.nn.Module, target: TransitionTarget, settings: Ancho
     for block in ("coexistence", "enthalpy", "solid", "liquid"):
         settings_dict[block].pop("progress", None)
         settings_dict[block].pop("frames_path", None)
-    payload = json.dumps([model_fingerprint(model), physics, settings_dict], sort_keys=True)
+    payload = json.dumps(
+        [ANCHOR_FORMAT, model_fingerprint(model), physics, settings_dict], sort_keys=True
+    )
     return hashlib.sha256(payload.encode()).hexdigest()[:24]
 
 
