@@ -43,29 +43,9 @@ q̂₆(i)·q̂₆(j) > 0.7.
 
 Classification and thresholds
 -----------------------------
-Reference distributions were measured on ideal crystals rattled with independent Gaussian
-displacements of 3-D rms u = 8–14 % of the nearest-neighbour distance d (a Lindemann ratio;
-crystals melt at about 10–15 %; 1000–1400 atoms each), on Lennard-Jones fcc crystals from MD
-near melting (u/d ≈ 0.11–0.12: q̄₄ ≥ 0.14, q̄₆ ≥ 0.43 for 99 % of atoms) and on
-Lennard-Jones liquids from MD (ρσ³ = 0.85–0.95, kT/ε = 0.75–2.5). Percentiles 1/50/99:
-
-    ===========  =================  =================  ======  ============  ========
-    structure    q̄₄                 q̄₆                 ξ < 4   SANN count    correct
-    ===========  =================  =================  ======  ============  ========
-    fcc, u=8 %   0.178 0.184 0.188  0.504 0.528 0.543  0       12.00 ± 0.08  100 %
-    hcp, u=8 %   0.068 0.083 0.094  0.427 0.444 0.457  0       12.00 ± 0.07  100 %
-    bcc, u=8 %   0.010 0.020 0.035  0.464 0.478 0.490  0       13.6 ± 0.6    100 %
-    fcc, u=10 %  0.165 0.179 0.186  0.467 0.502 0.525  0       11.99 ± 0.27  100 %
-    hcp, u=10 %  0.062 0.081 0.098  0.392 0.423 0.444  0       11.97 ± 0.28  100 %
-    bcc, u=10 %  0.010 0.020 0.036  0.438 0.461 0.477  0       13.3 ± 0.8    100 %
-    fcc, u=12 %  0.153 0.172 0.183  0.419 0.470 0.504  0       11.9 ± 0.5    100 %
-    hcp, u=12 %  0.056 0.078 0.100  0.354 0.397 0.427  0.9 %   11.9 ± 0.5    98 %
-    bcc, u=12 %  0.012 0.027 0.060  0.408 0.440 0.465  0       12.9 ± 0.9    98 %
-    fcc, u=14 %  0.132 0.159 0.179  0.367 0.433 0.480  1.4 %   11.8 ± 0.7    99 %
-    hcp, u=14 %  0.047 0.073 0.104  0.313 0.366 0.404  5.5 %   11.8 ± 0.8    89 %
-    bcc, u=14 %  0.017 0.036 0.064  0.372 0.415 0.450  1.2 %   12.7 ± 1.0    94 %
-    liquid       0.06 ± 0.016       0.15–0.18 ± 0.04   100 %   11.4 ± 1.2    ≥ 99 %
-    ===========  =================  =================  ======  ============  ========
+The thresholds below rest on reference distributions of q̄₄, q̄₆, ξ and the SANN count
+measured on rattled ideal crystals and on Lennard-Jones crystals and liquids from MD; the
+tables are in ``docs/phase_check.md``.
 
 1. *Solid-like* iff q̄₆ ≥ :data:`Q6_SOLID` = 0.28 and ξ ≥ :data:`MIN_SOLID_BONDS` = 4;
    otherwise ``liquid``. In liquids fewer than 1 % of atoms reach q̄₆ = 0.28 (the largest
@@ -74,9 +54,9 @@ Lennard-Jones liquids from MD (ρσ³ = 0.85–0.95, kT/ε = 0.75–2.5). Percen
    against liquid atoms with locally high but incoherent (e.g. icosahedral) order.
 2. A solid-like atom takes the crystal whose reference q̄₄ is nearest; the decision
    boundaries :data:`Q4_BCC_HCP` = 0.055 and :data:`Q4_HCP_FCC` = 0.125 lie between the
-   measured distributions above. q̄₆ is not used for this: thermal noise lowers q̄₆ of all
-   three crystals by more (≈ 0.1 from u = 0 to 12 %) than it separates bcc from hcp, whereas
-   q̄₄ barely moves with temperature (see the "correct" column above).
+   measured distributions (docs/phase_check.md). q̄₆ is not used for this: thermal noise
+   lowers q̄₆ of all three crystals by more (≈ 0.1 from u = 0 to 12 %) than it separates
+   bcc from hcp, whereas q̄₄ barely moves with temperature (the "correct" column there).
 
 Per-system fractions are then compared with the expected phase by :func:`check_phase`:
 a solid passes if at least ``min_fraction`` (default 0.5) of its atoms have its structure;
