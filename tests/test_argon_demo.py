@@ -3,8 +3,7 @@
 Run as a user runs it (``python -m phasetune`` on the embedded default, a fresh anchor
 cache), then read its report: the model starts 13 K low, the reweighted estimate and the
 independent re-measurement must both land on the argon triple point within the tolerance
-and their errors (bench/RESULTS.md, session 25: 70.64 ± 0.50 → reweighted 83.80 ± 0.52,
-re-measured 84.04 ± 3.11 K, 477 s; after the error-bar changes 83.79 ± 0.54 and 85.57 ± 1.83 K).
+and their errors (measured runs: bench/RESULTS.md, argon demo).
 """
 
 import json

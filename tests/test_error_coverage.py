@@ -72,7 +72,7 @@ def _reweighted_T(argon, seed: int, tmp_path, scale: float) -> tuple[float, floa
     )
     # independent anchors too (their enthalpy runs seeded per repeat), and the liquids
     # melted at 1.5 T: with the default 2 T (fixed cell) the six estimates sat 0.1 K (≈ 3σ)
-    # below the exact answer, at 1.5 T they scatter about it (bench/RESULTS.md, session 25;
+    # below the exact answer, at 1.5 T they scatter about it (bench/RESULTS.md, error bars;
     # why the hotter melt biases these short runs is not understood yet)
     settings = _anchor_settings(seed=200 + seed)
     settings.enthalpy = dataclasses.replace(

@@ -326,8 +326,7 @@ def anchor_from_transition(
     """Δg(T_k) by Gibbs–Helmholtz from Δg(T*) = 0, with enthalpies sampled in NPT.
 
     Its error combines T*'s (|Δs| σ_T*) with the Gibbs–Helmholtz integral's from the
-    enthalpies' own errors (which a given T* does not remove: measured on LJ, leaving it
-    out left the reweighted estimate 0.1 K, 3σ, off an exact answer; tests/test_error_coverage.py).
+    enthalpies' own errors, which a given T* (σ_T* = 0) does not remove.
     """
     if not (math.isfinite(transition_K) and transition_K > 0):
         raise RuntimeError(
