@@ -71,9 +71,9 @@ def _reweighted_T(argon, seed: int, tmp_path, scale: float) -> tuple[float, floa
         _target("p0", temperature_K, 0.0, n_atoms=256), model_transition_K=T_STAR_K
     )
     # independent anchors too (their enthalpy runs seeded per repeat), and the liquids
-    # melted at 1.5 T: with the default 2 T (fixed cell) the six estimates sat 0.1 K (≈ 3σ)
-    # below the exact answer, at 1.5 T they scatter about it (bench/RESULTS.md, error bars;
-    # why the hotter melt biases these short runs is not understood yet)
+    # melted at 1.5 T: with one shared anchor and the default 2 T melt (fixed cell) the six
+    # estimates sat 0.1 K (≈ 3σ) below the exact answer; with both changed they scatter
+    # about it (bench/RESULTS.md, error bars; which change mattered is not separated yet)
     settings = _anchor_settings(seed=200 + seed)
     settings.enthalpy = dataclasses.replace(
         settings.enthalpy, seed=400 + seed, melt_temperature_factor=MELT_FACTOR
