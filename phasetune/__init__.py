@@ -22,7 +22,6 @@ __version__ = "0.1.0"
 
 import warnings as _warnings
 from importlib import import_module as _import_module
-from pathlib import Path as _Path
 
 # e3nn (through mace) scripts its modules with torch.jit.script at import, which torch ≥ 2.9
 # deprecates with a FutureWarning per call: third-party noise, silenced for that module only
@@ -43,24 +42,11 @@ _ENTRY_POINTS = {
 __all__ = ["__version__", *_ENTRY_POINTS]
 
 
-def _with_path(function):
-    """``function(cfg, output_dir)`` accepting a str as well as a Path for output_dir."""
-    from functools import wraps
-
-    @wraps(function)
-    def call(cfg, output_dir, *args, **kwargs):
-        return function(cfg, _Path(output_dir), *args, **kwargs)
-
-    return call
-
-
 def __getattr__(name: str):
     if name not in _ENTRY_POINTS:
         raise AttributeError(f"module 'phasetune' has no attribute {name!r}")
     module, attribute = _ENTRY_POINTS[name]
     value = getattr(_import_module(module), attribute)
-    if name in ("fine_tune", "measure_transitions", "sample_state_points"):
-        value = _with_path(value)
     globals()[name] = value
     return value
 

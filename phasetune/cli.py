@@ -119,8 +119,9 @@ def plot_frames(frames: Frames, path: Path) -> Path:
 
 
 @restores_torch_threads
-def sample(cfg: DictConfig, output_dir: Path) -> Frames:
+def sample(cfg: DictConfig, output_dir: str | Path) -> Frames:
     """Sample the configured state points; write frames.h5, summary.csv and traces.png."""
+    output_dir = Path(output_dir)
     torch.set_num_threads(int(cfg.threads))
     dtype = torch_dtype(cfg.dtype)
     model = instantiate(cfg.model, device=cfg.device, dtype=dtype)

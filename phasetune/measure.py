@@ -154,8 +154,9 @@ def plot_transitions(rows: list[dict], coexistence: list, path: Path) -> Path:
 
 
 @restores_torch_threads
-def measure(cfg: DictConfig, output_dir: Path) -> list[dict]:
+def measure(cfg: DictConfig, output_dir: str | Path) -> list[dict]:
     """Run the configured method(s) at every pressure; write table, JSON and plot."""
+    output_dir = Path(output_dir)
     torch.set_num_threads(int(cfg.threads))
     dtype = torch_dtype(cfg.dtype)
     pressures, guesses = _check(cfg)

@@ -198,8 +198,9 @@ def build_model(cfg: DictConfig, device: str, dtype: torch.dtype) -> torch.nn.Mo
 
 
 @restores_torch_threads
-def train(cfg: DictConfig, output_dir: Path) -> dict:
+def train(cfg: DictConfig, output_dir: str | Path) -> dict:
     """Anchor, fine-tune, re-measure, report. Returns the summary written to summary.json."""
+    output_dir = Path(output_dir)
     start = time.perf_counter()
     preflight_train(cfg)
     torch.set_num_threads(int(cfg.threads))

@@ -14,10 +14,10 @@ KB_EV_PER_K: float = 8.617333262e-5
 #: 1 amu in kg, 1 eV in J, Planck's h and ħ in eV·s (CODATA 2018).
 AMU_IN_KG: float = 1.66053906660e-27
 EV_IN_J: float = 1.602176634e-19
-#: 1 GPa expressed in eV/Å³ (10⁹ Pa · 10⁻³⁰ m³/Å³ / e, with CODATA 2018's exact e).
-EV_PER_A3_PER_GPA: float = 1.0e-21 / EV_IN_J
 PLANCK_EV_S: float = 4.135667696e-15
 HBAR_EV_S: float = 6.582119569e-16
+#: 1 GPa expressed in eV/Å³ (10⁹ Pa · 10⁻³⁰ m³/Å³ / e, with CODATA 2018's exact e).
+EV_PER_A3_PER_GPA: float = 1.0e-21 / EV_IN_J
 #: torch-sim's internal time unit in fs: sqrt(amu·Å²/eV).
 FS_PER_TIME_UNIT: float = math.sqrt(AMU_IN_KG * 1.0e-20 / EV_IN_J) * 1.0e15
 

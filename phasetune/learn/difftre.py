@@ -43,12 +43,6 @@ DRIFT_BIAS_PER_HALVES_DIFFERENCE = 0.8
 DRIFT_SIGNIFICANCE = 2.0
 
 
-def _sigma_stat(du: torch.Tensor, kT_eV: float, centred: torch.Tensor | None = None) -> float:
-    """σ_independent · √g, g from e_i = exp(−β[ΔU_i − min ΔU]) (or from ``centred``)."""
-    e = torch.exp(-(du - du.min()) / kT_eV) if centred is None else centred
-    return float(free_energy_perturbation_error(du, kT_eV)) * math.sqrt(series_inefficiency(e))
-
-
 def correlated_fep_error(delta_u: torch.Tensor, kT_eV: float) -> float:
     """Standard error (eV) of −kT ln⟨e^{−βΔU}⟩ over time-ordered, correlated frames.
 
@@ -72,17 +66,17 @@ def correlated_fep_error(delta_u: torch.Tensor, kT_eV: float) -> float:
     n = du.numel()
     if n < 2:
         return math.nan
-    sigma = _sigma_stat(du, kT_eV)
+    independent = float(free_energy_perturbation_error(du, kT_eV))
+    e = torch.exp(-(du - du.min()) / kT_eV)
+    sigma = independent * math.sqrt(series_inefficiency(e))
     if n < 8:
         return sigma
     half = n // 2
-    first, second = du[:half], du[n - half :]
-    difference = float(free_energy_perturbation(second, kT_eV)) - float(
-        free_energy_perturbation(first, kT_eV)
+    difference = float(free_energy_perturbation(du[n - half :], kT_eV)) - float(
+        free_energy_perturbation(du[:half], kT_eV)
     )
-    e = torch.exp(-(du - du.min()) / kT_eV)
     centred = torch.cat([e[:half] - e[:half].mean(), e[half:] - e[half:].mean()])
-    noise = _sigma_stat(du, kT_eV, centred)
+    noise = independent * math.sqrt(series_inefficiency(centred))
     if abs(difference) <= DRIFT_SIGNIFICANCE * 2 * noise:
         return sigma
     return max(sigma, math.hypot(noise, DRIFT_BIAS_PER_HALVES_DIFFERENCE * difference))
