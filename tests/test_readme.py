@@ -8,7 +8,7 @@ REPO = Path(__file__).resolve().parent.parent
 
 def test_readme_is_short_and_its_test_command_is_what_ci_runs():
     text = (REPO / "README.md").read_text()
-    assert len(text) <= 8000, len(text)
+    assert len(text.encode()) <= 8000, len(text.encode())  # bytes: the stricter count
     assert "bash scripts/run.sh" in text and "bash scripts/test.sh" in text
     ci = (REPO / ".ci" / "run").read_text().splitlines()
     assert [line for line in ci if line and not line.startswith(("#", "set ", "cd "))] == [
