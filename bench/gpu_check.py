@@ -326,7 +326,7 @@ def pipeline_overrides(entries: list[dict], run_dir: Path, quick: bool, device: 
         "anchor.settings.enthalpy.melt_steps=200",
         "anchor.settings.enthalpy.production_steps=400",
         "anchor.settings.enthalpy.progress=false",
-        "loss.ess_threshold=0.9",
+        "resampling.ess_threshold=0.9",
         "trainer.max_steps=6",
         "trainer.enable_progress_bar=false",
         "remeasure=false",

@@ -161,7 +161,7 @@ def plot_training(
         metrics: :func:`load_metrics`'s result.
         rows: the report (:func:`load_report`): draws each target's experimental T as a dotted
             line in the T* panel (needed for ``relative``).
-        ess_threshold: the re-sampling threshold (``loss.ess_threshold``), drawn as a line.
+        ess_threshold: the re-sampling threshold (``resampling.ess_threshold``), drawn as a line.
             Steps where the ``resamplings`` counter grows are marked in the ESS panel.
         relative: plot T*_k − T_k^exp instead of T*_k (readable when targets span 1000 K).
         title: figure title. max_legend: panels with more series get no legend.

@@ -35,7 +35,7 @@ def _all_keys(cfg: DictConfig, prefix: str = "") -> list[str]:
 
 def suggest_keys(key: str, cfg: DictConfig, n: int = 3) -> list[str]:
     """Valid dotted keys of ``cfg`` closest to ``key`` (same section first)."""
-    keys = _all_keys(cfg)
+    keys = [k for k in _all_keys(cfg) if not k.rsplit(".", 1)[-1].startswith("_")]
     section = key.rsplit(".", 1)[0] if "." in key else ""
     same = [k for k in keys if section and k.startswith(section + ".")]
     found = difflib.get_close_matches(key, same, n=n, cutoff=0.6) if same else []
@@ -58,10 +58,26 @@ def check_overrides(config_dir: str, config_name: str, overrides: list[str]) -> 
                 match = re.search(r"Could not override '([^']+)'", text) or re.search(
                     r"Key '([^']+)' (?:is not in struct|not in)", text
                 )
+                missing = re.search(
+                    r"Could not find '([^']+)/([^']+)'\s+Available options in '[^']+':\s+(.*?)"
+                    r"\s*Config search path",
+                    text,
+                    re.S,
+                )
+                if missing:
+                    group, option, options = missing.groups()
+                    raise ConfigError(
+                        f"{group}={option}: no such option; choose one of "
+                        f"{', '.join(options.split())}"
+                    ) from None
                 if not match:
                     raise ConfigError(f"bad command-line override: {err}") from None
                 key = match.group(1)
-                base = compose(config_name, overrides=[], return_hydra_config=False)
+                others = [o for o in overrides if key not in o.split("=", 1)[0]]
+                try:  # the config as the other overrides (group choices) make it
+                    base = compose(config_name, overrides=others, return_hydra_config=False)
+                except Exception:
+                    base = compose(config_name, overrides=[], return_hydra_config=False)
                 close = suggest_keys(key, base)
                 hint = f" Did you mean {' or '.join(close)}?" if close else ""
                 raise ConfigError(

@@ -28,12 +28,13 @@ def _root_cause(err: BaseException) -> BaseException:
     return err
 
 
-def build_settings(key: str, node) -> object:
-    """``instantiate(node)``, a settings error raised as :class:`ConfigError` naming ``key``."""
+def build_settings(key: str, node, *, separator: str = ": ") -> object:
+    """``instantiate(node)``, a settings error raised as :class:`ConfigError` naming ``key``
+    (``separator="."`` where the error names the field: ``resampling.ess_threshold ...``)."""
     try:
         return instantiate(node)
     except Exception as err:  # Hydra wraps the settings' own ValueError/TypeError
-        raise ConfigError(f"{key}: {_root_cause(err)}") from None
+        raise ConfigError(f"{key}{separator}{_root_cause(err)}") from None
 
 
 def check_common(cfg: DictConfig) -> None:
@@ -51,7 +52,7 @@ def check_common(cfg: DictConfig) -> None:
 
 def sweep_combinations(overrides: list[str]) -> list[list[str]]:
     """The single runs of a ``-m`` command line: one override list per combination of the
-    sweep values (``loss.lr=0.1,0.2 seed=0,1`` gives four)."""
+    sweep values (``optimizer.lr=0.1,0.2 seed=0,1`` gives four)."""
     from hydra.core.override_parser.overrides_parser import OverridesParser
 
     choices = []

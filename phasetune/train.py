@@ -2,7 +2,7 @@
 
     phasetune                                    # CPU demo: LJ argon → T_m = 83.8 K
     phasetune targets=my_targets model=my_model trainer.max_steps=200
-    phasetune -m loss.lr=0.01,0.02               # multirun: one output dir + logger per job
+    phasetune -m optimizer.lr=0.01,0.02               # multirun: one output dir + logger per job
 
 ``train(cfg)`` is a plain function: anchors (measured, cached), DiffTRe under a Lightning
 Trainer, then the trained model's transition temperatures re-measured independently
@@ -33,7 +33,8 @@ from phasetune.configs import restores_torch_threads, torch_dtype
 from phasetune.learn.anchor import TransitionMeasurement, compute_anchors, measure_transitions
 from phasetune.learn.checkpoint import AtomicCheckpointIO, previous_path
 from phasetune.learn.data import StatePointDataModule
-from phasetune.learn.module import DiffTReModule, check_loss_settings
+from phasetune.learn.module import DiffTReModule, check_module_settings
+from phasetune.learn.optimizers import check_optimizer
 from phasetune.learn.progress import steps_progress_bar
 from phasetune.learn.validation import diffusion_before_after, plot_diffusion, write_diffusion
 from phasetune.preflight import build_settings, check_common
@@ -237,14 +238,23 @@ def train(cfg: DictConfig, output_dir: str | Path) -> dict:
         device=device,
         dtype=dtype,
     )
-    module = DiffTReModule(model, targets, anchors, **OmegaConf.to_container(cfg.loss))
+    module = DiffTReModule(
+        model,
+        targets,
+        anchors,
+        optimizer=instantiate(cfg.optimizer),
+        **OmegaConf.to_container(cfg.loss),
+        **OmegaConf.to_container(cfg.convergence),
+    )
+    resampling = instantiate(cfg.resampling)
     logger = make_logger(cfg, output_dir)
     checkpoints = output_dir / "checkpoints"
     trainer_kwargs = OmegaConf.to_container(cfg.trainer)
     callbacks = [
+        resampling,
         pl.callbacks.ModelCheckpoint(
             dirpath=checkpoints, save_last=True, save_top_k=0, every_n_train_steps=1
-        )
+        ),
     ]
     if trainer_kwargs.get("enable_progress_bar", True):
         callbacks.append(steps_progress_bar())
@@ -258,7 +268,7 @@ def train(cfg: DictConfig, output_dir: str | Path) -> dict:
             callbacks=callbacks,
         )
         trainer.fit(module, datamodule=datamodule, ckpt_path=resume_path(cfg, checkpoints))
-    estimates = module.estimate()
+    estimates = module.estimate(resampling.prepare(datamodule, module, differentiable=False))
     timing["fine_tuning"] = time.perf_counter() - fit_start
     timing["of_which_md"] = datamodule.md_s
     timing["of_which_chaining"] = datamodule.reweight_s
@@ -292,7 +302,7 @@ def train(cfg: DictConfig, output_dir: str | Path) -> dict:
             rows, module.history, output_dir / "phase_diagram.png"
         )
         images["ess_history"] = plot_ess_history(
-            module.history, output_dir / "ess_history.png", threshold=module.ess_threshold
+            module.history, output_dir / "ess_history.png", threshold=resampling.ess_threshold
         )
     diffusion_rows = []
     if model_before is not None:
@@ -355,10 +365,20 @@ def preflight_train(cfg: DictConfig) -> None:
     check_common(cfg)
     build_settings("sampler", cfg.sampler)
     build_settings("anchor.settings", cfg.anchor.settings)
+    build_settings("resampling", cfg.resampling, separator=".")
     try:
-        check_loss_settings(OmegaConf.to_container(cfg.loss, resolve=True))
+        optimizer = check_optimizer(build_settings("optimizer", cfg.optimizer))
     except ValueError as err:
-        raise ConfigError(f"loss.{err}") from None
+        raise ConfigError(f"optimizer.{err}") from None
+    for group in ("loss", "convergence"):
+        try:
+            check_module_settings(**OmegaConf.to_container(cfg[group], resolve=True))
+        except (ValueError, TypeError) as err:
+            raise ConfigError(f"{group}.{err}") from None
+    if cfg.loss.mean_energy_gauge and not getattr(optimizer, "fits_residuals", False):
+        raise ConfigError(
+            "loss.mean_energy_gauge needs an optimizer that fits residuals (optimizer=gauss_newton)"
+        )
     ckpt = cfg.get("ckpt_path")
     if ckpt not in (None, "last"):
         path = Path(str(ckpt))

@@ -56,18 +56,25 @@ def tiny_train():
 
 @pytest.fixture
 def quiet_trainer():
-    """A factory of CPU Lightning Trainers without logger, checkpoints or progress bar."""
+    """A factory of CPU Lightning Trainers without logger, checkpoints or progress bar, with
+    a re-sampling policy (default: ``Resampling()``; the trainer's ``resampling``)."""
     import pytorch_lightning as pl
 
-    def make(max_steps: int):
-        return pl.Trainer(
+    from phasetune.learn.resampling import Resampling
+
+    def make(max_steps: int, resampling: Resampling | None = None):
+        resampling = Resampling() if resampling is None else resampling
+        trainer = pl.Trainer(
             max_steps=max_steps,
+            callbacks=[resampling],
             logger=False,
             enable_checkpointing=False,
             enable_progress_bar=False,
             enable_model_summary=False,
             accelerator="cpu",
         )
+        trainer.resampling = resampling
+        return trainer
 
     return make
 

@@ -14,6 +14,7 @@ from phasetune.config_check import ConfigError, check_overrides, ensure_writable
 from phasetune.configs import CONFIG_DIR
 from phasetune.learn.anchor import Anchor
 from phasetune.learn.module import DiffTReModule
+from phasetune.learn.resampling import Resampling
 from phasetune.potentials.lennard_jones import LennardJones
 from phasetune.targets import target_from_dict
 from phasetune.train import make_logger
@@ -23,16 +24,21 @@ TRAIN = COMMANDS["phasetune"]
 
 
 def test_override_typos_suggest_the_valid_key():
-    with pytest.raises(ConfigError, match=r"unknown config key 'loss.lrr'\. Did you mean loss\.lr"):
-        check_overrides(CONFIG_DIR, "train", ["loss.lrr=0.1"])
+    with pytest.raises(
+        ConfigError,
+        match=r"unknown config key 'optimizer.max_stepp'\. Did you mean optimizer\.max_step",
+    ):
+        check_overrides(CONFIG_DIR, "train", ["optimizer.max_stepp=0.1"])
+    with pytest.raises(ConfigError, match=r"Did you mean optimizer\.lr\b"):
+        check_overrides(CONFIG_DIR, "train", ["optimizer=adam", "optimizer.lrr=0.1"])
     with pytest.raises(ConfigError, match="sampler.timestep_fs"):
         check_overrides(CONFIG_DIR, "train", ["sampler.timestep=2"])
     # a group option that does not exist: Hydra's own list of options is passed on
     with pytest.raises(ConfigError, match="mace_foundation"):
         check_overrides(CONFIG_DIR, "train", ["model=mace_foundatoin"])
     # and valid overrides compose
-    cfg = check_overrides(CONFIG_DIR, "train", ["loss.lr=0.1"])
-    assert cfg.loss.lr == 0.1
+    cfg = check_overrides(CONFIG_DIR, "train", ["optimizer=adam", "optimizer.lr=0.1"])
+    assert cfg.optimizer.lr == 0.1
 
 
 def test_the_command_refuses_a_typo_before_starting(tmp_path):
@@ -103,27 +109,43 @@ def test_ess_threshold_outside_zero_one(argon):
     model = LennardJones(epsilon_eV=argon["epsilon_eV"], sigma_A=argon["sigma_A"])
     for bad in (0.0, 1.5, -0.2):
         with pytest.raises(ValueError, match=r"ess_threshold must be a finite number > 0 and <= 1"):
-            DiffTReModule(model, [target], [anchor], ess_threshold=bad)
+            Resampling(ess_threshold=bad)
     with pytest.raises(ValueError, match="on_phase_change must be one of"):
-        DiffTReModule(model, [target], [anchor], on_phase_change="ignore")
+        Resampling(on_phase_change="ignore")
+    with pytest.raises(ValueError, match=r"patience must be an integer >= 1, got 0"):
+        DiffTReModule(model, [target], [anchor], patience=0)
 
 
 @pytest.mark.parametrize(
     ("args", "message"),
     [
-        (["loss.ess_threshold=1.5"], "loss.ess_threshold must be a finite number > 0 and <= 1"),
-        (["loss.lr=abc"], "loss.lr must be a finite number > 0, got 'abc'"),
-        (["loss.optimizer=adam", "loss.lr=nan"], "loss.lr must be a finite number > 0"),
-        (["loss.optimizer=sgd"], "loss.optimizer must be one of gauss_newton, adam"),
-        (["loss.patience=1.5"], "loss.patience must be an integer >= 1"),
+        (
+            ["resampling.ess_threshold=1.5"],
+            "resampling.ess_threshold must be a finite number > 0 and <= 1",
+        ),
+        (
+            ["optimizer=adam", "optimizer.lr=abc"],
+            "optimizer.lr must be a finite number > 0, got 'abc'",
+        ),
+        (["optimizer.max_step=0"], "optimizer.max_step must be a finite number > 0, got 0"),
+        (["optimizer=adam", "optimizer.lr=nan"], "optimizer.lr must be a finite number > 0"),
+        (["optimizer=sgd"], "optimizer=sgd: no such option; choose one of adam, gauss_newton"),
+        (
+            ["optimizer=adam", "loss.mean_energy_gauge=true"],
+            "needs an optimizer that fits residuals",
+        ),
+        (["convergence.patience=1.5"], "convergence.patience must be an integer >= 1"),
         (["ckpt_path=/missing.ckpt"], "ckpt_path=/missing.ckpt: no such file"),
         (["sampler.timestep_fs=-1"], "sampler: sampler setting timestep_fs must be > 0"),
         (["sampler.production_steps=0"], "sampler: need stride >= 1 and production_steps"),
         (["anchor.settings.n_replicas=0"], "anchor.settings"),
         (["threads=0"], "threads must be an integer >= 1"),
         (["dtype=float16"], "dtype must be one of"),
-        (["-m", "loss.lrr=0.1,0.2"], "Did you mean loss.lr"),
-        (["-m", "loss.lr=0.1,-1"], "loss.lr must be a finite number > 0, got -1"),
+        (["-m", "optimizer.max_stepp=0.1,0.2"], "Did you mean optimizer.max_step"),
+        (
+            ["-m", "optimizer.max_step=0.1,-1"],
+            "optimizer.max_step must be a finite number > 0, got -1",
+        ),
     ],
 )
 def test_bad_values_are_refused_in_one_line_before_any_work(tmp_path, capsys, args, message):
@@ -143,8 +165,9 @@ def test_garbage_checkpoint_is_refused_and_good_settings_pass(tmp_path, capsys):
     with pytest.raises(SystemExit):
         check_command(TRAIN, [f"ckpt_path={garbage}", f"hydra.run.dir={tmp_path}/run"])
     assert "not a checkpoint file" in capsys.readouterr().err
-    check_command(TRAIN, ["loss.lr=0.05", "threads=2", f"hydra.run.dir={tmp_path}/run"])  # accepted
-    check_command(TRAIN, ["-m", "loss.lr=0.05,0.1", f"hydra.sweep.dir={tmp_path}/sweep"])
+    accepted = ["optimizer=adam", "optimizer.lr=0.05", "threads=2", f"hydra.run.dir={tmp_path}/run"]
+    check_command(TRAIN, accepted)
+    check_command(TRAIN, ["-m", "optimizer.max_step=0.05,0.1", f"hydra.sweep.dir={tmp_path}/sweep"])
 
 
 @pytest.mark.parametrize(
@@ -201,7 +224,7 @@ def test_a_bad_value_is_refused_by_the_installed_command_in_seconds(tmp_path):
 
     start = time.perf_counter()
     done = subprocess.run(
-        [sys.executable, "-m", "phasetune", "loss.lr=abc"],
+        [sys.executable, "-m", "phasetune", "optimizer.max_step=abc"],
         cwd=tmp_path,
         env=dict(os.environ, WANDB_MODE="disabled"),
         capture_output=True,
@@ -211,7 +234,7 @@ def test_a_bad_value_is_refused_by_the_installed_command_in_seconds(tmp_path):
     elapsed = time.perf_counter() - start
     assert done.returncode == 2, done.stderr[-2000:]
     lines = done.stderr.strip().splitlines()
-    assert lines == ["phasetune: loss.lr must be a finite number > 0, got 'abc'"], lines
+    assert lines == ["phasetune: optimizer.max_step must be a finite number > 0, got 'abc'"], lines
     assert not any(tmp_path.iterdir())  # no run directory, no cache
     assert elapsed < 20, elapsed
 

@@ -6,6 +6,7 @@ import torch
 from phasetune.learn.anchor import Anchor
 from phasetune.learn.data import StatePointDataModule
 from phasetune.learn.module import DiffTReModule
+from phasetune.learn.resampling import Resampling, new_link_error
 from phasetune.potentials.lennard_jones import LennardJones
 from phasetune.sampling.sampler import SamplerSettings
 from phasetune.targets import target_from_dict
@@ -70,10 +71,10 @@ def _fit(argon, tmp_path, quiet_trainer, *, confirm: bool, delta_g_eV: float):
         trainable=["epsilon"],
         converged_fraction=0.3,
         patience=2,
-        ess_threshold=0.01,  # no ESS-triggered re-sampling: only the confirmation samples
         confirm_convergence=confirm,
     )
-    trainer = quiet_trainer(10)
+    # no ESS-triggered re-sampling: only the confirmation samples
+    trainer = quiet_trainer(10, Resampling(ess_threshold=0.01))
     trainer.fit(module, datamodule=datamodule)
     return module, datamodule, model
 
@@ -142,7 +143,7 @@ def test_without_confirmation_fitted_frames_stop_the_run(argon, tmp_path, quiet_
     ],
 )
 def test_trust_radius_rule(radius, reduction, predicted, step, expected):
-    from phasetune.learn.module import trust_radius_update
+    from phasetune.learn.optimizers import trust_radius_update
 
     got = trust_radius_update(
         radius, reduction=reduction, predicted_reduction=predicted, step_size=step, max_step=0.1
@@ -163,29 +164,47 @@ def test_trust_radius_rule(radius, reduction, predicted, step, expected):
     ],
 )
 def test_link_error_rule(radius, link_error, expected):
-    from phasetune.learn.module import link_error_radius
+    from phasetune.learn.optimizers import link_error_radius
 
     got = link_error_radius(radius, link_error=link_error, allowed_error=1.0, max_step=0.1)
     assert got == pytest.approx(expected, rel=1e-12)
 
 
-def test_new_chain_links_are_judged_once_in_quadrature_over_the_phases(argon):
+def test_new_chain_links_are_judged_once_in_quadrature_over_the_phases():
     from types import SimpleNamespace
 
-    model = LennardJones(epsilon_eV=argon["epsilon_eV"], sigma_A=argon["sigma_A"])
-    target, anchor = _argon_target(n_atoms=32), _argon_anchor(0.0)
-    module = DiffTReModule(model, [target], [anchor], link_error_fraction=0.1)
-    solid, liquid = module.pairs[0]
-    allowed_meV = 0.1 * 1.2e-4 * 1e3  # fraction · tol, tol = Δs · 1 K
+    pairs, tolerance_eV = [("ar/fcc", "ar/liquid")], [1.2e-4]  # tol = Δs · 1 K
+    tol_meV = 1e3 * tolerance_eV[0]
+    seen: dict = {}
 
     def ensemble(round_, error_meV):
         return SimpleNamespace(round=round_, history=[{"error_meV": error_meV}] * round_)
 
-    fresh = SimpleNamespace(ensembles={solid: ensemble(0, 0.0), liquid: ensemble(0, 0.0)})
-    assert module._new_link_error_ratio(fresh) is None  # first frames: no link yet
-    both = {solid: ensemble(1, 0.6 * allowed_meV), liquid: ensemble(1, 0.8 * allowed_meV)}
-    ratio = module._new_link_error_ratio(SimpleNamespace(ensembles=both))
-    assert ratio == pytest.approx(1.0, rel=1e-12)  # √(0.6² + 0.8²)
-    assert module._new_link_error_ratio(SimpleNamespace(ensembles=both)) is None  # judged once
-    one = {**both, liquid: ensemble(2, 2.0 * allowed_meV)}
-    assert module._new_link_error_ratio(SimpleNamespace(ensembles=one)) == pytest.approx(2.0)
+    fresh = {"ar/fcc": ensemble(0, 0.0), "ar/liquid": ensemble(0, 0.0)}
+    assert new_link_error(fresh, pairs, tolerance_eV, seen) is None  # first frames: no link
+    both = {"ar/fcc": ensemble(1, 0.06 * tol_meV), "ar/liquid": ensemble(1, 0.08 * tol_meV)}
+    error = new_link_error(both, pairs, tolerance_eV, seen)
+    assert error == pytest.approx(0.1, rel=1e-12)  # √(0.06² + 0.08²) tol
+    assert new_link_error(both, pairs, tolerance_eV, seen) is None  # judged once
+    one = {**both, "ar/liquid": ensemble(2, 0.2 * tol_meV)}
+    assert new_link_error(one, pairs, tolerance_eV, seen) == pytest.approx(0.2)
+
+
+def test_the_gauss_newton_cap_follows_the_link_error_over_its_allowance():
+    """on_new_frames(link_error) in tolerance units, over link_error_fraction, sets the cap."""
+    from phasetune.learn.optimizers import DampedGaussNewton
+
+    theta = torch.nn.Parameter(torch.ones(2, dtype=torch.float64))
+    reference = {"theta": torch.ones(2, dtype=torch.float64)}
+    optimizer = DampedGaussNewton(
+        [("theta", theta)],
+        theta0=reference,
+        scales=reference,
+        n_targets=1,
+        max_step=0.02,
+        link_error_fraction=0.1,
+    )
+    optimizer.on_new_frames(link_error=0.4)  # 4x the allowance: the cap shrinks by √4
+    optimizer.step(lambda: (theta.sum() - 2.0).reshape(1))  # r = 0: no step, the cap set
+    assert optimizer.trust_radius == pytest.approx(0.01, rel=1e-12)
+    assert torch.equal(theta.detach(), reference["theta"])

@@ -22,6 +22,7 @@ from test_train import _anchor_settings, _target
 from phasetune.learn.anchor import compute_anchors, measure_transitions
 from phasetune.learn.data import StatePointDataModule
 from phasetune.learn.module import DiffTReModule
+from phasetune.learn.resampling import Resampling
 from phasetune.potentials.lennard_jones import LennardJones
 from phasetune.sampling.sampler import SamplerSettings
 
@@ -92,9 +93,11 @@ def _reweighted_T(argon, seed: int, tmp_path, scale: float) -> tuple[float, floa
         progress=False,
     )
     datamodule = StatePointDataModule([target], sampler, frames_dir=tmp_path / f"frames{seed}")
-    module = DiffTReModule(model, [target], [anchor], trainable=["epsilon"], ess_threshold=0.01)
+    module = DiffTReModule(model, [target], [anchor], trainable=["epsilon"])
+    resampling = Resampling(ess_threshold=0.01)
     trainer = pl.Trainer(
         max_steps=0,
+        callbacks=[resampling],
         logger=False,
         enable_checkpointing=False,
         enable_progress_bar=False,
@@ -104,7 +107,7 @@ def _reweighted_T(argon, seed: int, tmp_path, scale: float) -> tuple[float, floa
     trainer.fit(module, datamodule=datamodule)  # samples at ε₀, takes no step
     with torch.no_grad():
         model.epsilon.mul_(scale)
-    estimate = module.estimate()
+    estimate = module.estimate(resampling.prepare(datamodule, module, differentiable=False))
     assert datamodule.resamplings == 0  # a pure reweighting of the ε₀ frames
     assert estimate["ess"] and min(estimate["ess"].values()) > 0.05, estimate["ess"]
     return estimate["implied_T_K"][0], estimate["implied_T_error_K"][0]

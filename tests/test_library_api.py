@@ -53,8 +53,8 @@ def test_entry_points_are_the_commands_functions_not_modules():
 
 
 def test_compose_config_applies_overrides_and_refuses_unknown_commands():
-    cfg = phasetune.compose_config("train", ["threads=3", "loss.lr=0.5"])
-    assert (cfg.threads, cfg.loss.lr) == (3, 0.5)
+    cfg = phasetune.compose_config("train", ["threads=3", "optimizer.max_step=0.5"])
+    assert (cfg.threads, cfg.optimizer.max_step) == (3, 0.5)
     assert phasetune.compose_config("measure").pair.phases  # the measure tree, not train's
     with pytest.raises(ValueError, match="train, measure or sample"):
         phasetune.compose_config("fit")

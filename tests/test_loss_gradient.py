@@ -10,6 +10,7 @@ its exact derivative: compared here with central differences in float64, at a θ
 θ_ref (non-uniform weights) and from θ₀ (non-zero pull-back and distillation terms).
 """
 
+from functools import partial
 from types import SimpleNamespace
 
 import pytest
@@ -20,6 +21,7 @@ from phasetune.learn.anchor import Anchor
 from phasetune.learn.data import StatePointDataModule
 from phasetune.learn.difftre import StatePointEnsemble, energies_on_frames, parameter_snapshot
 from phasetune.learn.module import DiffTReModule
+from phasetune.learn.optimizers import DampedGaussNewton, OffsetAdam
 from phasetune.potentials.lennard_jones import LennardJones
 from phasetune.sampling.sampler import SamplerSettings
 from phasetune.targets import target_from_dict
@@ -76,7 +78,12 @@ def test_loss_gradient_matches_finite_differences(sampled):
     model, target, datamodule = sampled
     anchor = _anchor(target)
     module = DiffTReModule(
-        model, [target], [anchor], optimizer="adam", pullback_weight=1000.0, distill_weight=20.0
+        model,
+        [target],
+        [anchor],
+        optimizer=partial(OffsetAdam, lr=0.01),
+        pullback_weight=1000.0,
+        distill_weight=20.0,
     )
     # move θ off both θ_ref (= θ₀ here) and θ₀: all three loss terms and their weights vary
     with torch.no_grad():
@@ -88,11 +95,11 @@ def test_loss_gradient_matches_finite_differences(sampled):
             name: module.reweighted_change(ensemble)
             for name, ensemble in datamodule.ensembles.items()
         }
-        return module.objective(changes, datamodule)[0]
+        return module.objective(changes, datamodule.ensembles)[0]
 
     value = loss()
     changes = {n: module.reweighted_change(e) for n, e in datamodule.ensembles.items()}
-    target_part = module.objective(changes, datamodule)[1].item()
+    target_part = module.objective(changes, datamodule.ensembles)[1].item()
     # every term contributes: the target part is not the whole loss
     assert 0.1 * value.item() < target_part < 0.9 * value.item(), (target_part, value)
     grads = torch.autograd.grad(value, [model.epsilon, model.sigma])
@@ -158,15 +165,20 @@ def test_gauss_newton_step_with_and_without_the_mean_energy_gauge(sampled, gauge
         ensembles[name] = ensemble
     datamodule = SimpleNamespace(ensembles=ensembles)
     anchor = _anchor(target)
-    module = DiffTReModule(model, [target], [anchor], max_step=10.0, mean_energy_gauge=gauge)
-    optimizer = module.configure_optimizers()
-    module.optimizers = lambda: optimizer  # no Trainer in this unit test
+    module = DiffTReModule(
+        model,
+        [target],
+        [anchor],
+        optimizer=partial(DampedGaussNewton, max_step=10.0),
+        mean_energy_gauge=gauge,
+    )
+    optimizer = module.configure_optimizers()  # no Trainer in this unit test
     changes = {n: module.reweighted_change(e) for n, e in ensembles.items()}
-    loss, _, dg = module.objective(changes, datamodule)
-    module._update(loss, dg, changes)
+    loss, _, dg = module.objective(changes, datamodule.ensembles)
+    module.step_optimizer(optimizer, loss, dg, changes)
     with torch.no_grad():
         after = {n: module.reweighted_change(e) for n, e in ensembles.items()}
-        dg_after = float(module.objective(after, datamodule)[2][0])
+        dg_after = float(module.objective(after, datamodule.ensembles)[2][0])
     mean_shift = sum(float(c) for c in after.values()) / len(after)
     assert abs(dg_after) < 0.05e-3, dg_after  # from −1.5 meV/atom
     if gauge:

@@ -3,6 +3,7 @@ step, export and reload. A tiny MACE built with ``mace.modules`` stands in for a
 model (no network here)."""
 
 import math
+from functools import partial
 
 import pytest
 import torch
@@ -11,6 +12,7 @@ from phasetune.export import export_model
 from phasetune.learn.data import StatePointDataModule
 from phasetune.learn.difftre import reweighted_gibbs_change
 from phasetune.learn.module import DiffTReModule, select_trainable
+from phasetune.learn.optimizers import OffsetAdam
 from phasetune.potentials.base import frame_energies, refresh_sampling_copy, sampling_copy
 from phasetune.potentials.mace import (
     MacePotential,
@@ -211,7 +213,7 @@ def test_round_trip_load_sample_step_export_reload(
         [target], tiny_ti_fit.settings, frames_dir=tmp_path / "frames"
     )
     module = DiffTReModule(
-        live, [target], [anchor], optimizer="adam", lr=1e-3, trainable="readouts"
+        live, [target], [anchor], optimizer=partial(OffsetAdam, lr=1e-3), trainable="readouts"
     )
     before = {n: p.detach().clone() for n, p in live.named_parameters()}
     trainer = quiet_trainer(1)
@@ -220,9 +222,9 @@ def test_round_trip_load_sample_step_export_reload(
     assert moved and all(n.startswith("model.readouts.") for n in moved)
     # the end-of-run estimate() runs under no_grad and may re-sample: MD with MACE's autograd
     # forces must still work there (it once raised "does not require grad")
-    module.ess_threshold = 1.01
+    trainer.resampling.ess_threshold = 1.01
     rounds = datamodule.resamplings
-    estimate = module.estimate()
+    estimate = module.estimate(trainer.resampling.prepare(datamodule, module, differentiable=False))
     assert datamodule.resamplings > rounds and math.isfinite(estimate["implied_T_K"][0])
 
     files = export_model(live, tmp_path / "export", metadata={"targets": ["ti"]})

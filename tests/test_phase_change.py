@@ -8,6 +8,7 @@ import pytest
 from phasetune.learn.anchor import Anchor
 from phasetune.learn.data import StatePointDataModule
 from phasetune.learn.module import DiffTReModule
+from phasetune.learn.resampling import Resampling
 from phasetune.potentials.lennard_jones import LennardJones
 from phasetune.sampling.sampler import SamplerSettings
 from phasetune.targets import target_from_dict
@@ -65,21 +66,22 @@ def _fit(argon, tmp_path, policy, quiet_trainer):
         targets,
         [_anchor(t) for t in targets],
         trainable=["epsilon"],
-        on_phase_change=policy,
         patience=100,
     )
-    trainer = quiet_trainer(2)
+    trainer = quiet_trainer(2, Resampling(on_phase_change=policy))
     epsilon0 = model.epsilon.item()
     trainer.fit(module, datamodule=datamodule)
-    return module, datamodule, epsilon0, model
+    return module, datamodule, epsilon0, model, trainer.resampling
 
 
 def test_lost_phase_skips_its_target_and_the_others_train(argon, tmp_path, caplog, quiet_trainer):
     with caplog.at_level(logging.WARNING):
-        module, datamodule, epsilon0, model = _fit(argon, tmp_path, "skip", quiet_trainer)
+        module, datamodule, epsilon0, model, resampling = _fit(
+            argon, tmp_path, "skip", quiet_trainer
+        )
     assert module.skipped == ["hot"]
     assert datamodule.ensembles["hot/fcc"].n_valid() < 2
-    assert module.phase_resamples == {"hot/fcc": 1}  # one fresh try from the crystal
+    assert resampling.phase_resamples == {"hot/fcc": 1}  # one fresh try from the crystal
     assert "target hot skipped this step" in caplog.text and "fcc phase at 250 K" in caplog.text
     rows = [r for r in module.history if "loss" in r]
     assert len(rows) == 2 and all(r["skipped_targets"] == 1.0 for r in rows)

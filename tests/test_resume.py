@@ -20,10 +20,10 @@ from phasetune.train import train
 #: too), frequent re-sampling, 4 steps
 EXTRA = [
     "sampler.stride=10",
-    "loss.optimizer=adam",
-    "loss.lr=0.01",
-    "loss.ess_threshold=0.97",
-    "loss.patience=100",
+    "optimizer=adam",
+    "optimizer.lr=0.01",
+    "resampling.ess_threshold=0.97",
+    "convergence.patience=100",
     "trainer.max_steps=4",
     "~logger",
     "plot=false",

@@ -76,14 +76,26 @@ def test_ti_experiment_composes_and_validates(tmp_path, monkeypatch):
     assert cfg.model.name == "medium-mpa-0" and cfg.dtype == "float32"
     assert resolve_device(cfg) == "cpu"
 
-    # the loss config is accepted by the module, with a tiny Ti MACE file in place
+    # the loss, convergence and optimizer configs are accepted by the module, with a tiny Ti
+    # MACE file in place: the paper's AdamW on the offset, lr 5e-5 (not relative to the RMS)
     path = tmp_path / "ti.model"
     torch.save(build_mace(atomic_numbers=[22]), path)
     cfg = _compose(["model=mace_file", f"model.path={path}"])
     model = instantiate(cfg.model, device="cpu", dtype=torch.float64)
     anchors = [type("A", (), {"delta_g_eV": 0.0, "delta_s_eV_per_K": 1e-4})() for _ in targets]
-    module = DiffTReModule(model, targets, anchors, **OmegaConf.to_container(cfg.loss))
-    assert module.offset_weight_decay == pytest.approx(1e-2)
+    module = DiffTReModule(
+        model,
+        targets,
+        anchors,
+        optimizer=instantiate(cfg.optimizer),
+        **OmegaConf.to_container(cfg.loss),
+        **OmegaConf.to_container(cfg.convergence),
+    )
+    optimizer = module.configure_optimizers()
+    assert optimizer.offset_weight_decay == pytest.approx(1e-2)
+    assert [g["lr"] for g in optimizer.param_groups] == [pytest.approx(5e-5)] * len(
+        module.trainable
+    )
     assert model.lora is None
     # LoRA from the command line: adapters of rank 4 on the linear layers, and only they train
     cfg = _compose(

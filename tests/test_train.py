@@ -178,8 +178,8 @@ def test_multirun_over_two_learning_rates_gives_two_runs(tmp_path):
     env = dict(os.environ, WANDB_MODE="disabled", OMP_NUM_THREADS="1")
     overrides = [
         "-m",
-        "loss.optimizer=adam",
-        "loss.lr=0.005,0.01",
+        "optimizer=adam",
+        "optimizer.lr=0.005,0.01",
         f"hydra.sweep.dir={tmp_path}/sweep",
         f"anchor.cache_dir={tmp_path}/cache",
         "+targets.0.model_transition_K=75.0",
@@ -222,8 +222,8 @@ def test_multirun_over_two_learning_rates_gives_two_runs(tmp_path):
         assert len(metrics) == 1  # one logger run per job
         lrs.append(json.loads((run / "summary.json").read_text())["rows"][0]["target"])
         hydra_cfg = (run / ".hydra" / "overrides.yaml").read_text()
-        lrs[-1] = [line for line in hydra_cfg.splitlines() if "loss.lr" in line][0]
-    assert lrs == ["- loss.lr=0.005", "- loss.lr=0.01"]
+        lrs[-1] = [line for line in hydra_cfg.splitlines() if "optimizer.lr" in line][0]
+    assert lrs == ["- optimizer.lr=0.005", "- optimizer.lr=0.01"]
     # each job took its own two Adam steps from the same θ₀ (global state reset per job):
     # Adam's first steps move a parameter by lr·|θ₀| each (relative_lr), so after two steps
     # ε has grown (the model's T* 75 K is below the target 77 K) by ≈ 2·lr in each job

@@ -121,7 +121,7 @@ def test_multirun_gives_one_grouped_wandb_run_per_job(tmp_path, tiny_train):
     _run(
         tiny_train,
         tmp_path,
-        "loss.max_step=0.01,0.02",
+        "optimizer.max_step=0.01,0.02",
         f"hydra.sweep.dir={tmp_path}/sweep",
         "plot=false",
         flags=("-m",),
@@ -133,9 +133,9 @@ def test_multirun_gives_one_grouped_wandb_run_per_job(tmp_path, tiny_train):
         (run,) = _offline_runs(job)
         data = next(run.glob("*.wandb")).read_bytes()
         assert b"sweep" in data  # the group: the sweep directory's name
-        names.append(b"loss.max_step=0.01,plot=False" in data)  # the run name
+        names.append(b"optimizer.max_step=0.01,plot=False" in data)  # the run name
         # each job logged its own settings: the trust radius starts at its max_step
         history = _history(next(run.glob("*.wandb")))
-        max_step = OmegaConf.load(job / ".hydra" / "config.yaml").loss.max_step
+        max_step = OmegaConf.load(job / ".hydra" / "config.yaml").optimizer.max_step
         assert history[0]["trust_radius"] == pytest.approx(max_step), (job, history[0])
     assert names == [True, False]

@@ -1,8 +1,8 @@
 """Sampling rounds as a Lightning DataModule: the NPT ensembles DiffTRe reweights.
 
 Every target contributes two state points (phase A and phase B at (T_k, P_k)); all are
-sampled in one batch with a frozen copy of the current model. A state point whose relative
-effective sample size drops below ``ess_threshold`` is sampled again at the current θ,
+sampled in one batch with a frozen copy of the current model. A state point that
+:class:`~phasetune.learn.resampling.Resampling` selects is sampled again at the current θ,
 warm-started from its last frame, and its free-energy offset is chained by FEP from the new
 frames (``chain="fresh"``; experiment=ti_small) or BAR of old and new (``chain="bar"``, default;
 :func:`phasetune.learn.difftre.chain_with_bar`). The loader yields one item per optimizer
@@ -28,6 +28,7 @@ from phasetune.learn.difftre import (
     energies_on_frames,
     parameter_snapshot,
 )
+from phasetune.learn.resampling import StepBatch
 from phasetune.potentials.base import refresh_sampling_copy, sampling_copy
 from phasetune.sampling.frames import Frames
 from phasetune.sampling.sampler import SamplerSettings, StatePoint, sample_state_points
@@ -41,12 +42,13 @@ def ensemble_name(target: TransitionTarget, phase: str) -> str:
 
 
 class _Steps(IterableDataset):
-    """Yields the optimizer-step counter forever (the trainer's max_steps ends the run)."""
+    """Yields an empty :class:`StepBatch` per optimizer step, forever (the trainer's max_steps
+    ends the run); :class:`~phasetune.learn.resampling.Resampling` fills it before the step."""
 
-    def __iter__(self) -> Iterator[int]:
+    def __iter__(self) -> Iterator[StepBatch]:
         step = 0
         while True:
-            yield step
+            yield StepBatch(step)
             step += 1
 
 
