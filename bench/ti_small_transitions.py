@@ -33,10 +33,10 @@ MELTING = [
     "coexistence.timestep_fs=4.0",
     "coexistence.solid_steps=500",
     "coexistence.melt_steps=500",
-    "+coexistence.melt_temperature_factor=1.5",
+    "coexistence.melt_temperature_factor=1.5",
     "coexistence.equilibration_steps=250",
     "coexistence.production_steps=2500",
-    "+coexistence.compressibility_per_GPa=0.02",
+    "coexistence.compressibility_per_GPa=0.02",
 ]
 ALPHA_BETA = [
     "pair=hcp_bcc",

@@ -1,7 +1,8 @@
 """Checks run before a command starts, so that a typo costs a message, not a traceback.
 
 * :func:`check_overrides`: compose the config with the command line's overrides; an unknown
-  key gets the closest valid keys as suggestions, a bad group option the list of options.
+  key gets the closest valid keys as suggestions, a bad group option the list of options, a
+  value of the wrong type (the settings schemas, :mod:`phasetune.settings`) the type.
 * :func:`ensure_writable`: the output directory can be created and written to.
 * :func:`wandb_reachable`: whether the wandb server answers (else log offline, and say so).
 """
@@ -64,6 +65,29 @@ def check_overrides(config_dir: str, config_name: str, overrides: list[str]) -> 
                     text,
                     re.S,
                 )
+                present = re.search(r"An item is already at '([^']+)'", text)
+                if present:
+                    key = present.group(1)
+                    given = next((o for o in overrides if o.lstrip("+").startswith(key + "=")), "")
+                    raise ConfigError(
+                        f"{key} is already in the config: write {given.lstrip('+')} (no '+')"
+                    ) from None
+                wrong_type = re.search(
+                    r"Value '([^']*)'.*?(?:converted to|a valid) (\w+).*?full_key: (\S+)"
+                    r".*?object_type=(\w+?)(?:Schema)?\b",
+                    text,
+                    re.S,
+                )
+                if wrong_type:  # the schema (phasetune.settings) refused a value
+                    value, kind, key, owner = wrong_type.groups()
+                    kind = {
+                        "Integer": "an integer",
+                        "Float": "a number",
+                        "bool": "true or false",
+                    }.get(kind, f"a {kind}")
+                    raise ConfigError(
+                        f"{key}={value}: must be {kind} ({owner}.{key.rsplit('.', 1)[-1]})"
+                    ) from None
                 if missing:
                     group, option, options = missing.groups()
                     raise ConfigError(

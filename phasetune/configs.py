@@ -1,20 +1,108 @@
-"""Where the shipped Hydra configs live, and the dtype names the commands accept.
+"""Where the shipped Hydra configs live, their schemas, and the dtype names of the commands.
 
 The configs are package data (``phasetune/conf/``), so the console scripts and a
-non-editable install find them from any working directory. Torch-free, so that
-``phasetune --help`` answers without importing the heavy stack.
+non-editable install find them from any working directory. The settings blocks (sampler,
+coexistence, Frenkel–Ladd, anchor) are typed by the dataclasses of :mod:`phasetune.settings`
+as Hydra structured configs (:func:`register_schemas`, run when this module is imported,
+so that every composition of ``CONFIG_DIR`` has them): a config file names its schema in
+its defaults list (``- /schema/sampler@_here_``). Torch-free, so that ``phasetune --help``
+answers without importing the heavy stack.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import functools
+import types
+import typing
 from pathlib import Path
+
+from phasetune import settings
 
 #: Absolute path of the shipped config tree (``train.yaml``, ``measure.yaml``, groups).
 CONFIG_DIR = str(Path(__file__).resolve().parent / "conf")
 
 #: The ``dtype=`` values of the commands.
 DTYPE_NAMES = ("float64", "float32")
+
+
+#: The structured-config schemas, ``/schema/<name>`` in the config tree.
+SCHEMAS = {
+    "sampler": settings.SamplerSettings,
+    "stability": settings.StabilitySettings,
+    "coexistence": settings.CoexistenceSettings,
+    "frenkel_ladd": settings.FrenkelLaddSettings,
+    "anchor": settings.AnchorSettings,
+}
+
+
+def _config_type(kind):
+    """The OmegaConf-typed annotation of a settings field (OmegaConf knows Optional, not ``|``)."""
+    origin = typing.get_origin(kind)
+    if origin in (typing.Union, types.UnionType):
+        args = [a for a in typing.get_args(kind) if a is not type(None)]
+        inner = _config_type(args[0]) if len(args) == 1 else typing.Any
+        return typing.Optional[inner] if type(None) in typing.get_args(kind) else inner  # noqa: UP045
+    if kind in (bool, int, float, str):
+        return kind
+    if kind is dict or origin is dict:
+        return dict[str, typing.Any]
+    if kind is list or origin is list:
+        return list[typing.Any]
+    return typing.Any
+
+
+@functools.cache
+def schema_of(cls: type) -> type:
+    """The structured config of settings dataclass ``cls``: its fields, their types and
+    defaults (nested settings as nested schemas), and ``_target_`` naming ``cls`` so that
+    ``hydra.utils.instantiate`` builds it (with plain Python containers, ``_convert_``)."""
+    hints = typing.get_type_hints(cls)
+    target = f"{cls.__module__}.{cls.__qualname__}"
+    specs = [
+        ("_target_", str, dataclasses.field(default=target)),
+        # plain dicts and lists in the settings (``extra``), not OmegaConf containers
+        ("_convert_", str, dataclasses.field(default="all")),
+    ]
+    for item in dataclasses.fields(cls):
+        if not item.init:
+            continue
+        kind = hints[item.name]
+        if item.default is not dataclasses.MISSING:
+            default = item.default
+        elif item.default_factory is not dataclasses.MISSING:
+            default = item.default_factory()
+        else:
+            default = None
+        if dataclasses.is_dataclass(kind):
+            nested = functools.partial(_schema_value, default)
+            specs.append((item.name, schema_of(kind), dataclasses.field(default_factory=nested)))
+        elif isinstance(default, dict | list):
+            copy = functools.partial(type(default), default)
+            specs.append((item.name, _config_type(kind), dataclasses.field(default_factory=copy)))
+        else:
+            specs.append((item.name, _config_type(kind), dataclasses.field(default=default)))
+    return dataclasses.make_dataclass(f"{cls.__name__}Schema", specs)
+
+
+def _schema_value(value):
+    """A settings instance as an instance of its schema (nested ones too)."""
+    if not dataclasses.is_dataclass(value):
+        return value
+    values = {f.name: _schema_value(getattr(value, f.name)) for f in dataclasses.fields(value)}
+    return schema_of(type(value))(**values)
+
+
+def register_schemas() -> None:
+    """Store the :data:`SCHEMAS` in Hydra's config store as ``schema/<name>`` (idempotent)."""
+    from hydra.core.config_store import ConfigStore
+
+    store = ConfigStore.instance()
+    for name, cls in SCHEMAS.items():
+        store.store(group="schema", name=name, node=schema_of(cls))
+
+
+register_schemas()
 
 
 def compose_config(command: str = "train", overrides: list[str] | tuple[str, ...] = ()):

@@ -140,6 +140,29 @@ def test_ess_threshold_outside_zero_one(argon):
         (["sampler.production_steps=0"], "sampler: need stride >= 1 and production_steps"),
         (["anchor.settings.n_replicas=0"], "anchor.settings"),
         (["threads=0"], "threads must be an integer >= 1"),
+        # the settings schemas (phasetune.settings as Hydra structured configs) refuse a
+        # value of the wrong type when the config is composed
+        (
+            ["sampler.timestep_fs=abc"],
+            "sampler.timestep_fs=abc: must be a number (SamplerSettings.timestep_fs)",
+        ),
+        (
+            ["anchor.settings.n_temperatures=2.5"],
+            "anchor.settings.n_temperatures=2.5: must be an integer "
+            "(AnchorSettings.n_temperatures)",
+        ),
+        (
+            ["sampler.stability.enabled=maybe"],
+            "sampler.stability.enabled=maybe: must be true or false (StabilitySettings.enabled)",
+        ),
+        (
+            ["anchor.settings.coexistence.production_step=5"],
+            "Did you mean anchor.settings.coexistence.production_steps",
+        ),
+        (
+            ["+sampler.thermostat=langevin"],
+            "sampler.thermostat is already in the config: write sampler.thermostat=langevin",
+        ),
         (["dtype=float16"], "dtype must be one of"),
         (["-m", "optimizer.max_stepp=0.1,0.2"], "Did you mean optimizer.max_step"),
         (
@@ -194,6 +217,16 @@ def test_garbage_checkpoint_is_refused_and_good_settings_pass(tmp_path, capsys):
             "measure_main",
             ["coexistence.timestep_fs=-2"],
             "coexistence:",
+        ),
+        (
+            "measure_main",
+            ["preset=quick", "free_energy.enthalpy.stride=0.5"],
+            "free_energy.enthalpy.stride=0.5: must be an integer (SamplerSettings.stride)",
+        ),
+        (
+            "measure_main",
+            ["free_energy.solid.n_replica=3"],
+            "Did you mean free_energy.solid.n_replicas",
         ),
         ("sample_main", ["sampler.stride=0"], "sampler: need stride >= 1"),
         (
@@ -301,3 +334,43 @@ def test_export_of_a_non_mace_run_says_why_there_is_no_model_file(tmp_path, caps
     assert "finetuned_state_dict.pt" in out and "no .model file: the run's model is not MACE" in out
     assert (run / "export" / "finetuned_state_dict.pt").is_file()
     assert not (run / "export" / "finetuned.model").exists()
+
+
+def test_a_settings_typo_in_a_config_file_is_refused_when_composed(tmp_path):
+    """The schema checks the files too, not only the command line: an experiment file with
+    a misspelt sampler key used to reach the sampler as an unexpected keyword."""
+    experiment = tmp_path / "experiment"
+    experiment.mkdir()
+    (experiment / "typo.yaml").write_text("# @package _global_\nsampler:\n  timestep_f: 2.0\n")
+    with pytest.raises(ConfigError, match=r"timestep_f.*Did you mean sampler\.timestep_fs"):
+        check_overrides(
+            CONFIG_DIR, "train", [f"hydra.searchpath=[file://{tmp_path}]", "experiment=typo"]
+        )
+
+
+def test_each_settings_block_is_defined_once_and_typed_by_its_dataclass():
+    """The sampler, coexistence, Frenkel–Ladd and anchor blocks are composed from one file
+    each and typed by phasetune.settings (no hand-written _target_ for them), and the
+    composed blocks build exactly the settings the files say."""
+    from hydra.utils import instantiate
+
+    from phasetune.settings import CoexistenceSettings, FrenkelLaddSettings, SamplerSettings
+
+    conf = Path(CONFIG_DIR)
+    for path in conf.rglob("*.yaml"):
+        assert "Settings" not in path.read_text(), f"{path}: name the schema, not the class"
+    with initialize_config_dir(config_dir=CONFIG_DIR, version_base="1.3"):
+        measure = compose("measure", overrides=["free_energy.enthalpy.stride=20"])
+        train = compose("train")
+    enthalpy = instantiate(measure.free_energy.enthalpy)
+    liquid = instantiate(measure.free_energy.liquid)
+    assert isinstance(enthalpy, SamplerSettings) and enthalpy.stride == 20
+    assert liquid.stride == 10 and liquid.production_steps == enthalpy.production_steps == 1500
+    anchor = instantiate(train.anchor.settings)
+    assert isinstance(anchor.coexistence, CoexistenceSettings)
+    assert anchor.coexistence.production_steps == 3000  # the anchor's one change
+    coexistence = instantiate(measure.coexistence)
+    differing = {k for k, v in vars(coexistence).items() if getattr(anchor.coexistence, k) != v}
+    assert differing == {"production_steps"}
+    assert isinstance(anchor.solid, FrenkelLaddSettings)
+    assert anchor.enthalpy == SamplerSettings(**{**vars(liquid), "stability": liquid.stability})

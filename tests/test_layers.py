@@ -14,6 +14,7 @@ PACKAGE = Path(__file__).resolve().parent.parent / "phasetune"
 LAYERS = {
     "units": 0,
     "configs": 0,
+    "settings": 0,
     "console": 0,
     "third_party": 0,
     "faults": 0,

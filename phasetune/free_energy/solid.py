@@ -47,6 +47,7 @@ from phasetune.free_energy.switching import LambdaPath, nonequilibrium_switching
 from phasetune.free_energy.systematics import extrapolate_to_bulk
 from phasetune.sampling.frames import Frames
 from phasetune.sampling.sampler import SamplerSettings, StatePoint, sample_state_points
+from phasetune.settings import FrenkelLaddSettings
 from phasetune.structures import larger_crystal
 from phasetune.units import EV_PER_A3_PER_GPA, KB_EV_PER_K
 
@@ -54,50 +55,6 @@ log = logging.getLogger(__name__)
 
 #: Atoms per primitive cell of each crystal phasetune builds.
 ATOMS_PER_PRIMITIVE_CELL = {"fcc": 1, "bcc": 1, "hcp": 2}
-FINITE_SIZE_CORRECTIONS = ("none", "harmonic", "auto", "extrapolate")
-
-
-@dataclass(frozen=True)
-class FrenkelLaddSettings:
-    """Settings of the NPT run (steps of ``timestep_fs``) and of the switching."""
-
-    timestep_fs: float = 5.0
-    npt_equilibration_steps: int = 1000
-    npt_production_steps: int = 2000
-    npt_stride: int = 20
-    switching_equilibration_steps: int = 500
-    switching_steps: int = 2000
-    n_replicas: int = 4
-    friction_time_fs: float = 100.0
-    barostat_tau_fs: float = 1000.0
-    compressibility_per_GPa: float = 0.05
-    seed: int = 0
-    progress: bool = True
-    #: "none"; "harmonic": subtract the crystal's harmonic finite-size error F_h(N) − F_h(∞)
-    #: (:func:`harmonic_finite_size_error`; raises where phasetune cannot compute it, e.g. a
-    #: mechanically unstable lattice); "auto": harmonic where it can, else none;
-    #: "extrapolate": a second, larger box and G/N extrapolated in 1/N (twice the cost)
-    finite_size_correction: str = "none"
-    #: N₂/N₁ (at least) of the larger box for "extrapolate", ≥ 1.5: the extrapolation multiplies
-    #: the errors by about N₂/(N₂ − N₁). 1.7 keeps the common boxes cubic: bcc 250 → 432, hcp
-    #: 240 → 448, fcc 108 → 256 and 256 → 500 (fcc 32 needs 3.3 to reach the cubic 108; a
-    #: box of another shape has another finite-size coefficient).
-    extrapolation_size_factor: float = 1.7
-
-    def __post_init__(self) -> None:
-        if self.finite_size_correction not in FINITE_SIZE_CORRECTIONS:
-            raise ValueError(
-                f"finite_size_correction must be one of {', '.join(FINITE_SIZE_CORRECTIONS)}, "
-                f"got {self.finite_size_correction!r}"
-            )
-        if not self.extrapolation_size_factor >= 1.5:
-            raise ValueError(
-                f"extrapolation_size_factor must be >= 1.5, got {self.extrapolation_size_factor!r}"
-            )
-        if self.n_replicas < 2:
-            raise ValueError("n_replicas must be >= 2 (the error comes from their spread)")
-        if self.switching_steps < 1 or self.npt_production_steps < 2 * self.npt_stride:
-            raise ValueError("need switching_steps >= 1 and at least 2 NPT frames")
 
 
 @dataclass

@@ -11,7 +11,6 @@ from __future__ import annotations
 import dataclasses
 import logging
 from collections.abc import Sequence
-from dataclasses import dataclass
 
 import numpy as np
 import torch
@@ -23,7 +22,8 @@ from tqdm.auto import tqdm
 
 from phasetune.sampling.integrator import crescale_init, crescale_step, ensemble_targets
 from phasetune.sampling.phase_check import LIQUID_INDEX, classify_atoms
-from phasetune.sampling.sampler import MELT_ATTEMPTS, MELT_RETRY_HEATING, SamplerSettings
+from phasetune.sampling.sampler import MELT_ATTEMPTS, MELT_RETRY_HEATING
+from phasetune.settings import CoexistenceSettings
 from phasetune.units import EV_PER_A3_PER_GPA, KB_EV_PER_K, fs_to_internal
 
 log = logging.getLogger(__name__)
@@ -31,77 +31,6 @@ log = logging.getLogger(__name__)
 #: the hot stage has melted a box when this fraction of its mobile half is liquid; it is
 #: judged before the quench, since regrowth from the interface while quenching is physics
 MIN_MELTED_FRACTION = 0.6
-
-
-@dataclass(frozen=True)
-class CoexistenceSettings:
-    """MD settings of a coexistence run (times in fs, steps of ``timestep_fs``)."""
-
-    timestep_fs: float = 5.0
-    #: NPT run of the bulk solid that sets the lattice at (T_guess, P).
-    solid_steps: int = 1000
-    #: steps at ``melt_temperature_factor``·T with the lower half frozen, then
-    #: ``quench_steps`` at the target T (still frozen) before the coexistence run.
-    melt_steps: int = 1000
-    quench_steps: int = 100
-    melt_temperature_factor: float = 2.0
-    #: the half to be melted is first stretched along z by this fraction
-    liquid_expansion: float = 0.15
-    #: NPT steps with both phases before the interface velocity is measured.
-    equilibration_steps: int = 500
-    production_steps: int = 4000
-    stride: int = 50
-    thermostat_tau_fs: float = 100.0
-    barostat_tau_fs: float = 1000.0
-    #: barostat coupling β_T in 1/GPa; None: twice the solid's static compressibility
-    #: (a liquid near melting is softer than the cold lattice)
-    compressibility_per_GPa: float | None = None
-    #: the solid's supercell is repeated this many times along z.
-    z_repeat: int = 2
-    #: the solid supercell is first repeated along z until it is at least this long (Å), so
-    #: that each slab (solid and liquid) is: with slabs much shorter than ~3 nm the two
-    #: interfaces interact and the box's fate is decided by one fluctuation (Ti1 bcc, 13 and
-    #: 17 Å slabs: replicas grew and melted at the same temperature 100 K from T_m)
-    min_slab_A: float = 0.0
-    #: solid fractions outside [saturation, 1 − saturation] end the linear regime.
-    saturation: float = 0.1
-    seed: int = 0
-    progress: bool = True
-
-    def __post_init__(self) -> None:
-        positive = (
-            "timestep_fs",
-            "thermostat_tau_fs",
-            "barostat_tau_fs",
-            "melt_temperature_factor",
-        )
-        for name in positive:
-            if not getattr(self, name) > 0:
-                raise ValueError(f"coexistence setting {name} must be > 0")
-        if self.melt_temperature_factor <= 1.0:
-            raise ValueError("melt_temperature_factor must exceed 1 (the half must melt)")
-        if self.z_repeat < 2:
-            raise ValueError("z_repeat must be >= 2 (half the box becomes liquid)")
-        if self.stride < 1 or self.production_steps < 3 * self.stride:
-            raise ValueError("need at least 3 frames: production_steps >= 3 * stride")
-        if not self.min_slab_A >= 0:
-            raise ValueError(f"min_slab_A must be >= 0 Å, got {self.min_slab_A}")
-        if not 0 <= self.saturation < 0.5:
-            raise ValueError("saturation must lie in [0, 0.5)")
-
-    def coupling(self) -> dict:
-        """Thermostat and barostat settings shared by every run of the procedure."""
-        return {
-            "thermostat_tau_fs": self.thermostat_tau_fs,
-            "barostat_tau_fs": self.barostat_tau_fs,
-            "compressibility_per_GPa": self.compressibility_per_GPa,
-        }
-
-    def sampler_settings(self, **run) -> SamplerSettings:
-        """Sampler settings for one run: this time step, coupling and progress, plus ``run``."""
-        return SamplerSettings(
-            timestep_fs=self.timestep_fs, progress=self.progress, **self.coupling(), **run
-        )
 
 
 class FrozenAtoms(ModelInterface):

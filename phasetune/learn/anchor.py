@@ -30,24 +30,18 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from phasetune.free_energy.coexistence import CoexistenceSettings, melting_temperatures_bracketed
+from phasetune.free_energy.coexistence import melting_temperatures_bracketed
 from phasetune.free_energy.competing_melting import transition_from_melting
-from phasetune.free_energy.solid import FrenkelLaddSettings
 from phasetune.free_energy.transition import (
     delta_g_curve,
     enthalpies,
     transition_from_free_energies,
 )
 from phasetune.potentials.base import sampling_copy
-from phasetune.sampling.sampler import SamplerSettings
+from phasetune.settings import AnchorSettings
 from phasetune.targets import TransitionTarget
 
 log = logging.getLogger(__name__)
-#: how the model's T* is measured; "auto": coexistence for solid|liquid targets, free
-#: energies (Frenkel–Ladd, liquid TI, Gibbs–Helmholtz) for solid|solid ones; "melting":
-#: coexistence for solid|liquid targets, the melting of the competing solids for solid|solid
-#: ones (needs the target's structures.liquid and melting_guesses_K)
-ANCHOR_METHODS = ("auto", "coexistence", "free_energy", "melting")
 
 
 @dataclass
@@ -86,47 +80,6 @@ class Anchor:
             f" = {self.delta_g_eV * 1e3:+.3f} ± {self.delta_g_error_eV * 1e3:.3f} meV/atom, "
             f"Δs = {self.delta_s_eV_per_K * 1e6:.2f} μeV/K/atom"
         )
-
-
-@dataclass
-class AnchorSettings:
-    """How the model's transition temperatures are measured (anchor and final check)."""
-
-    method: str = "coexistence"
-    #: coexistence temperatures: guess·(1 ± window), n_temperatures × n_replicas boxes
-    window: float = 0.08
-    n_temperatures: int = 3
-    n_replicas: int = 2
-    #: re-centre and repeat when T* falls outside the window (at most this often)
-    max_recentre: int = 2
-    coexistence: CoexistenceSettings = field(default_factory=CoexistenceSettings)
-    enthalpy: SamplerSettings = field(
-        default_factory=lambda: SamplerSettings(
-            timestep_fs=10.0, equilibration_steps=500, melt_steps=300, production_steps=1500
-        )
-    )
-    solid: FrenkelLaddSettings = field(default_factory=FrenkelLaddSettings)
-    liquid: SamplerSettings = field(default_factory=lambda: SamplerSettings(melt_steps=300))
-    liquid_reference_temperature_K: float | None = None
-    #: relative spread of the enthalpy temperatures around [T*, T_k]
-    enthalpy_margin: float = 0.02
-    #: free-energy route: warn when T*'s estimated systematic error exceeds this (K)
-    systematic_tolerance_K: float = 15.0
-
-    def __post_init__(self) -> None:
-        if self.method not in ANCHOR_METHODS:
-            raise ValueError(f"anchor method must be one of {ANCHOR_METHODS}, got {self.method!r}")
-        if not 0 < self.window < 0.5:
-            raise ValueError(f"anchor window must be in (0, 0.5), got {self.window}")
-        if self.n_temperatures < 2 or self.n_replicas < 1 or self.max_recentre < 0:
-            raise ValueError(
-                "anchor needs n_temperatures >= 2, n_replicas >= 1 and max_recentre >= 0, got "
-                f"{self.n_temperatures}, {self.n_replicas}, {self.max_recentre}"
-            )
-        if not self.systematic_tolerance_K > 0:
-            raise ValueError(
-                f"systematic_tolerance_K must be > 0, got {self.systematic_tolerance_K}"
-            )
 
 
 def model_fingerprint(model: torch.nn.Module) -> str:

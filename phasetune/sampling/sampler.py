@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import dataclasses
 import logging
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import torch
 import torch_sim as ts
@@ -22,7 +22,6 @@ from phasetune.faults import fault_point
 from phasetune.sampling.frames import FRAME_ARRAYS, Frames
 from phasetune.sampling.integrator import (
     CELL_MODES,
-    THERMOSTATS,
     EnsembleTargets,
     crescale_init,
     crescale_step,
@@ -30,7 +29,8 @@ from phasetune.sampling.integrator import (
     internal_pressure_tensor,
 )
 from phasetune.sampling.phase_check import LIQUID_INDEX
-from phasetune.sampling.stability import StabilityGuard, StabilitySettings
+from phasetune.sampling.stability import StabilityGuard
+from phasetune.settings import SamplerSettings
 from phasetune.structures import PHASES
 from phasetune.units import (
     EV_PER_A3_PER_GPA,
@@ -108,63 +108,6 @@ class StatePoint:
             "cell_mode": self.resolved_cell_mode,
             "n_atoms": len(self.atoms),
         }
-
-
-@dataclass
-class SamplerSettings:
-    """MD settings shared by all state points of a batch (times in fs)."""
-
-    timestep_fs: float = 5.0
-    equilibration_steps: int = 1000
-    production_steps: int = 2000
-    stride: int = 20
-    thermostat_tau_fs: float = 100.0
-    barostat_tau_fs: float = 1000.0
-    #: "vrescale" (global, gentle on dynamics) or "langevin" (per atom; cold solids)
-    thermostat: str = "vrescale"
-    #: β_T guess in 1/GPa, sets the barostat's coupling strength only (not the ensemble).
-    compressibility_per_GPa: float = 0.05
-    #: liquids melt first at ``melt_temperature_factor``·T for this many steps, at fixed
-    #: cell (the starting structure sets the density), then equilibrate in NPT. With
-    #: ``check_phase``, a liquid that has not melted by then is melted again, hotter and
-    #: longer (:data:`MELT_ATTEMPTS`); the other systems equilibrate meanwhile.
-    melt_steps: int = 0
-    melt_temperature_factor: float = 2.0
-    seed: int = 0
-    check_phase: bool = True
-    progress: bool = True
-    #: if set, the frames so far are written (atomically) to this HDF5 file every
-    #: ``save_every_frames`` frames and at the end, so a crash loses at most that many frames.
-    frames_path: str | None = None
-    save_every_frames: int = 10
-    #: unstable-MD detection and per-system restarts (``phasetune.sampling.stability``)
-    stability: StabilitySettings = field(default_factory=StabilitySettings)
-    extra: dict = field(default_factory=dict)
-
-    def __post_init__(self) -> None:
-        if not isinstance(self.stability, StabilitySettings):
-            self.stability = StabilitySettings(**dict(self.stability))
-        for name in ("timestep_fs", "thermostat_tau_fs", "barostat_tau_fs"):
-            if not getattr(self, name) > 0:
-                raise ValueError(f"sampler setting {name} must be > 0, got {getattr(self, name)}")
-        if self.stride < 1 or self.production_steps < self.stride:
-            raise ValueError(
-                f"need stride >= 1 and production_steps >= stride, got stride={self.stride}, "
-                f"production_steps={self.production_steps}"
-            )
-        if self.thermostat not in THERMOSTATS:
-            raise ValueError(
-                f"unknown thermostat {self.thermostat!r}; choose one of {', '.join(THERMOSTATS)}"
-            )
-        if self.save_every_frames < 1:
-            raise ValueError(f"save_every_frames must be >= 1, got {self.save_every_frames}")
-        if self.equilibration_steps < 0 or self.melt_steps < 0:
-            raise ValueError("equilibration_steps and melt_steps must be >= 0")
-        if self.melt_steps > self.equilibration_steps:
-            raise ValueError(
-                f"melt_steps ({self.melt_steps}) must not exceed equilibration_steps "
-                f"({self.equilibration_steps})"
-            )
 
 
 def _targets(

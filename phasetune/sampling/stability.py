@@ -24,39 +24,14 @@ from dataclasses import dataclass, field
 
 import torch
 
+from phasetune.settings import StabilitySettings
 from phasetune.units import KB_EV_PER_K, fs_to_internal
+
+__all__ = ["StabilityGuard", "StabilitySettings"]
 
 log = logging.getLogger(__name__)
 #: per-step state that a restart puts back
 _SNAPSHOT_FIELDS = ("positions", "momenta", "cell", "energy", "forces", "stress")
-
-
-@dataclass(frozen=True)
-class StabilitySettings:
-    """Thresholds of :class:`StabilityGuard` (see the module docstring)."""
-
-    enabled: bool = True
-    max_temperature_factor: float = 5.0
-    max_displacement_factor: float = 8.0
-    max_volume_step_factor: float = 1.5
-    max_retries: int = 3
-    timestep_factor: float = 0.5
-    #: the costlier checks (temperature, displacement, volume) every this many steps
-    check_every: int = 5
-
-    def __post_init__(self) -> None:
-        if not self.max_temperature_factor > 1:
-            raise ValueError("stability.max_temperature_factor must be > 1")
-        if not self.max_displacement_factor > 1:
-            raise ValueError("stability.max_displacement_factor must be > 1")
-        if not self.max_volume_step_factor > 1:
-            raise ValueError("stability.max_volume_step_factor must be > 1")
-        if self.max_retries < 0:
-            raise ValueError("stability.max_retries must be >= 0")
-        if self.check_every < 1:
-            raise ValueError("stability.check_every must be >= 1")
-        if not 0 < self.timestep_factor < 1:
-            raise ValueError("stability.timestep_factor must be in (0, 1)")
 
 
 @dataclass
