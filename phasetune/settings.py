@@ -246,7 +246,10 @@ class AnchorSettings:
     solid: FrenkelLaddSettings = field(default_factory=FrenkelLaddSettings)
     liquid: SamplerSettings = field(default_factory=lambda: SamplerSettings(melt_steps=300))
     liquid_reference_temperature_K: float | None = None
-    #: relative spread of the enthalpy temperatures around [T*, T_k]
+    #: free-energy route: the Gibbs–Helmholtz enthalpies at guess × these factors
+    enthalpy_temperature_factors: list[float] = field(default_factory=lambda: [0.9, 1.0, 1.1])
+    #: the anchor's Gibbs–Helmholtz step from T* to T_k: its enthalpy temperatures spread
+    #: this much (relative) beyond [T*, T_k]
     enthalpy_margin: float = 0.02
     #: free-energy route: warn when T*'s estimated systematic error exceeds this (K)
     systematic_tolerance_K: float = 15.0
@@ -265,3 +268,10 @@ class AnchorSettings:
             raise ValueError(
                 f"systematic_tolerance_K must be > 0, got {self.systematic_tolerance_K}"
             )
+        factors = [float(f) for f in self.enthalpy_temperature_factors]
+        if len(set(factors)) < 2 or not all(f > 0 for f in factors):
+            raise ValueError(
+                "enthalpy_temperature_factors must hold at least two different factors > 0 "
+                f"(a line Δh(T) is fitted), got {self.enthalpy_temperature_factors}"
+            )
+        self.enthalpy_temperature_factors = factors

@@ -86,3 +86,84 @@ def test_measure_config_errors_say_what_to_do(tmp_path):
         cfg = compose(config_name="measure", overrides=["method=magic"])
     with pytest.raises(ValueError, match="method must be one of"):
         measure(cfg, tmp_path)
+
+
+class _Recorded:
+    """A stand-in result of a measurement route that remembers how it was asked."""
+
+    def __init__(self, method, **fields):
+        self.method, self.fields = method, fields
+        self.transition_temperature_K = self.melting_temperature_K = 1000.0
+        self.error_K = self.total_error_K = 5.0
+        self.bracketed = True
+
+    def describe(self):
+        return self.method
+
+    def as_dict(self):
+        return {
+            "method": self.method,
+            "pressure_GPa": self.fields["pressure_GPa"],
+            "transition_temperature_K": 1000.0,
+            "error_K": 5.0,
+        }
+
+
+def test_measure_and_the_anchor_run_one_routine_with_the_same_settings(tmp_path, monkeypatch):
+    """phasetune-measure used to re-implement the routes: its coexistence did not re-centre
+    (max_recentre), and the anchor's Gibbs–Helmholtz temperatures were hard-coded at
+    guess × (0.9, 1, 1.1) while phasetune-measure's were configurable. Now both call
+    free_energy.measurement.measure_transitions with one AnchorSettings."""
+    import phasetune.free_energy.measurement as routine
+    from phasetune.learn.anchor import AnchorSettings, measure_transitions
+    from phasetune.potentials.lennard_jones import LennardJones
+    from phasetune.targets import PhaseStructure, TransitionTarget
+
+    calls = []
+
+    def coexistence(model, atoms, **kw):
+        calls.append(("coexistence", kw))
+        return [_Recorded("coexistence", pressure_GPa=p) for p in kw["pressures_GPa"]]
+
+    def free_energy(model, structures, **kw):
+        calls.append(("free_energy", kw))
+        return _Recorded("free_energy", pressure_GPa=kw["pressure_GPa"])
+
+    monkeypatch.setattr(routine, "melting_temperatures_bracketed", coexistence)
+    monkeypatch.setattr(routine, "transition_from_free_energies", free_energy)
+    with initialize_config_dir(config_dir=CONFIG_DIR, version_base="1.3"):
+        cfg = compose(
+            config_name="measure",
+            overrides=[
+                "method=both",
+                "pressures=[0,0.1]",
+                "guesses_K=[80,90]",
+                "max_recentre=1",
+                "free_energy.enthalpy_temperature_factors=[0.8,1.0,1.2]",
+                "plot=false",
+            ],
+        )
+    rows = measure(cfg, tmp_path)
+    assert [r["method"] for r in rows] == ["coexistence"] * 2 + ["free_energy"] * 2
+    (kind, kw), *free = calls
+    assert kind == "coexistence" and kw["max_recentre"] == 1 and kw["guesses_K"] == [80.0, 90.0]
+    assert [c[1]["enthalpy_temperatures_K"] for c in free] == [
+        [64.0, 80.0, 96.0],
+        [72.0, 90.0, 108.0],
+    ]
+    # the anchor's route takes the same settings object and honours the same fields
+    calls.clear()
+    fcc = PhaseStructure(element="Ar", lattice_A=5.38, n_atoms=108)
+    target = TransitionTarget("t", "fcc", "liquid", 80.0, 0.0, 1.0, {"fcc": fcc, "liquid": fcc})
+    settings = AnchorSettings(
+        method="free_energy", enthalpy_temperature_factors=[0.95, 1.05], max_recentre=0
+    )
+    measure_transitions(
+        LennardJones(epsilon_eV=0.0103, sigma_A=3.4), [target], settings, guesses_K=[100.0]
+    )
+    assert calls[0][1]["enthalpy_temperatures_K"] == [95.0, 105.0]
+    settings = AnchorSettings(method="coexistence", max_recentre=0)
+    measure_transitions(
+        LennardJones(epsilon_eV=0.0103, sigma_A=3.4), [target], settings, guesses_K=[100.0]
+    )
+    assert calls[1][1]["max_recentre"] == 0
