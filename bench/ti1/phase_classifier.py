@@ -9,7 +9,8 @@ import numpy as np
 import torch
 
 from phasetune.potentials.eam import mendelev_ti1
-from phasetune.sampling.phase_check import local_order, phase_fractions
+from phasetune.sampling.local_order import local_order
+from phasetune.sampling.phase_check import phase_fractions
 from phasetune.sampling.sampler import SamplerSettings, StatePoint, sample_state_points
 from phasetune.structures import build_structure
 
