@@ -1,6 +1,6 @@
 """Per-atom phase classification of bulk Ti1 bcc (1918 K), liquid (1918, 1800 K), hcp (1700 K).
 
-.venv/bin/python bench/ti1/phase_classifier.py
+.venv/bin/python -m bench.ti1.phase_classifier
 """
 
 import time
