@@ -1,7 +1,7 @@
 """Batched sampling vs. what users would otherwise write: one ASE MD run per state point.
 
-    OMP_NUM_THREADS=1 .venv/bin/python bench/batched_vs_ase.py --model lj --repeats 3
-    OMP_NUM_THREADS=1 .venv/bin/python bench/batched_vs_ase.py --model mace --repeats 2
+    OMP_NUM_THREADS=1 .venv/bin/python -m bench.batched_vs_ase --model lj --repeats 3
+    OMP_NUM_THREADS=1 .venv/bin/python -m bench.batched_vs_ase --model mace --repeats 2
 
 The same N state points (``--n 8 24``) are run for the same number of steps with the same
 time step (i) in one phasetune batch (``sample_state_points``, C-rescale NPT with V-rescale
@@ -38,7 +38,6 @@ from __future__ import annotations
 
 import argparse
 import copy
-import datetime
 import logging
 import os
 import statistics
@@ -56,8 +55,11 @@ from ase.md.nose_hoover_chain import IsotropicMTKNPT  # noqa: E402
 from ase.md.nptberendsen import NPTBerendsen  # noqa: E402
 from ase.md.velocitydistribution import MaxwellBoltzmannDistribution, Stationary  # noqa: E402
 from ase.stress import full_3x3_to_voigt_6_stress  # noqa: E402
-from sampler_overhead import mace_points  # noqa: E402  (bench/ is on sys.path when run)
 
+from bench.common import ARGON_EPSILON_EV as EPS  # noqa: E402
+from bench.common import ARGON_SIGMA_A as SIGMA  # noqa: E402
+from bench.common import Delegating, load_average, utc  # noqa: E402
+from bench.sampler_overhead import mace_points  # noqa: E402
 from phasetune.potentials.lennard_jones import LennardJones  # noqa: E402
 from phasetune.sampling.sampler import (  # noqa: E402
     SamplerSettings,
@@ -65,9 +67,8 @@ from phasetune.sampling.sampler import (  # noqa: E402
     sample_state_points,
 )
 from phasetune.structures import build_structure  # noqa: E402
-from phasetune.units import KB_EV_PER_K  # noqa: E402
 
-EPS, SIGMA, RC_SIGMA = 119.8 * KB_EV_PER_K, 3.405, 2.5
+RC_SIGMA = 2.5
 TAU_T_FS, TAU_P_FS, STRIDE = 100.0, 1000.0, 20
 
 
@@ -93,21 +94,12 @@ class TorchSimCalculator(Calculator):
         }
 
 
-class Counting(torch.nn.Module):
+class Counting(Delegating):
     """Delegates to ``inner`` and counts its forward calls."""
 
     def __init__(self, inner: torch.nn.Module) -> None:
-        super().__init__()
-        self.inner = inner
+        super().__init__(inner)
         self.calls = 0
-
-    @property
-    def device(self) -> torch.device:
-        return self.inner.device
-
-    @property
-    def dtype(self) -> torch.dtype:
-        return self.inner.dtype
 
     def forward(self, state, **kwargs):
         self.calls += 1
@@ -294,15 +286,6 @@ def check_lj_calculators() -> str:
     )
 
 
-def load() -> str:
-    one, five, fifteen = os.getloadavg()
-    return f"{one:.2f}, {five:.2f}, {fifteen:.2f}"
-
-
-def utc() -> str:
-    return datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%d %H:%M:%S UTC")
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--model", choices=("lj", "mace"), default="lj")
@@ -346,7 +329,7 @@ def main() -> None:
             return points[: min(limits)] if limits else points
 
         n_atoms = sum(len(p.atoms) for p in points)
-        print(f"\nN = {n} ({n_atoms} atoms): start {utc()}, load {load()}")
+        print(f"\nN = {n} ({n_atoms} atoms): start {utc()}, load {load_average()}")
         batch, ase = [], {k: [] for k in calculators}
         for _ in range(args.repeats):
             batch.append(run_batch(make_model, points, steps, dt_fs, compressibility))
@@ -356,7 +339,7 @@ def main() -> None:
                         make_calc, integrator, measured(limit), steps, dt_fs, 1 / compressibility
                     )
                 )
-        print(f"N = {n}: end {utc()}, load {load()}")
+        print(f"N = {n}: end {utc()}, load {load_average()}")
         t_batch = statistics.median(r["wall"] for r in batch) / (n * steps)
         print(f"  phasetune batch mean T per point (K): {np.round(batch[-1]['T'], 0)}")
         calls = batch[-1]["calls_per_step"]

@@ -1,6 +1,6 @@
 """Direct check of a fine-tuning run's reweighted Δg change, by λ-integration (bench).
 
-    .venv/bin/python bench/delta_g_change_check.py RUN_DIR [--target NAME] \
+    .venv/bin/python -m bench.delta_g_change_check RUN_DIR [--target NAME] \
         [--lambdas 0 0.5 1] [--production-steps 3000] [--threads 2]
 
 DiffTRe estimates each phase's change g(θ₁) − g(θ₀) at a target (T, P) by a chain of short

@@ -6,7 +6,7 @@ On the GPU machine (installs the carried wheels first, see ``bench/gpu_check.sh`
 
 Dry run here, on the CPU, tiny (2 state points of 54 atoms, a few steps)::
 
-    .venv/bin/python bench/gpu_check.py --device cpu --quick --out /tmp/gpu_check
+    .venv/bin/python -m bench.gpu_check --device cpu --quick --out /tmp/gpu_check
 
 Parts, in this order; each appends its results to ``OUT/gpu_check.json`` (and the Markdown
 summary ``OUT/gpu_check.md``; with the pipeline's log, summary, metrics, report and plot,
@@ -41,7 +41,6 @@ measured, and a part is skipped when less than its estimate is left of ``--budge
 from __future__ import annotations
 
 import argparse
-import datetime
 import json
 import os
 import platform
@@ -52,43 +51,38 @@ import time
 import warnings
 from pathlib import Path
 
-REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO))
-sys.path.insert(0, str(REPO / "bench"))  # batched_vs_ase's ASE loop
-
 # isort: off
-import mace  # noqa: E402,F401  (before e3nn: mace sets torch.load defaults on import)
-import torch  # noqa: E402
-import torch_sim as ts  # noqa: E402
+import mace  # noqa: F401  (before e3nn: mace sets torch.load defaults on import)
+import torch
+import torch_sim as ts
 
 # isort: on
-from omegaconf import OmegaConf  # noqa: E402
+from omegaconf import OmegaConf
 
-from phasetune.configs import CONFIG_DIR  # noqa: E402
-from phasetune.learn.difftre import (  # noqa: E402
+from bench.common import utc
+from phasetune.configs import CONFIG_DIR
+from phasetune.learn.difftre import (
     StatePointEnsemble,
     energies_on_frames,
     parameter_snapshot,
     reweighted_gibbs_change,
 )
-from phasetune.potentials.base import energies_only, sampling_copy  # noqa: E402
-from phasetune.potentials.mace import MacePotential, build_mace  # noqa: E402
-from phasetune.sampling.frames import Frames  # noqa: E402
-from phasetune.sampling.sampler import (  # noqa: E402
+from phasetune.potentials.base import energies_only, sampling_copy
+from phasetune.potentials.mace import MacePotential, build_mace
+from phasetune.sampling.frames import Frames
+from phasetune.sampling.sampler import (
     SamplerSettings,
     StatePoint,
     sample_state_points,
 )
-from phasetune.targets import load_targets  # noqa: E402
-from phasetune.ti_small import ti_small_potential  # noqa: E402
+from phasetune.targets import load_targets
+from phasetune.ti_small import ti_small_potential
+
+REPO = Path(__file__).resolve().parents[1]
 
 #: ti_small's own transition temperatures at 0 GPa (bench/RESULTS.md), shifted along the
 #: experimental lines: only the anchors' values depend on them, not the timings
 TI_SMALL_OFFSET_K = {"hcp_bcc": 1326.0 - 1154.66, "bcc_liquid": 1998.0 - 1940.52}
-
-
-def utc() -> str:
-    return datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%d %H:%M:%S UTC")
 
 
 class Report:
@@ -362,8 +356,9 @@ def part_ase(report, models, points, device, dtype, steps: int) -> None:
     """ASE loop (one state point after another, MACECalculator) vs. the phasetune batch."""
     import copy
 
-    from batched_vs_ase import run_ase
     from mace.calculators import MACECalculator
+
+    from bench.batched_vs_ase import run_ase
 
     live, timestep = models["ti_small"]
     dtype_name = str(dtype).removeprefix("torch.")

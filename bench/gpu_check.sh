@@ -31,4 +31,4 @@ python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upg
   --target /tmp/site .whl/*.whl
 export PYTHONPATH="/tmp/site:$PWD" PYTHONUNBUFFERED=1 WANDB_MODE=disabled
 nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv >"$OUT/nvidia-smi.txt" || true
-exec python3 bench/gpu_check.py --out "$OUT" "$@"
+exec python3 -m bench.gpu_check --out "$OUT" "$@"

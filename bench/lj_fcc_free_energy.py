@@ -1,6 +1,6 @@
 """Frenkel–Ladd free energy of the LJ fcc solid vs. van der Hoef's fit (full potential, N → ∞).
 
-    .venv/bin/python bench/lj_fcc_free_energy.py [n_atoms] [switching_steps] [cutoff_sigma]
+    .venv/bin/python -m bench.lj_fcc_free_energy [n_atoms] [switching_steps] [cutoff_sigma]
 
 State point T* = 2, P* = 42.18 (ρ* ≈ 1.28, the classic Frenkel–Ladd state). The potential is
 truncated at ``cutoff_sigma`` (default 3σ) with analytic tail corrections; van der Hoef,

@@ -1,6 +1,6 @@
 """NPT Lennard-Jones liquid vs. the NIST benchmark, with longer runs than the test suite.
 
-    python bench/lj_liquid_eos.py --systems 3 --equilibration 2000 --production 3000
+    python -m bench.lj_liquid_eos --systems 3 --equilibration 2000 --production 3000
 
 State point: T* = 0.85, P* = 0.55355, LJ truncated at 3σ with analytic tail corrections
 (NIST Standard Reference Simulation Website, LJ fluid, MC NVT at T* = 0.85: ρ* = 0.82 gives

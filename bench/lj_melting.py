@@ -1,6 +1,6 @@
 """LJ (r_c = 2.5σ, truncated and shifted) melting temperature at P = 0, both routes.
 
-    .venv/bin/python bench/lj_melting.py [out_dir]
+    .venv/bin/python -m bench.lj_melting [out_dir]
 
 Runs ``phasetune-measure method=both`` on argon-like LJ with bench-sized settings:
 coexistence (fcc 4×4×4 cells doubled along z = 512 atoms per box, 5 temperatures × 2

@@ -1,6 +1,6 @@
 """Which NPT integrator samples the right volume distribution? An ideal-gas check.
 
-    python bench/npt_ensemble.py --atoms 4 --systems 32 --steps 6000
+    python -m bench.npt_ensemble --atoms 4 --systems 32 --steps 6000
 
 For N ideal-gas atoms with the centre of mass fixed, the NPT volume distribution is
 P(V) ∝ V^(N−1) exp(−βPV): ⟨V⟩ = N kT/P and Var V = N (kT/P)². Compares phasetune's

@@ -1,6 +1,6 @@
 """Peak memory and time of one DiffTRe reweighting step (FEP forward + backward) vs. frames.
 
-    python bench/reweighting_memory.py --frames 16 64 256 --chunk 8 --threads 1
+    python -m bench.reweighting_memory --frames 16 64 256 --chunk 8 --threads 1
 
 A small seeded MACE (``build_mace``, Ti, 8x0e, 2 interactions, r_max 4.5 Å) as the live
 model; N frames of a 54-atom bcc Ti cell (a = 3.3 Å) rattled by Gaussian displacements of
@@ -52,6 +52,7 @@ import statistics
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 TEMPERATURE_K = 1200.0
 LATTICE_A = 3.3
@@ -277,7 +278,8 @@ def _run(config: dict, threads: int) -> dict:
         env[key] = str(threads)
     env["MALLOC_MMAP_THRESHOLD_"] = "65536"
     result = subprocess.run(
-        [sys.executable, __file__, "--worker", json.dumps(config)],
+        [sys.executable, "-m", "bench.reweighting_memory", "--worker", json.dumps(config)],
+        cwd=Path(__file__).resolve().parents[1],
         env=env,
         capture_output=True,
         text=True,

@@ -1,6 +1,6 @@
 """Sampler overhead: wall time per MD step of phasetune's sampler / one bare batched force call.
 
-    OMP_NUM_THREADS=1 .venv/bin/python bench/sampler_overhead.py --model both --repeats 5
+    OMP_NUM_THREADS=1 .venv/bin/python -m bench.sampler_overhead --model both --repeats 5
 
 (``--model lj`` or ``--model mace`` for one of them; ``--lj-steps``, ``--mace-steps`` set the
 run length.) The goal is a ratio ≤ 1.15.
@@ -39,7 +39,6 @@ the rows of one repeat run one after the other, so load drift spreads over all r
 from __future__ import annotations
 
 import argparse
-import datetime
 import logging
 import os
 import statistics
@@ -51,6 +50,9 @@ os.environ.setdefault("OMP_NUM_THREADS", "1")
 import torch  # noqa: E402
 import torch_sim as ts  # noqa: E402
 
+from bench.common import ARGON_EPSILON_EV as EPS  # noqa: E402
+from bench.common import ARGON_SIGMA_A as SIGMA  # noqa: E402
+from bench.common import Delegating, load_average, utc  # noqa: E402
 from phasetune.potentials.lennard_jones import LennardJones  # noqa: E402
 from phasetune.sampling.sampler import (  # noqa: E402
     SamplerSettings,
@@ -59,30 +61,19 @@ from phasetune.sampling.sampler import (  # noqa: E402
 )
 from phasetune.sampling.stability import StabilitySettings  # noqa: E402
 from phasetune.structures import build_structure  # noqa: E402
-from phasetune.units import KB_EV_PER_K  # noqa: E402
 
-EPS, SIGMA = 119.8 * KB_EV_PER_K, 3.405
 DEFAULT_STRIDE = SamplerSettings().stride
 OVERHEAD = "overhead run: phase check off, 1 frame"
 
 
-class Timed(torch.nn.Module):
+class Timed(Delegating):
     """Delegates to ``inner`` and keeps the duration of every forward call, and for models
     with a Verlet list whether that call rebuilt it."""
 
     def __init__(self, inner: torch.nn.Module) -> None:
-        super().__init__()
-        self.inner = inner
+        super().__init__(inner)
         self.times: list[float] = []
         self.rebuilt: list[bool] = []
-
-    @property
-    def device(self) -> torch.device:
-        return self.inner.device
-
-    @property
-    def dtype(self) -> torch.dtype:
-        return self.inner.dtype
 
     def forward(self, state, **kwargs):
         neighbors = getattr(self.inner, "neighbors", None)
@@ -235,15 +226,6 @@ def time_forces(make, points, calls: int, state: ts.SimState | None = None) -> f
     return statistics.median(times)
 
 
-def load() -> str:
-    one, five, fifteen = os.getloadavg()
-    return f"{one:.2f}, {five:.2f}, {fifteen:.2f}"
-
-
-def utc() -> str:
-    return datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%d %H:%M:%S UTC")
-
-
 def bench(name: str, make, points, base: dict, steps: int, repeats: int, calls: int) -> None:
     n_atoms = [len(p.atoms) for p in points]
     print(f"\n### {name}\n")
@@ -252,7 +234,7 @@ def bench(name: str, make, points, base: dict, steps: int, repeats: int, calls: 
         f"{steps} steps of {base['timestep_fs']:g} fs, {torch.get_num_threads()} thread(s), "
         f"median of {repeats} repeats"
     )
-    print(f"start {utc()}, load average {load()}")
+    print(f"start {utc()}, load average {load_average()}")
     rows = variants(steps)
     results: dict[str, list[dict]] = {k: [] for k in rows}
     zero, bare, bare_md = [], [], []
@@ -262,7 +244,7 @@ def bench(name: str, make, points, base: dict, steps: int, repeats: int, calls: 
             results[key].append(time_sampler(make, points, base, override, steps))
         bare_md.append(time_forces(make, points, calls, state=results[OVERHEAD][-1]["final"]))
         zero.append(time_sampler(ZeroModel, points, base, variants(steps)[OVERHEAD], steps))
-    print(f"end   {utc()}, load average {load()}\n")
+    print(f"end   {utc()}, load average {load_average()}\n")
     force = statistics.median(bare)
     print(
         f"bare force call (median of {repeats} repeats × {calls} calls): {1e3 * force:.2f} ms; "

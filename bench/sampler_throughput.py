@@ -1,6 +1,6 @@
 """Sampler throughput: atom-steps per second for a batch of Lennard-Jones state points in NPT.
 
-    python bench/sampler_throughput.py --systems 8 --atoms 256 --steps 500 --repeats 3 --threads 2
+    python -m bench.sampler_throughput --systems 8 --atoms 256 --steps 500 --repeats 3 --threads 2
 
 Prints the median over repeats of (systems × atoms × steps) / wall time, for phasetune's
 sampler (C-rescale NPT, analytic-force LJ with a Verlet skin list) and, for comparison,
@@ -18,12 +18,11 @@ import torch
 import torch_sim as ts
 from torch_sim.models.lennard_jones import LennardJonesModel
 
+from bench.common import ARGON_EPSILON_EV as EPS
+from bench.common import ARGON_SIGMA_A as SIGMA
 from phasetune.potentials.lennard_jones import LennardJones
 from phasetune.sampling.sampler import SamplerSettings, StatePoint, sample_state_points
 from phasetune.structures import build_structure
-from phasetune.units import KB_EV_PER_K
-
-EPS, SIGMA = 119.8 * KB_EV_PER_K, 3.405
 
 
 def state_points(n_systems: int, n_atoms: int) -> list[StatePoint]:

@@ -1,6 +1,6 @@
 """Transition temperatures of a titanium model at 0 GPa, both pairs, with bench-sized settings.
 
-    .venv/bin/python bench/ti_small_transitions.py [out_dir] [model.path=FILE ...]
+    .venv/bin/python -m bench.ti_small_transitions [out_dir] [model.path=FILE ...]
 
 bcc|liquid by two-phase coexistence (bcc 4×4×4 cells doubled along z = 256 atoms per box,
 5 temperatures × 2 replicas) and hcp|bcc by free energies (Frenkel–Ladd of hcp 96 and bcc 128

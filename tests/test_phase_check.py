@@ -9,14 +9,8 @@ from ase import Atoms
 from ase.build import bulk
 from ase.neighborlist import neighbor_list
 
-from phasetune.sampling.phase_check import (
-    PHASES,
-    check_phase,
-    classify_atoms,
-    local_order,
-    phase_fractions,
-    real_spherical_harmonics,
-)
+from phasetune.sampling.local_order import local_order, real_spherical_harmonics
+from phasetune.sampling.phase_check import PHASES, check_phase, classify_atoms, phase_fractions
 
 SIGMA_AR = 3.405  # Å, Lennard-Jones argon
 

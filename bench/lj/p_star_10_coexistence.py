@@ -1,6 +1,6 @@
 """LJ coexistence at P* = 10 (0.419 GPa in argon units; r_c = 2.5σ, shifted): box-size study.
 
-    .venv/bin/python bench/lj/p_star_10_coexistence.py N_XY N_Z PRODUCTION_STEPS [SEED]
+    .venv/bin/python -m bench.lj.p_star_10_coexistence N_XY N_Z PRODUCTION_STEPS [SEED]
 
 The solid is an fcc N_XY × N_XY × N_Z-cell supercell at 5.15 Å, doubled along z (half of it
 melted); 5 temperatures ± 5 % around 161 K × 2 replicas, 10 fs steps, the other settings as
@@ -15,17 +15,16 @@ import time
 import numpy as np
 import torch
 
+from bench.common import ARGON_EPSILON_EV, ARGON_SIGMA_A, threads_from_env
 from phasetune.free_energy.coexistence import melting_temperatures_coexistence
 from phasetune.free_energy.two_phase_box import CoexistenceSettings
 from phasetune.potentials.lennard_jones import LennardJones
 from phasetune.structures import build_structure
-from phasetune.units import EV_PER_A3_PER_GPA, KB_EV_PER_K
-
-ARGON_EPSILON_EV, ARGON_SIGMA_A = 119.8 * KB_EV_PER_K, 3.405  # as tests/conftest.py
+from phasetune.units import EV_PER_A3_PER_GPA
 
 n_xy, n_z, production = int(sys.argv[1]), int(sys.argv[2]), int(sys.argv[3])
 seed = int(sys.argv[4]) if len(sys.argv) > 4 else 0
-torch.set_num_threads(int(__import__("os").environ.get("THREADS", "2")))
+torch.set_num_threads(threads_from_env())
 cells = build_structure("fcc", element="Ar", lattice_A=5.15, n_atoms=4)  # one cubic cell
 solid = cells.repeat((n_xy, n_xy, n_z))
 pressure = 10.0 * ARGON_EPSILON_EV / ARGON_SIGMA_A**3 / EV_PER_A3_PER_GPA

@@ -1,6 +1,6 @@
 """Ti1 bcc|liquid coexistence (NPT bracketing) with a chosen box: 2 temperatures × 2 replicas.
 
-.venv/bin/python bench/ti1/coexistence_npt.py NX NZ GUESS WINDOW PRODUCTION_STEPS
+.venv/bin/python -m bench.ti1.coexistence_npt NX NZ GUESS WINDOW PRODUCTION_STEPS
 # e.g. 5 12 1918 0.03 4000: bcc 5×5×12 cells doubled = 1,200 atoms per box
 """
 

@@ -1,6 +1,6 @@
 """Ti1 bcc|liquid boxes in NVE after melting half: where does each settle (T, P, x_s)?
 
-    .venv/bin/python bench/ti1/coexistence_nve.py NX NZ T1,T2 STEPS   # e.g. 5 5 1850,2000 5000
+    .venv/bin/python -m bench.ti1.coexistence_nve NX NZ T1,T2 STEPS   # e.g. 5 5 1850,2000 5000
 
 bcc NX×NX×NZ cubic cells at 18.75 Å³/atom, doubled along z; the upper half melted at
 2T, 500 NPT steps at T_i, then NVE (2 fs); prints time, solid fraction, T, P, P_zz.

@@ -1,6 +1,6 @@
 """Frenkel–Ladd G/N of Ti1 hcp or bcc at 1155 K, 0 GPa: switching length and box size studies.
 
-    .venv/bin/python bench/ti1/frenkel_ladd_convergence.py PHASE N_ATOMS SWITCHING_PS [SEED]
+    .venv/bin/python -m bench.ti1.frenkel_ladd_convergence PHASE N_ATOMS SWITCHING_PS [SEED]
 
 The settings are ``preset=quick``'s (3 fs, 4 replicas, 500 + 1,000 NPT steps, 300 steps of
 equilibration at each end) except the switching length; ``n_atoms`` as in the pair configs
@@ -9,12 +9,12 @@ N-atom value. One JSON line per run goes to stdout and to ``frenkel_ladd_converg
 """
 
 import json
-import os
 import sys
 import time
 
 import torch
 
+from bench.common import threads_from_env
 from phasetune.free_energy.solid import FrenkelLaddSettings, solid_free_energy
 from phasetune.potentials.eam import mendelev_ti1
 from phasetune.structures import build_structure
@@ -23,7 +23,7 @@ TEMPERATURE_K, TIMESTEP_FS = 1155.0, 3.0
 
 phase, n_atoms, switching_ps = sys.argv[1], int(sys.argv[2]), float(sys.argv[3])
 seed = int(sys.argv[4]) if len(sys.argv) > 4 else 0
-torch.set_num_threads(int(os.environ.get("THREADS", "2")))
+torch.set_num_threads(threads_from_env())
 lattice = {"hcp": dict(lattice_A=2.95, c_over_a=1.587), "bcc": dict(lattice_A=3.31)}[phase]
 atoms = build_structure(phase, element="Ti", n_atoms=n_atoms, **lattice)
 settings = FrenkelLaddSettings(

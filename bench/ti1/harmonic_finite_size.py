@@ -1,6 +1,6 @@
 """Harmonic finite-size error [F_h(N) − F_h(∞)]/N of Ti1 hcp and bcc boxes at 1150 K.
 
-.venv/bin/python bench/ti1/harmonic_finite_size.py
+.venv/bin/python -m bench.ti1.harmonic_finite_size
 """
 
 import time

@@ -1,6 +1,6 @@
 """Per-atom phase classification of bulk Ti1 bcc (1918 K), liquid (1918, 1800 K), hcp (1700 K).
 
-.venv/bin/python bench/ti1/phase_classifier.py
+.venv/bin/python -m bench.ti1.phase_classifier
 """
 
 import time
@@ -9,7 +9,8 @@ import numpy as np
 import torch
 
 from phasetune.potentials.eam import mendelev_ti1
-from phasetune.sampling.phase_check import local_order, phase_fractions
+from phasetune.sampling.local_order import local_order
+from phasetune.sampling.phase_check import phase_fractions
 from phasetune.sampling.sampler import SamplerSettings, StatePoint, sample_state_points
 from phasetune.structures import build_structure
 

@@ -1,6 +1,6 @@
 """Ti1 at 0 K: hcp a and c/a, cohesive energy, E_bcc − E_hcp, E_fcc − E_hcp (Nelder–Mead).
 
-.venv/bin/python bench/ti1/static_properties.py
+.venv/bin/python -m bench.ti1.static_properties
 """
 
 import torch

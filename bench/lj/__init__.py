@@ -1,0 +1,1 @@
+"""Lennard-Jones measurements; run each as ``python -m bench.lj.<name>``."""
