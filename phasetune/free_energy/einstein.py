@@ -18,9 +18,9 @@ from __future__ import annotations
 import math
 
 import torch
-from torch_sim.models.interface import ModelInterface
 from torch_sim.state import SimState
 
+from phasetune.potentials.base import ModelBase
 from phasetune.units import AMU_IN_KG, EV_IN_J, HBAR_EV_S, KB_EV_PER_K
 
 
@@ -45,7 +45,7 @@ def spring_constant_from_msd(*, msd_A2: float, temperature_K: float) -> float:
     return 3.0 * KB_EV_PER_K * temperature_K / msd_A2
 
 
-class EinsteinCrystal(ModelInterface):
+class EinsteinCrystal(ModelBase):
     """Springs tying each atom to its site: a torch-sim model (fixed cell, no stress).
 
     Args:
@@ -61,11 +61,7 @@ class EinsteinCrystal(ModelInterface):
         device: torch.device | str = "cpu",
         dtype: torch.dtype = torch.float64,
     ) -> None:
-        super().__init__()
-        self._device = torch.device(device)
-        self._dtype = dtype
-        self._compute_forces = True
-        self._compute_stress = True
+        super().__init__(device=device, dtype=dtype)
         self.register_buffer("sites", sites.detach().to(self._device, dtype).clone())
         spring = torch.as_tensor(spring_eV_A2, device=self._device, dtype=dtype)
         self.register_buffer("spring", spring.expand(sites.shape[0]).clone())

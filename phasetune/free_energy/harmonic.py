@@ -27,10 +27,10 @@ import numpy as np
 import torch
 from ase import Atoms
 from ase.neighborlist import neighbor_list
-from torch_sim.models.interface import ModelInterface
 from torch_sim.state import SimState
 
 from phasetune.free_energy.liquid import thermal_wavelength_A
+from phasetune.potentials.base import ModelBase
 from phasetune.units import KB_EV_PER_K
 
 
@@ -96,7 +96,7 @@ def translation_invariant_beta_f(
     )
 
 
-class HarmonicLattice(ModelInterface):
+class HarmonicLattice(ModelBase):
     """torch-sim model of U = ½ K Σ_bonds [(u_i − u_j)·ê_ij]² for one lattice, batched over copies.
 
     Positions must stay unwrapped (as in :func:`~phasetune.free_energy.switching.
@@ -112,10 +112,7 @@ class HarmonicLattice(ModelInterface):
         device: torch.device | str = "cpu",
         dtype: torch.dtype = torch.float64,
     ) -> None:
-        super().__init__()
-        self._device, self._dtype = torch.device(device), dtype
-        self._compute_forces = True
-        self._compute_stress = True
+        super().__init__(device=device, dtype=dtype)
         bonds, directions = lattice_bonds(atoms, cutoff_A=cutoff_A)
         self.n_atoms = len(atoms)
         self.spring = float(spring_eV_A2)

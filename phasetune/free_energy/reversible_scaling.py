@@ -46,6 +46,7 @@ from torch_sim.state import SimState
 from tqdm.auto import tqdm
 
 from phasetune.free_energy.switching import switching_schedule
+from phasetune.potentials.base import ModelBase
 from phasetune.sampling.integrator import (
     CELL_MODES,
     THERMOSTATS,
@@ -56,7 +57,7 @@ from phasetune.sampling.integrator import (
 from phasetune.units import EV_PER_A3_PER_GPA, KB_EV_PER_K, fs_to_internal
 
 
-class ScaledModel(ModelInterface):
+class ScaledModel(ModelBase):
     """λ_s U per system s: energy λU, forces λF, stress λσ of the wrapped model.
 
     ``lam`` is a per-system tensor [n_systems] (None: all ones). ``unscaled_energy`` keeps
@@ -67,11 +68,12 @@ class ScaledModel(ModelInterface):
     """
 
     def __init__(self, model: ModelInterface) -> None:
-        super().__init__()
+        super().__init__(
+            device=model.device,
+            dtype=model.dtype,
+            compute_stress=bool(getattr(model, "compute_stress", True)),
+        )
         self.model = model
-        self._device, self._dtype = model.device, model.dtype
-        self._compute_forces = True
-        self._compute_stress = bool(getattr(model, "compute_stress", True))
         self.lam: torch.Tensor | None = None
         self.unscaled_energy: torch.Tensor | None = None
 

@@ -24,6 +24,7 @@ from torch_sim.models.interface import ModelInterface
 from torch_sim.state import SimState
 from tqdm.auto import tqdm
 
+from phasetune.potentials.base import ModelBase
 from phasetune.units import KB_EV_PER_K, fs_to_internal
 
 
@@ -42,7 +43,7 @@ def _remove_center_of_mass(vectors, masses, system_idx, n_systems):
     return vectors - (masses / mass[system_idx]).unsqueeze(-1) * total[system_idx]
 
 
-class LambdaPath(ModelInterface):
+class LambdaPath(ModelBase):
     """(1 − λ_s) U_A + λ_s U_B per system s; ``delta_u`` holds U_B − U_A per system.
 
     With ``fix_center_of_mass`` the forces are projected onto the constraint Σ m_i r_i = const
@@ -53,12 +54,9 @@ class LambdaPath(ModelInterface):
     def __init__(
         self, model_a: ModelInterface, model_b: ModelInterface, *, fix_center_of_mass=False
     ) -> None:
-        super().__init__()
+        super().__init__(device=model_a.device, dtype=model_a.dtype)
         self.model_a, self.model_b = model_a, model_b
         self.fix_center_of_mass = bool(fix_center_of_mass)
-        self._device, self._dtype = model_a.device, model_a.dtype
-        self._compute_forces = True
-        self._compute_stress = True
         self.lam: torch.Tensor | None = None
         self.delta_u: torch.Tensor | None = None
 

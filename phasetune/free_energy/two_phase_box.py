@@ -20,6 +20,7 @@ from torch_sim.models.interface import ModelInterface
 from torch_sim.state import SimState
 from tqdm.auto import tqdm
 
+from phasetune.potentials.base import ModelBase
 from phasetune.sampling.integrator import crescale_init, crescale_step, ensemble_targets
 from phasetune.sampling.phase_check import LIQUID_INDEX, classify_atoms
 from phasetune.sampling.sampler import MELT_ATTEMPTS, MELT_RETRY_HEATING
@@ -33,16 +34,13 @@ log = logging.getLogger(__name__)
 MIN_MELTED_FRACTION = 0.6
 
 
-class FrozenAtoms(ModelInterface):
+class FrozenAtoms(ModelBase):
     """A model whose forces on the masked atoms are zero (they stay put if at rest)."""
 
     def __init__(self, model: ModelInterface, frozen: torch.Tensor) -> None:
-        super().__init__()
+        super().__init__(device=model.device, dtype=model.dtype)
         self.model = model
         self.register_buffer("frozen", frozen.to(torch.bool))
-        self._device, self._dtype = model.device, model.dtype
-        self._compute_forces = True
-        self._compute_stress = True
 
     def forward(self, state: SimState, **kwargs) -> dict[str, torch.Tensor]:
         out = dict(self.model(state))

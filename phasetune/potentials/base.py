@@ -48,6 +48,25 @@ def refresh_sampling_copy(frozen: torch.nn.Module, live: torch.nn.Module) -> tor
     return frozen
 
 
+class ModelBase(ts.models.interface.ModelInterface):
+    """A torch-sim ``ModelInterface`` whose device, dtype and outputs are set in one place.
+
+    torch-sim's base class declares ``_device``, ``_dtype``, ``_compute_forces`` and
+    ``_compute_stress`` for its subclasses to set in ``__init__`` (its own models do so);
+    phasetune's models call ``super().__init__(device=..., dtype=...)`` instead, with forces
+    on and stress on unless ``compute_stress`` says otherwise.
+    """
+
+    def __init__(
+        self, *, device: torch.device | str, dtype: torch.dtype, compute_stress: bool = True
+    ) -> None:
+        super().__init__()
+        self._device = torch.device(device)
+        self._dtype = dtype
+        self._compute_forces = True
+        self._compute_stress = bool(compute_stress)
+
+
 class SwitchableOutputs:
     """Mixin for a torch-sim ``ModelInterface`` whose ``compute_forces`` and
     ``compute_stress`` can be switched after construction (torch-sim's base class declares

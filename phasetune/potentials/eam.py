@@ -18,16 +18,15 @@ from __future__ import annotations
 from collections.abc import Callable
 
 import torch
-from torch_sim.models.interface import ModelInterface
 from torch_sim.state import SimState
 
-from phasetune.potentials.base import SwitchableOutputs
+from phasetune.potentials.base import ModelBase, SwitchableOutputs
 from phasetune.potentials.neighbors import VerletList
 
 RadialFunction = Callable[[torch.Tensor], torch.Tensor]
 
 
-class EmbeddedAtomModel(SwitchableOutputs, ModelInterface):
+class EmbeddedAtomModel(SwitchableOutputs, ModelBase):
     """Single-element EAM in the Finnis–Sinclair form (pair φ, density ψ, embedding F).
 
     Args:
@@ -49,11 +48,7 @@ class EmbeddedAtomModel(SwitchableOutputs, ModelInterface):
         device: torch.device | str = "cpu",
         dtype: torch.dtype = torch.float64,
     ) -> None:
-        super().__init__()
-        self._device = torch.device(device)
-        self._dtype = dtype
-        self._compute_forces = True
-        self._compute_stress = True
+        super().__init__(device=device, dtype=dtype)
         self.pair, self.density, self.embedding = pair_eV, density, embedding_eV
         self.cutoff = float(cutoff_A)
         self.neighbors = VerletList(self.cutoff, skin_A)

@@ -7,19 +7,16 @@ have P(V) ∝ V^(N−1) exp(−βPV): ⟨V⟩ = N·k_BT/P and Var(V) = N·(k_BT/
 from __future__ import annotations
 
 import torch
-from torch_sim.models.interface import ModelInterface
 from torch_sim.state import SimState
 
+from phasetune.potentials.base import ModelBase
 
-class IdealGas(ModelInterface):
+
+class IdealGas(ModelBase):
     """A model with no interactions (meets torch-sim's ``ModelInterface``)."""
 
     def __init__(self, *, device: torch.device | str = "cpu", dtype=torch.float64) -> None:
-        super().__init__()
-        self._device = torch.device(device)
-        self._dtype = dtype
-        self._compute_forces = True
-        self._compute_stress = True
+        super().__init__(device=device, dtype=dtype)
 
     def forward(self, state: SimState, **kwargs) -> dict[str, torch.Tensor]:
         n = state.n_systems

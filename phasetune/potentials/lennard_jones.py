@@ -27,14 +27,13 @@ from __future__ import annotations
 import math
 
 import torch
-from torch_sim.models.interface import ModelInterface
 from torch_sim.state import SimState
 
-from phasetune.potentials.base import SwitchableOutputs
+from phasetune.potentials.base import ModelBase, SwitchableOutputs
 from phasetune.potentials.neighbors import VerletList
 
 
-class LennardJones(SwitchableOutputs, ModelInterface):
+class LennardJones(SwitchableOutputs, ModelBase):
     """Single-component Lennard-Jones model meeting torch-sim's ``ModelInterface``.
 
     Args:
@@ -59,16 +58,12 @@ class LennardJones(SwitchableOutputs, ModelInterface):
         device: torch.device | str = "cpu",
         dtype: torch.dtype = torch.float64,
     ) -> None:
-        super().__init__()
+        super().__init__(device=device, dtype=dtype)
         if epsilon_eV <= 0 or sigma_A <= 0 or cutoff_sigma <= 1.0:
             raise ValueError(
                 f"need epsilon_eV > 0, sigma_A > 0 and cutoff_sigma > 1, got "
                 f"{epsilon_eV=}, {sigma_A=}, {cutoff_sigma=}"
             )
-        self._device = torch.device(device)
-        self._dtype = dtype
-        self._compute_forces = True
-        self._compute_stress = True
         self.epsilon = torch.nn.Parameter(torch.tensor(epsilon_eV, device=device, dtype=dtype))
         self.sigma = torch.nn.Parameter(torch.tensor(sigma_A, device=device, dtype=dtype))
         self.cutoff_sigma = float(cutoff_sigma)

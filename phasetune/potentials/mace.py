@@ -27,7 +27,7 @@ import torch
 import torch_sim as ts
 from torch_sim.models.interface import ModelInterface
 
-from phasetune.potentials.base import SwitchableOutputs
+from phasetune.potentials.base import ModelBase, SwitchableOutputs
 from phasetune.potentials.lora import LowRankAdapter
 from phasetune.third_party import mace_import
 
@@ -137,7 +137,7 @@ def load_mace_module(
     return module.to(device=device, dtype=dtype), file
 
 
-class MacePotential(SwitchableOutputs, ModelInterface):
+class MacePotential(SwitchableOutputs, ModelBase):
     """A live, trainable MACE model with torch-sim's interface (energies keep their graph).
 
     Args:
@@ -163,11 +163,7 @@ class MacePotential(SwitchableOutputs, ModelInterface):
         lora_rank: int = 0,
         lora_modules: Sequence[str] = ("*",),
     ) -> None:
-        super().__init__()
-        self._device = torch.device(device)
-        self._dtype = dtype
-        self._compute_forces = True
-        self._compute_stress = True
+        super().__init__(device=device, dtype=dtype)
         self.model = model.to(device=self._device, dtype=dtype)
         self.r_max = float(self.model.r_max)
         self.atomic_numbers_known = [int(z) for z in self.model.atomic_numbers]
