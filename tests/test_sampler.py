@@ -442,6 +442,71 @@ def test_internal_pressure_tensor_is_kinetic_over_volume_minus_stress():
     torch.testing.assert_close(trace / 3, 2 * kinetic / (3 * volume), rtol=1e-13, atol=0)
 
 
+def _crescale_state(generator, n_atoms=(5, 7)):
+    from torch_sim.integrators.npt import NPTCRescaleState
+
+    n_atoms = torch.tensor(n_atoms)
+    n, systems = int(n_atoms.sum()), len(n_atoms)
+    cell = torch.diag_embed(10 + torch.rand(systems, 3, generator=generator, dtype=torch.float64))
+    return NPTCRescaleState(
+        positions=torch.zeros(n, 3, dtype=torch.float64),
+        masses=1 + 40 * torch.rand(n, generator=generator, dtype=torch.float64),
+        cell=cell,
+        pbc=True,
+        atomic_numbers=torch.full((n,), 18),
+        system_idx=torch.repeat_interleave(torch.arange(systems), n_atoms),
+        momenta=torch.randn(n, 3, generator=generator, dtype=torch.float64),
+        energy=torch.zeros(systems, dtype=torch.float64),
+        forces=torch.zeros(n, 3, dtype=torch.float64),
+        stress=torch.zeros(systems, 3, 3, dtype=torch.float64),
+        tau_p=torch.ones(systems, dtype=torch.float64),
+        isothermal_compressibility=torch.ones(systems, dtype=torch.float64),
+        initial_cell=cell.clone(),
+        initial_cell_inv=torch.linalg.inv(cell),
+        initial_volume=torch.linalg.det(cell),
+    )
+
+
+def test_vrescale_equals_torch_sims_and_samples_the_canonical_kinetic_energy():
+    """phasetune's Bussi thermostat (its own: torch-sim's is private API) makes the same
+    draws as torch-sim 0.6's ``_vrescale_update`` and gives the same momenta bit for bit;
+    and, applied alone for many steps, it samples K from the canonical Gamma(N_f/2, k_BT)
+    distribution: ⟨K⟩ = N_f k_BT/2 and Var K = N_f (k_BT)²/2."""
+    import torch_sim
+    from torch_sim.integrators.nvt import _vrescale_update
+
+    from phasetune.sampling.integrator import vrescale_update
+
+    assert torch_sim.__version__.startswith("0.6"), "re-check the parity against this version"
+    kT = torch.tensor([0.01, 0.03], dtype=torch.float64)
+    tau, dt = torch.full((2,), 5.0, dtype=torch.float64), torch.full((2,), 0.5, dtype=torch.float64)
+    ours, theirs = (_crescale_state(torch.Generator().manual_seed(5)) for _ in range(2))
+    ours.rng, theirs.rng = (torch.Generator().manual_seed(11) for _ in range(2))
+    for _ in range(20):
+        ours = vrescale_update(ours, tau, kT, dt)
+        theirs = _vrescale_update(theirs, tau, kT, dt)
+    assert torch.equal(ours.momenta, theirs.momenta)
+    # canonical kinetic energy: 4000 steps of τ/10, sampled every 10 steps (≈ 1 τ apart)
+    state = _crescale_state(torch.Generator().manual_seed(7), n_atoms=(4, 30))
+    state.rng = torch.Generator().manual_seed(13)
+    dof = state.get_number_of_degrees_of_freedom()
+    samples = []
+    for step in range(4000):
+        state = vrescale_update(state, tau, kT, dt)
+        if step >= 100 and step % 10 == 0:
+            samples.append(dof * state.calc_kT() / 2)
+    kinetic = torch.stack(samples)
+    n = kinetic.shape[0]
+    mean_expected, var_expected = dof * kT / 2, dof * kT**2 / 2
+    # standard errors of the mean and of the variance of a Gamma sample (nearly independent
+    # samples 1 τ apart; 4σ)
+    mean_error = torch.sqrt(var_expected / n)
+    assert torch.all((kinetic.mean(0) - mean_expected).abs() < 4 * 1.5 * mean_error)
+    shape = dof / 2
+    var_error = var_expected * torch.sqrt((2 + 6 / shape) / n)
+    assert torch.all((kinetic.var(0) - var_expected).abs() < 4 * 1.5 * var_error)
+
+
 def test_a_liquid_that_did_not_melt_is_melted_again_hotter(argon, monkeypatch, caplog):
     """A liquid started as a crystal that the first hot stage (0.5·T = 50 K, far below
     argon's melting point) leaves solid is melted again hotter (retry heating set to 4×

@@ -33,7 +33,6 @@ from dataclasses import dataclass
 import torch
 from torch_sim.integrators.md import initialize_momenta
 from torch_sim.integrators.npt import NPTCRescaleState
-from torch_sim.integrators.nvt import _vrescale_update
 from torch_sim.models.interface import ModelInterface
 from torch_sim.state import SimState
 
@@ -202,6 +201,35 @@ def _cell_rescale(
     return state
 
 
+def vrescale_update(
+    state: NPTCRescaleState, tau: torch.Tensor, kT: torch.Tensor, dt: torch.Tensor
+) -> NPTCRescaleState:
+    """Stochastic velocity rescaling (Bussi, Donadio & Parrinello, J. Chem. Phys. 126, 014101
+    (2007), eq. A7), per system: with c = e^(−dt/τ), N_f degrees of freedom, kinetic energy K
+    and its target K̄ = N_f k_BT/2,
+
+        K' = c K + (1 − c)(K̄/N_f)(R₁² + S) + 2 R₁ √(c (1 − c) K K̄ / N_f),
+
+    R₁ ~ N(0, 1), S ~ χ²(N_f − 1) = 2·Gamma((N_f − 1)/2); every momentum is scaled by √(K'/K).
+
+    phasetune's own rather than torch-sim's ``_vrescale_update``, which is not public API.
+    The two make the same draws from ``state.rng`` in the same order and agree bit for bit
+    (tests/test_sampler.py); the χ² draw is torch's ``_standard_gamma``, the one gamma
+    sampler that takes a generator (so the MD stays seeded through ``state.rng``).
+    """
+    dof = state.get_number_of_degrees_of_freedom()
+    kinetic = dof * state.calc_kT() / 2
+    target = dof * kT / 2
+    n_systems = kinetic.shape[0]
+    r1 = torch.randn(n_systems, device=state.device, dtype=state.dtype, generator=state.rng)
+    chi2 = torch._standard_gamma((dof - 1) / 2, generator=state.rng) * 2  # noqa: SLF001
+    c1 = torch.exp(-dt / tau)
+    c2 = (1 - c1) * target / kinetic / dof
+    scale = c1 + c2 * (torch.square(r1) + chi2) + 2 * r1 * torch.sqrt(c1 * c2)
+    state.momenta = state.momenta * torch.sqrt(scale)[state.system_idx].unsqueeze(-1)
+    return state
+
+
 def langevin_update(
     state: NPTCRescaleState, tau: torch.Tensor, kT: torch.Tensor, dt: torch.Tensor
 ) -> NPTCRescaleState:
@@ -220,7 +248,7 @@ def langevin_update(
 
 
 #: Thermostats available to :func:`crescale_step`.
-THERMOSTATS = {"vrescale": _vrescale_update, "langevin": langevin_update}
+THERMOSTATS = {"vrescale": vrescale_update, "langevin": langevin_update}
 
 
 def crescale_step(
