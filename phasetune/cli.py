@@ -10,7 +10,7 @@ import torch
 from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 
-from phasetune.configs import restores_torch_threads, torch_dtype
+from phasetune.configs import restores_process_state, torch_dtype
 from phasetune.potentials.base import sampling_copy
 from phasetune.sampling.frames import Frames
 from phasetune.sampling.sampler import StatePoint, sample_state_points
@@ -118,7 +118,7 @@ def plot_frames(frames: Frames, path: Path) -> Path:
     return path
 
 
-@restores_torch_threads
+@restores_process_state
 def sample(cfg: DictConfig, output_dir: str | Path) -> Frames:
     """Sample the configured state points; write frames.h5, summary.csv and traces.png."""
     output_dir = Path(output_dir)

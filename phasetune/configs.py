@@ -130,18 +130,40 @@ def torch_dtype(name: str):
     return getattr(torch, name)
 
 
-def restores_torch_threads(function):
-    """Decorate a run function that sets torch's thread count from ``cfg.threads``: the
-    process's count is put back when it returns or raises (a library call leaves no trace)."""
+def restores_process_state(function):
+    """Decorate a run function (``train``, ``measure``, ``sample``) so that a library call
+    leaves no trace in the process: torch's thread count (set from ``cfg.threads``), the
+    random states of torch, numpy and ``random`` (``pl.seed_everything``), the warning
+    filters and the environment variables (Lightning's ``PL_GLOBAL_SEED``, a wandb
+    fallback's ``WANDB_MODE``) are put back when it returns or raises."""
 
     @functools.wraps(function)
     def call(*args, **kwargs):
+        import os
+        import random
+        import warnings
+
+        import numpy as np
         import torch
 
-        previous = torch.get_num_threads()
+        threads = torch.get_num_threads()
+        # the legacy global numpy state is the one Lightning's seed_everything seeds
+        states = (random.getstate(), np.random.get_state(), torch.random.get_rng_state())  # noqa: NPY002
+        cuda = torch.cuda.get_rng_state_all() if torch.cuda.is_available() else None
+        filters = list(warnings.filters)
+        environment = dict(os.environ)
         try:
             return function(*args, **kwargs)
         finally:
-            torch.set_num_threads(previous)
+            torch.set_num_threads(threads)
+            random.setstate(states[0])
+            np.random.set_state(states[1])  # noqa: NPY002
+            torch.random.set_rng_state(states[2])
+            if cuda is not None:
+                torch.cuda.set_rng_state_all(cuda)
+            warnings.filters[:] = filters
+            for key in set(os.environ) - set(environment):
+                del os.environ[key]
+            os.environ.update(environment)
 
     return call

@@ -26,7 +26,7 @@ from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 
 from phasetune.config_check import ConfigError
-from phasetune.configs import restores_torch_threads, torch_dtype
+from phasetune.configs import restores_process_state, torch_dtype
 from phasetune.free_energy.measurement import measure_transitions
 from phasetune.preflight import build_settings, check_common
 from phasetune.report.transitions import plot_transitions, write_transitions
@@ -74,7 +74,6 @@ def _check(cfg: DictConfig) -> tuple[list[float], list[float]]:
     return pressures, guesses
 
 
-@restores_torch_threads
 def _targets(cfg: DictConfig, pressures: list[float], guesses: list[float]):
     """One transition target of ``cfg.pair`` per pressure (its temperature: the guess)."""
     pair = cfg.pair
@@ -136,7 +135,7 @@ def _routes(cfg: DictConfig) -> list[str]:
     )
 
 
-@restores_torch_threads
+@restores_process_state
 def measure(cfg: DictConfig, output_dir: str | Path) -> list[dict]:
     """Run the configured route(s) at every pressure; write table, JSON and plot."""
     output_dir = Path(output_dir)

@@ -29,7 +29,7 @@ from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 
 from phasetune.config_check import ConfigError, ensure_writable
-from phasetune.configs import restores_torch_threads, torch_dtype
+from phasetune.configs import restores_process_state, torch_dtype
 from phasetune.learn.anchor import TransitionMeasurement, compute_anchors, measure_transitions
 from phasetune.learn.checkpoint import AtomicCheckpointIO, previous_path
 from phasetune.learn.data import StatePointDataModule
@@ -198,7 +198,7 @@ def build_model(cfg: DictConfig, device: str, dtype: torch.dtype) -> torch.nn.Mo
         raise
 
 
-@restores_torch_threads
+@restores_process_state
 def train(cfg: DictConfig, output_dir: str | Path) -> dict:
     """Anchor, fine-tune, re-measure, report. Returns the summary written to summary.json."""
     output_dir = Path(output_dir)

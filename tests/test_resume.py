@@ -118,8 +118,39 @@ def test_truncated_checkpoint_falls_back_to_the_previous_one(tmp_path, tiny_trai
     assert step_of_previous == 1 and summary["steps"] == 3
 
 
+def _process_state() -> dict:
+    import os
+    import random
+    import warnings
+
+    from hydra.core.global_hydra import GlobalHydra
+
+    return {
+        "threads": torch.get_num_threads(),
+        "torch_rng": torch.random.get_rng_state(),
+        "numpy_rng": np.random.get_state()[1].copy(),  # noqa: NPY002
+        "random": random.getstate(),
+        "warning_filters": list(warnings.filters),
+        "environment": dict(os.environ),
+        "hydra": GlobalHydra.instance().is_initialized(),
+    }
+
+
 def test_same_seed_same_numbers(tmp_path, tiny_train):
+    """Two runs with one seed agree; and train() called as a library function leaves no trace
+    in the process (threads, random states that pl.seed_everything sets, warning filters,
+    environment, Hydra's global state)."""
+    torch.set_num_threads(1)
+    before = _process_state()
     first = train(_cfg(tiny_train, tmp_path, "trainer.max_steps=2"), tmp_path / "a")
+    after = _process_state()
+    for key, value in before.items():
+        if torch.is_tensor(value):
+            assert torch.equal(value, after[key]), key
+        elif isinstance(value, np.ndarray):
+            assert np.array_equal(value, after[key]), key
+        else:
+            assert value == after[key], key
     second = train(_cfg(tiny_train, tmp_path, "trainer.max_steps=2"), tmp_path / "b")
     _assert_same(
         torch.load(tmp_path / "a" / "trained_model.pt", weights_only=True),
