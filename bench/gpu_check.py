@@ -67,7 +67,8 @@ from phasetune.learn.difftre import (
     parameter_snapshot,
     reweighted_gibbs_change,
 )
-from phasetune.potentials.base import energies_only, sampling_copy
+from phasetune.potentials.base import sampling_copy
+from phasetune.potentials.evaluation import energies_only
 from phasetune.potentials.mace import MacePotential, build_mace
 from phasetune.sampling.frames import Frames
 from phasetune.sampling.sampler import (

@@ -80,7 +80,8 @@ def _setup(
     import mace  # noqa: F401
 
     from phasetune.learn.difftre import StatePointEnsemble, parameter_snapshot
-    from phasetune.potentials.base import frame_energies, sampling_copy
+    from phasetune.potentials.base import sampling_copy
+    from phasetune.potentials.evaluation import frame_energies
     from phasetune.potentials.mace import MacePotential, build_mace
     from phasetune.sampling.frames import Frames
     from phasetune.structures import build_structure
@@ -130,7 +131,7 @@ def _zero_grad(model) -> None:
 def _step(method: str, model, ensemble, chunk: int):
     """One forward+backward; returns ΔG/N (or Σ U for bare) as a float."""
     from phasetune.learn.difftre import reweighted_gibbs_change
-    from phasetune.potentials.base import frame_energies
+    from phasetune.potentials.evaluation import frame_energies
 
     _zero_grad(model)
     if method == "bare":
@@ -182,7 +183,7 @@ def worker(config: dict) -> dict:
     """Peak extra memory of one step of one method; then its time, and the bare time."""
     import torch
 
-    from phasetune.potentials.base import frame_energies
+    from phasetune.potentials.evaluation import frame_energies
     from phasetune.thermo import relative_effective_sample_size, reweighting_weights
 
     n, method, repeats = config["frames"], config["method"], config["repeats"]

@@ -13,7 +13,8 @@ from phasetune.learn.data import StatePointDataModule
 from phasetune.learn.difftre import reweighted_gibbs_change
 from phasetune.learn.module import DiffTReModule, select_trainable
 from phasetune.learn.optimizers import OffsetAdam
-from phasetune.potentials.base import frame_energies, refresh_sampling_copy, sampling_copy
+from phasetune.potentials.base import refresh_sampling_copy, sampling_copy
+from phasetune.potentials.evaluation import frame_energies
 from phasetune.potentials.mace import (
     MacePotential,
     ModelNotFoundError,

@@ -13,7 +13,7 @@ from phasetune.learn.difftre import (  # noqa: E402
     parameter_snapshot,
     reweighted_gibbs_change,
 )
-from phasetune.potentials.base import frame_energies  # noqa: E402
+from phasetune.potentials.evaluation import frame_energies  # noqa: E402
 from phasetune.potentials.mace import MacePotential  # noqa: E402
 from phasetune.sampling.sampler import SamplerSettings, StatePoint, sample_state_points  # noqa: E402
 from phasetune.structures import build_structure  # noqa: E402

@@ -168,7 +168,7 @@ def test_energies_only_switches_outputs_through_the_public_properties(argon):
     """Inside the block the model is asked for U alone (through compute_forces and
     compute_stress, not torch-sim's private attributes; MACE then keeps the energy's graph),
     gives the same U, and is restored after it."""
-    from phasetune.potentials.base import energies_only
+    from phasetune.potentials.evaluation import energies_only
     from phasetune.structures import build_structure
 
     model = LennardJones(epsilon_eV=argon["epsilon_eV"], sigma_A=argon["sigma_A"])

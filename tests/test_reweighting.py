@@ -3,7 +3,8 @@
 import pytest
 import torch
 
-from phasetune.potentials.base import frame_energies, refresh_sampling_copy, sampling_copy
+from phasetune.potentials.base import refresh_sampling_copy, sampling_copy
+from phasetune.potentials.evaluation import frame_energies
 from phasetune.potentials.lennard_jones import LennardJones
 from phasetune.sampling.sampler import SamplerSettings, StatePoint, sample_state_points
 from phasetune.structures import build_structure

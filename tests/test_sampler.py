@@ -7,7 +7,8 @@ import pytest
 import torch
 from ase import Atoms
 
-from phasetune.potentials.base import frame_energies, sampling_copy
+from phasetune.potentials.base import sampling_copy
+from phasetune.potentials.evaluation import frame_energies
 from phasetune.potentials.ideal_gas import IdealGas
 from phasetune.potentials.lennard_jones import LennardJones
 from phasetune.sampling.frames import Frames

@@ -33,7 +33,7 @@ import torch
 from torch_sim.models.interface import ModelInterface
 
 from phasetune.free_energy.switching import LambdaPath
-from phasetune.potentials.base import frame_energies
+from phasetune.potentials.evaluation import frame_energies
 from phasetune.sampling.sampler import SamplerSettings, StatePoint, sample_state_points
 from phasetune.thermo.bar import correlated_bennett_acceptance_ratio
 from phasetune.thermo.statistics import standard_error_of_mean

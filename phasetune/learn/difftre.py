@@ -24,7 +24,7 @@ from dataclasses import dataclass, field
 
 import torch
 
-from phasetune.potentials.base import frame_energies
+from phasetune.potentials.evaluation import frame_energies
 from phasetune.sampling.frames import Frames
 from phasetune.thermo import (
     correlated_bennett_acceptance_ratio,
