@@ -133,6 +133,31 @@ def test_spherical_harmonics_are_orthonormal_and_match_closed_forms():
     torch.testing.assert_close(y66.norm(dim=-1), expected)
 
 
+def test_spherical_harmonics_equal_e3nns_up_to_an_orthogonal_change_of_basis():
+    """e3nn's real harmonics (mace's dependency, imported as phasetune imports mace) and
+    phasetune's are the same orthonormal basis up to a rotation of the m components, so the
+    rotational invariants the classifier uses (Σ_m q_lm², q̂_l(i)·q̂_l(j)) are equal."""
+    from phasetune.third_party import mace_import
+
+    with mace_import():
+        from e3nn import o3
+    generator = torch.Generator().manual_seed(0)
+    u = torch.nn.functional.normalize(
+        torch.randn(5000, 3, generator=generator, dtype=torch.float64), dim=-1
+    )
+    for l in (4, 6):
+        ours = real_spherical_harmonics(l, u)
+        theirs = o3.spherical_harmonics(l, u, normalize=False, normalization="integral")
+        rotation = torch.linalg.lstsq(theirs, ours).solution
+        eye = torch.eye(2 * l + 1, dtype=torch.float64)
+        torch.testing.assert_close(rotation.T @ rotation, eye, atol=1e-10, rtol=0)
+        torch.testing.assert_close(theirs @ rotation, ours, atol=1e-10, rtol=0)
+        # the invariants: Σ_m Y(a) Y(b) for pairs of directions
+        torch.testing.assert_close(
+            (ours[:-1] * ours[1:]).sum(-1), (theirs[:-1] * theirs[1:]).sum(-1), atol=1e-12, rtol=0
+        )
+
+
 def test_ideal_crystals_reproduce_literature_order_parameters():
     frames = [
         bulk("Cu", "fcc", a=3.6, cubic=True).repeat(3),
