@@ -13,6 +13,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 import pytest  # noqa: E402
 import yaml  # noqa: E402
+from synthetic_ti_run import write_synthetic_ti_run  # noqa: E402  (notebooks/, a fixture)
 
 from phasetune import analysis  # noqa: E402
 from phasetune.configs import CONFIG_DIR  # noqa: E402
@@ -294,7 +295,7 @@ def test_plot_diffusion_model_series_and_experiment_only():
 
 
 def test_synthetic_ti_run_round_trip_and_diffusion_from_frames(tmp_path):
-    run = analysis.write_synthetic_ti_run(tmp_path / "run")
+    run = write_synthetic_ti_run(tmp_path / "run")
     assert analysis.is_synthetic(run) and not analysis.is_synthetic(tmp_path)
     rows = analysis.load_report(run)
     config = yaml.safe_load((Path(CONFIG_DIR) / "targets" / "ti_phase_diagram.yaml").open())
@@ -326,7 +327,7 @@ def test_synthetic_ti_run_round_trip_and_diffusion_from_frames(tmp_path):
 
 
 def test_run_without_diffusion_data_has_none(tmp_path):
-    run = analysis.write_synthetic_ti_run(tmp_path / "run", with_diffusion=False, n_steps=3)
+    run = write_synthetic_ti_run(tmp_path / "run", with_diffusion=False, n_steps=3)
     assert analysis.load_model_diffusion(run) == []
     assert json.loads((run / "summary.json").read_text())["steps"] == 3
 

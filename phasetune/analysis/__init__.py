@@ -22,9 +22,9 @@ in :mod:`phasetune.analysis.figures`; the report's reader, table and plots
 :func:`plot_diffusion`) live in :mod:`phasetune.report`. All are re-exported here, where the
 notebooks import them.
 
-:func:`write_synthetic_ti_run` (:mod:`phasetune.analysis.synthetic`) writes a small, made-up
-titanium run directory in this layout (flagged ``"synthetic": true`` in ``summary.json``) so
-the analysis can be shown and tested before a real run exists.
+A small, made-up titanium run directory in this layout (flagged ``"synthetic": true`` in
+``summary.json``), to show and test the analysis before a real run exists, is a notebook and
+test fixture, not library code: ``notebooks/synthetic_ti_run.py``.
 """
 
 from phasetune.analysis.figures import plot_training
@@ -36,7 +36,6 @@ from phasetune.analysis.runs import (
     load_model_diffusion,
     metric_series,
 )
-from phasetune.analysis.synthetic import write_synthetic_ti_run
 from phasetune.report.plots import plot_diffusion, plot_phase_diagram
 from phasetune.report.rows import load_report, report_markdown
 
@@ -52,5 +51,4 @@ __all__ = [
     "plot_phase_diagram",
     "plot_training",
     "report_markdown",
-    "write_synthetic_ti_run",
 ]

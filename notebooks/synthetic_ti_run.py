@@ -1,5 +1,8 @@
 """A small, made-up titanium run directory, to show and test the analysis before a real run.
 
+A fixture of ``titanium_analysis.ipynb`` (which imports it from this folder) and of
+``tests/test_analysis.py``, not part of the package.
+
 Every model number it writes is invented (``"synthetic": true`` in ``summary.json``); the
 layout is that of a real run (:mod:`phasetune.analysis`).
 """
@@ -196,7 +199,7 @@ def write_synthetic_ti_run(
     }
     (path / "summary.json").write_text(json.dumps(summary, indent=2))
     (path / "SYNTHETIC_EXAMPLE.txt").write_text(
-        "This directory was written by phasetune.analysis.write_synthetic_ti_run: every model "
+        "This directory was written by notebooks/synthetic_ti_run.py: every model "
         "number in it is made up (a demonstration of the analysis, not a titanium run).\n"
     )
     return path
