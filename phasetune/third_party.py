@@ -87,7 +87,7 @@ def quiet_lightning():
     with warnings.catch_warnings():
         warnings.filterwarnings("ignore", message=r".*isinstance\(treespec, LeafSpec\)")
         # the checkpoint after a step holds the state after its update, which is what a
-        # resume continues from (tests/test_resume.py): Lightning's note does not apply
+        # resume continues from (tests/integration/test_resume.py): Lightning's note does not apply
         warnings.filterwarnings("ignore", message="Using ModelCheckpoint with manual optimization")
         for logger in loggers:
             logger.setLevel(logging.WARNING)

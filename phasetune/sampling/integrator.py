@@ -22,7 +22,7 @@ Positions and momenta: x ← μ x + (μ + μ⁻¹) p dt / 2m, p ← p / μ, cell
 
 Why C-rescale: DiffTRe in NPT reweights over the sampled volume distribution, so that
 distribution must be right, not only its mean. C-rescale samples the isothermal–isobaric
-ensemble, first-order in time with the right fluctuations; ``tests/test_sampler.py`` checks
+ensemble, first-order in time with the right fluctuations; ``tests/unit/sampling/test_sampler.py`` checks
 ⟨V⟩ and Var(V) of an ideal gas against the exact NPT result.
 """
 
@@ -214,7 +214,7 @@ def vrescale_update(
 
     phasetune's own rather than torch-sim's ``_vrescale_update``, which is not public API.
     The two make the same draws from ``state.rng`` in the same order and agree bit for bit
-    (tests/test_sampler.py); the χ² draw is torch's ``_standard_gamma``, the one gamma
+    (tests/unit/sampling/test_sampler.py); the χ² draw is torch's ``_standard_gamma``, the one gamma
     sampler that takes a generator (so the MD stays seeded through ``state.rng``).
     """
     dof = state.get_number_of_degrees_of_freedom()

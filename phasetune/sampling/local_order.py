@@ -38,7 +38,7 @@ no atan2 and no pole singularity; the real and complex forms give identical rota
 invariants. Why not e3nn's ``o3.spherical_harmonics``: the e3nn that mace 0.3.16 pins
 (0.4.4) cannot be imported on torch ≥ 2.6 unless ``TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD`` is set
 (its ``o3`` unpickles a constants file with a plain ``torch.load``), and the classifier runs
-in every sampler call, MACE or not; tests/test_phase_check.py checks that e3nn's harmonics
+in every sampler call, MACE or not; tests/unit/sampling/test_phase_check.py checks that e3nn's harmonics
 (imported under :func:`phasetune.third_party.mace_import`) span the same orthonormal basis
 and give the same q̄₄, q̄₆ on the project's crystals. Ideal values (checked by the tests):
 fcc (0.191, 0.575), hcp with ideal c/a (0.097, 0.485), hcp Ti c/a = 1.586 (0.084, 0.481),

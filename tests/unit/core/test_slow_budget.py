@@ -33,7 +33,8 @@ def _run_toy(tmp_path: Path, source: str, budget_s: str) -> subprocess.Completed
     (tmp_path / "test_toy.py").write_text(source)
     (tmp_path / "pytest.ini").write_text("[pytest]\nmarkers =\n    slow(seconds): costly\n")
     env = dict(os.environ, PHASETUNE_TEST_BUDGET_S=budget_s)
-    env["PYTHONPATH"] = os.pathsep.join([str(Path(__file__).parent), env.get("PYTHONPATH", "")])
+    tests = Path(__file__).resolve().parents[2]  # tests/, where slow_budget.py is
+    env["PYTHONPATH"] = os.pathsep.join([str(tests), env.get("PYTHONPATH", "")])
     return subprocess.run(
         [
             sys.executable,

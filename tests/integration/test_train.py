@@ -26,7 +26,7 @@ from phasetune.potentials.lennard_jones import LennardJones
 from phasetune.sampling.sampler import SamplerSettings
 from phasetune.targets import target_from_dict
 
-REPO = Path(__file__).resolve().parent.parent
+REPO = Path(__file__).resolve().parents[2]
 
 
 def _target(name, temperature_K, pressure_GPa=0.0, tolerance_K=1.0, n_atoms=108):

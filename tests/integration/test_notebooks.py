@@ -15,7 +15,7 @@ from nbclient import NotebookClient
 from phasetune.analysis import load_diffusion_experiment, load_model_diffusion
 from phasetune.report.rows import load_report
 
-NOTEBOOKS = Path(__file__).resolve().parent.parent / "notebooks"
+NOTEBOOKS = Path(__file__).resolve().parents[2] / "notebooks"
 
 
 @pytest.fixture(autouse=True)

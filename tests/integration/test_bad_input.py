@@ -19,7 +19,7 @@ from phasetune.potentials.lennard_jones import LennardJones
 from phasetune.targets import target_from_dict
 from phasetune.train import make_logger
 
-REPO = Path(__file__).resolve().parent.parent
+REPO = Path(__file__).resolve().parents[2]
 TRAIN = COMMANDS["phasetune"]
 
 

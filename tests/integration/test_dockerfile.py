@@ -11,7 +11,7 @@ from hydra import compose, initialize_config_dir
 
 from phasetune.configs import CONFIG_DIR
 
-REPO = Path(__file__).resolve().parent.parent
+REPO = Path(__file__).resolve().parents[2]
 
 
 def test_dockerfile_passes_hadolint():

@@ -8,7 +8,7 @@ does not depend on training, training not on the commands or the notebook helper
 import ast
 from pathlib import Path
 
-PACKAGE = Path(__file__).resolve().parent.parent / "phasetune"
+PACKAGE = Path(__file__).resolve().parents[3] / "phasetune"
 
 #: layer of each top-level module or subpackage of phasetune (lower = more basic)
 LAYERS = {

@@ -13,7 +13,7 @@ from conftest import TINY_TRAIN
 
 from phasetune import __version__
 
-REPO = Path(__file__).resolve().parent.parent
+REPO = Path(__file__).resolve().parents[2]
 
 
 @pytest.fixture(scope="module")
