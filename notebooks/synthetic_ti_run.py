@@ -1,7 +1,7 @@
 """A small, made-up titanium run directory, to show and test the analysis before a real run.
 
 A fixture of ``titanium_analysis.ipynb`` (which imports it from this folder) and of
-``tests/test_analysis.py``, not part of the package.
+``tests/unit/report/test_analysis.py``, not part of the package.
 
 Every model number it writes is invented (``"synthetic": true`` in ``summary.json``); the
 layout is that of a real run (:mod:`phasetune.analysis`).

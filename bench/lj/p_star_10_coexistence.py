@@ -4,8 +4,8 @@
 
 The solid is an fcc N_XY × N_XY × N_Z-cell supercell at 5.15 Å, doubled along z (half of it
 melted); 5 temperatures ± 5 % around 161 K × 2 replicas, 10 fs steps, the other settings as
-the P* = 10 fixture of tests/unit/free_energy/test_coexistence.py. Prints every box's interface velocity and
-the result; one JSON line goes to ``p_star_10_coexistence.jsonl``.
+the P* = 10 fixture of tests/unit/free_energy/test_coexistence.py. Prints every box's
+interface velocity and the result; one JSON line goes to ``p_star_10_coexistence.jsonl``.
 """
 
 import json

@@ -52,10 +52,10 @@ def correlated_fep_error(delta_u: torch.Tensor, kT_eV: float) -> float:
     * Drift. A run that still relaxes (a liquid whose density settles after its melt
       stage, a crystal that begins to melt) drifts more slowly than its own length can
       resolve as a correlation; independent seeds then scatter by the drift (measured on
-      LJ, 108 atoms, 16-ps runs: 3× σ_stat, tests/integration/test_error_coverage.py). With d = ΔF₂ −
-      ΔF₁ the difference of the estimates from the run's two halves, and σ_d = 2 σ_noise
-      (σ_noise: σ_stat with g taken after removing each half's mean, so that the drift
-      does not pass for correlation), a run with |d| > 2 σ_d drifts, and its error is
+      LJ, 108 atoms, 16-ps runs: 3× σ_stat, tests/integration/test_error_coverage.py). With
+      d = ΔF₂ − ΔF₁ the difference of the estimates from the run's two halves, and
+      σ_d = 2 σ_noise (σ_noise: σ_stat with g taken after removing each half's mean, so
+      that the drift does not pass for correlation), a run with |d| > 2 σ_d drifts, and its error is
       max(σ_stat, √(σ_noise² + (0.8 d)²)) (0.8: the whole run's bias per unit of d for an
       exponential relaxation over a third of the run). A stationary run is left at σ_stat
       95 % of the time.

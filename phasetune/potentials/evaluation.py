@@ -26,7 +26,8 @@ def energies_only(model: torch.nn.Module) -> Iterator[torch.nn.Module]:
     set (phasetune's models, :class:`SwitchableOutputs`). torch-sim's own models (e.g. its
     ``MaceModel``) offer no setter; for them the flags torch-sim's ``ModelInterface``
     declares for subclasses, ``_compute_forces``/``_compute_stress``, are switched instead
-    (tests/unit/potentials/test_potentials.py checks that the installed torch-sim still declares them).
+    (tests/unit/potentials/test_potentials.py checks that the installed torch-sim still
+    declares them).
     """
     saved = {}
     for key in ("compute_forces", "compute_stress"):

@@ -20,10 +20,17 @@ Shape (anisotropic systems only), traceless diagonal log-strain per step:
 
 Positions and momenta: x ← μ x + (μ + μ⁻¹) p dt / 2m, p ← p / μ, cell ← μ cell.
 
+Why phasetune's own step and not torch-sim's ``npt_crescale_isotropic_step`` /
+``npt_crescale_triclinic_step``: each of those applies one cell mode to the whole batch,
+whereas the state points of one DiffTRe batch need different ones (liquids isotropic, hcp
+anisotropic, the two-phase boxes axial, Frenkel–Ladd fixed); the thermostat half steps
+(V-rescale or Langevin) are chosen per run, and the coupling strengths are per system.
+
 Why C-rescale: DiffTRe in NPT reweights over the sampled volume distribution, so that
 distribution must be right, not only its mean. C-rescale samples the isothermal–isobaric
-ensemble, first-order in time with the right fluctuations; ``tests/unit/sampling/test_sampler.py`` checks
-⟨V⟩ and Var(V) of an ideal gas against the exact NPT result.
+ensemble, first-order in time with the right fluctuations;
+``tests/unit/sampling/test_sampler.py`` checks ⟨V⟩ and Var(V) of an ideal gas against the
+exact NPT result.
 """
 
 from __future__ import annotations

@@ -38,13 +38,13 @@ no atan2 and no pole singularity; the real and complex forms give identical rota
 invariants. Why not e3nn's ``o3.spherical_harmonics``: the e3nn that mace 0.3.16 pins
 (0.4.4) cannot be imported on torch ≥ 2.6 unless ``TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD`` is set
 (its ``o3`` unpickles a constants file with a plain ``torch.load``), and the classifier runs
-in every sampler call, MACE or not; tests/unit/sampling/test_phase_check.py checks that e3nn's harmonics
-(imported under :func:`phasetune.third_party.mace_import`) span the same orthonormal basis
-and give the same q̄₄, q̄₆ on the project's crystals. Ideal values (checked by the tests):
-fcc (0.191, 0.575), hcp with ideal c/a (0.097, 0.485), hcp Ti c/a = 1.586 (0.084, 0.481),
-bcc with 14 neighbours (0.036, 0.511). Also computed is ten Wolde's count of "solid bonds"
-ξ(i): neighbours j whose normalised q₆ vectors are coherent with i's,
-q̂₆(i)·q̂₆(j) > 0.7.
+in every sampler call, MACE or not; tests/unit/sampling/test_phase_check.py checks that
+e3nn's harmonics (imported under :func:`phasetune.third_party.mace_import`) span the same
+orthonormal basis and give the same q̄₄, q̄₆ on the project's crystals. Ideal values
+(checked by the tests): fcc (0.191, 0.575), hcp with ideal c/a (0.097, 0.485), hcp Ti
+c/a = 1.586 (0.084, 0.481), bcc with 14 neighbours (0.036, 0.511). Also computed is ten
+Wolde's count of "solid bonds" ξ(i): neighbours j whose normalised q₆ vectors are
+coherent with i's, q̂₆(i)·q̂₆(j) > 0.7.
 
 Conventions: all atoms of all systems concatenated, ``system_idx`` [n_atoms] gives each
 atom's system, ``cell`` [n_systems, 3, 3] in ASE's row-vector convention (``cell[s, k]`` is
