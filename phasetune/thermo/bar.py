@@ -14,8 +14,8 @@ Pande, Phys. Rev. Lett. 91, 140601 (2003)) solves
 
 We solve it in log form, ln Σ_i f(·) − ln Σ_j f(·) = 0 with ln f(x) = −softplus(x) and
 log-sum-exp, so works of any magnitude (including +inf) never overflow. The left side is
-strictly increasing in ΔF, so the root is unique; it is found in float64 by Newton steps
-safeguarded by a bisection bracket.
+strictly increasing in ΔF, so the root is unique; it is found in float64 by scipy's
+``brentq`` in a bracket grown from the two one-sided exponential-averaging estimates.
 """
 
 from __future__ import annotations
@@ -24,7 +24,9 @@ import math
 from collections.abc import Callable
 from dataclasses import dataclass
 
+import numpy as np
 import torch
+from scipy.optimize import brentq
 from torch import Tensor
 from torch.nn.functional import softplus
 
@@ -94,8 +96,8 @@ def bennett_acceptance_ratio(
 
         h(x) = ln Σ_i f(M + βW_F,i − x) − ln Σ_j f(−M + βW_R,j + x) = 0,   M = ln(n_F/n_R),
 
-    with h'(x) = Σ_i p_i σ(M + βW_F,i − x) + Σ_j q_j σ(−M + βW_R,j + x) > 0, where p and q
-    are the normalised Fermi factors and σ = 1 − f is the logistic function.
+    h being strictly increasing (h'(x) = Σ_i p_i σ(M + βW_F,i − x) + Σ_j q_j σ(−M + βW_R,j + x)
+    > 0, p and q the normalised Fermi factors, σ = 1 − f the logistic function).
 
     The error is the asymptotic variance of Shirts et al. (2003), from the Fermi-function
     averages at the solution, assuming independent samples:
@@ -135,15 +137,8 @@ def bennett_acceptance_ratio(
     a = m + w_f / kT  # forward Fermi arguments are a − x
     b = -m + w_r / kT  # reverse Fermi arguments are b + x
 
-    def h_and_slope(x: float) -> tuple[float, float]:
-        log_ff = _log_fermi(a - x)
-        log_fr = _log_fermi(b + x)
-        h = float(torch.logsumexp(log_ff, 0) - torch.logsumexp(log_fr, 0))
-        slope = float(
-            (torch.softmax(log_ff, 0) * torch.sigmoid(a - x)).sum()
-            + (torch.softmax(log_fr, 0) * torch.sigmoid(b + x)).sum()
-        )
-        return h, slope
+    def h(x: float) -> float:
+        return float(torch.logsumexp(_log_fermi(a - x), 0) - torch.logsumexp(_log_fermi(b + x), 0))
 
     # One-sided exponential-averaging estimates of βΔF bound a sensible starting bracket.
     x_fwd = -(float(torch.logsumexp(-w_f / kT, 0)) - math.log(n_f))
@@ -152,33 +147,22 @@ def bennett_acceptance_ratio(
     if not starts:
         starts = [0.0]
     lo, hi = min(starts) - 1.0, max(starts) + 1.0
-    lo = _expand_bracket(lambda v: h_and_slope(v)[0], lo, -max(hi - lo, 1.0), want_sign=-1)
-    hi = _expand_bracket(lambda v: h_and_slope(v)[0], hi, max(hi - lo, 1.0), want_sign=1)
-
-    x = 0.5 * (lo + hi)
-    converged = False
-    n_iter = 0
-    while n_iter < max_iter:
-        n_iter += 1
-        h, slope = h_and_slope(x)
-        if h == 0.0:
-            converged = True
-            break
-        if h > 0:
-            hi = x
-        else:
-            lo = x
-        x_new = x - h / slope if slope > 0 else 0.5 * (lo + hi)
-        if not lo < x_new < hi:
-            x_new = 0.5 * (lo + hi)
-        scale = max(1.0, abs(x))
-        if abs(x_new - x) <= tol * scale or (hi - lo) <= tol * scale or x_new == x:
-            x = x_new
-            converged = True
-            break
-        x = x_new
-    if not converged:
+    lo = _expand_bracket(h, lo, -max(hi - lo, 1.0), want_sign=-1)
+    hi = _expand_bracket(h, hi, max(hi - lo, 1.0), want_sign=1)
+    # h is increasing, so the bracket holds exactly one root: Brent's method finds it
+    x, info = brentq(
+        h,
+        lo,
+        hi,
+        xtol=tol,
+        rtol=max(tol, 4 * np.finfo(float).eps),
+        maxiter=max_iter,
+        full_output=True,
+        disp=False,
+    )
+    if not info.converged:
         raise RuntimeError(f"BAR did not converge in {max_iter} iterations (βΔF ≈ {x:.6g})")
+    n_iter = info.iterations
 
     # Asymptotic variance from the Fermi-function averages at the solution.
     def rel_var(log_f: Tensor) -> Tensor:
