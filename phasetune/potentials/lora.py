@@ -12,6 +12,23 @@ of W, and its natural scale for relative steps is 1 (:meth:`LowRankAdapter.scale
 Only A and B are trained; the module's own weights stay as they are, and
 :meth:`LowRankAdapter.merged_parameters` gives the weights W to run it with
 (``torch.func.functional_call``) or to write into a plain copy for sampling and export.
+
+Why not mace-torch's own LoRA (``mace.modules.lora``, mace-torch 0.3.16): ``inject_lora``
+replaces each ``o3.Linear``, ``nn.Linear`` and e3nn ``_Layer`` in the model tree by a wrapper
+holding it as ``.base`` and sets every other weight's ``requires_grad`` to False. The module
+then differs from a plain MACE: its parameter names change (``x.weight`` becomes
+``x.base.weight`` beside ``x.lora_A``/``x.lora_B``), so a plain MACE's state dict does not load
+into it or the reverse. That breaks the frozen sampling copy refreshed by ``load_state_dict``
+and the export of a plain MACE state dict. The anchor cache's weight fingerprint (class, repr,
+parameter names) also changes, even at B = 0, and torch-sim's ``MaceModel`` would wrap and
+freeze the modified tree. Under ``torch.no_grad`` its wrappers also cache the merged weight (or
+its change) and do not see B change (e.g. by ``load_state_dict``) until the next forward pass
+with gradients on. Its change is ``alpha/rank · A B``, with A ~ N(0, 10⁻³) and B = 0 (times the
+paths' weight ratio for ``o3.Linear``), so B's size does not scale with W₀. Here the module
+stays unchanged and merging happens on the fly, and B is a relative change. mace's factors of an
+``o3.Linear`` are shared between paths with the same input or output irrep; those here are per
+path and contain mace's. A rank-r mace LoRA change is also one of this adapter at rank r
+(``tests/unit/potentials/test_lora.py``, the parity test).
 """
 
 from __future__ import annotations

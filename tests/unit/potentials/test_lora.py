@@ -2,6 +2,8 @@
 gradients are right, sampling/export see the merged weights, and fine-tuning moves only the
 adapters. A tiny MACE built with ``mace.modules`` stands in for a foundation model."""
 
+import math
+
 import pytest
 import torch
 import torch_sim as ts
@@ -239,3 +241,103 @@ def test_export_cli_merges_the_adapters_of_a_lora_run(tmp_path):
         rtol=0,
         atol=1e-10,
     )
+
+
+def test_lora_parity_with_mace_lora():
+    """phasetune's adapter reproduces mace-torch's own LoRA (``mace.modules.lora``) exactly.
+
+    mace's LoRA (rank 4, A and B set at random) is injected into a copy of a tiny MACE and
+    merged (``merge_lora_weights``); its change of each weight, ΔW = merged − original, is
+    written into phasetune's factors by SVD with phasetune's convention ΔW = s·A B/√r
+    (s = RMS(W₀) and r = min(4, m, n) taken here, not from the adapter). The merged weights
+    and the energies, forces and stresses must then be mace's to float64 rounding.
+
+    Every weight mace adapts is a phasetune block and vice versa (o3.Linear paths, the
+    radial MLPs' e3nn ``_Layer`` matrices). A block's ΔW has rank ≤ min(4, m, n): mace's
+    o3.Linear change of a path is A_in B_(mid, out) through 4 copies of the path's irrep
+    (the factors are shared between paths with the same input or output irrep, phasetune's
+    are per path, so phasetune's rank-4 adapter spans mace's), and a ``_Layer``'s is A B."""
+    import copy
+
+    from mace.modules.lora import (
+        LoRADenseLinear,
+        LoRAFCLayer,
+        LoRAO3Linear,
+        inject_LoRAs,
+        merge_lora_weights,
+    )
+
+    rank = 4
+    # two irreps in the hidden features (one multiplicity, as MACE needs): o3.Linear layers
+    # with several paths per weight
+    base = build_mace(
+        atomic_numbers=[TI], atomic_energies_eV=[-1.5], hidden_irreps="8x0e+8x1o", seed=1
+    )
+    lora_model = inject_LoRAs(copy.deepcopy(base), rank=rank)
+    wrapped = {
+        f"{name}.weight"
+        for name, sub in lora_model.named_modules()
+        if isinstance(sub, LoRAO3Linear | LoRADenseLinear | LoRAFCLayer)
+    }
+    generator = torch.Generator().manual_seed(11)
+    with torch.no_grad():  # mace starts A at N(0, 1e-3) from the global seed and B at 0
+        for name, p in lora_model.named_parameters():
+            if "lora_A" in name or "lora_B" in name:
+                p.copy_(0.5 * torch.randn(p.shape, generator=generator, dtype=torch.float64))
+    merged_model = merge_lora_weights(copy.deepcopy(lora_model))
+    structures = _structures(3)
+    fcc = build_structure("fcc", element="Ti", lattice_A=4.1, n_atoms=4)
+    fcc.rattle(0.05, seed=8)
+    structures.append(fcc)
+    theirs = MacePotential(lora_model)
+    expected = theirs(_state(theirs, structures))
+    plain = MacePotential(base)
+    # mace's LoRA and its merge agree, and they are a real change of the model
+    merged_pot = MacePotential(merged_model)
+    for key in ("energy", "forces", "stress"):
+        torch.testing.assert_close(
+            merged_pot(_state(merged_pot, structures))[key], expected[key], rtol=0, atol=1e-12
+        )
+    change = plain(_state(plain, structures))["energy"] - expected["energy"]
+    n_atoms = torch.tensor([len(atoms) for atoms in structures], dtype=torch.float64)
+    assert (change.abs() / n_atoms).min() > 3e-3  # eV/atom: far above the tolerances below
+
+    ours = MacePotential(copy.deepcopy(base), lora_rank=rank)
+    w0 = dict(base.named_parameters())
+    delta = {
+        name: (p.detach() - w0[name].detach()).reshape(-1)
+        for name, p in merged_model.named_parameters()
+    }
+    changed = {name for name, d in delta.items() if d.abs().max() > 0}
+    assert changed == wrapped == {block.parameter for block in ours.lora.blocks}
+    covered = {name: torch.zeros_like(d, dtype=torch.bool) for name, d in delta.items()}
+    with torch.no_grad():
+        for index, block in enumerate(ours.lora.blocks):
+            m, n = block.shape
+            span = slice(block.offset, block.offset + m * n)
+            covered[block.parameter][span] = True
+            d = delta[block.parameter][span].reshape(m, n)
+            r = min(rank, m, n)
+            u, sv, vh = torch.linalg.svd(d)
+            assert all(float(x) < 1e-12 * float(sv[0]) for x in sv[r:]), block  # rank ≤ r
+            s = float(w0[block.parameter].detach().reshape(-1)[span].pow(2).mean().sqrt())
+            root = sv[:r].sqrt()
+            ours.lora.a[index].copy_(u[:, :r] * root)
+            ours.lora.b[index].copy_(root[:, None] * vh[:r] * (math.sqrt(r) / s))
+    for name, mask in covered.items():  # nothing mace changed lies outside phasetune's blocks
+        assert not delta[name][~mask].any(), name
+    # phasetune's merged weights are mace's merged weights
+    mine = ours.lora.merged_parameters(ours.model)
+    for name, weight in mine.items():
+        torch.testing.assert_close(
+            weight.detach(), merged_model.get_parameter(name).detach(), rtol=0, atol=1e-12
+        )
+    reference = merged_model.state_dict()
+    state = ours.merged_state_dict()
+    assert set(state) == set(reference)
+    for name, tensor in state.items():
+        torch.testing.assert_close(tensor, reference[name], rtol=0, atol=1e-12)
+    # and phasetune's adapted model (functional_call on W₀ + ΔW) is mace's LoRA model
+    got = ours(_state(ours, structures))
+    for key in ("energy", "forces", "stress"):
+        torch.testing.assert_close(got[key].detach(), expected[key], rtol=0, atol=1e-12)
