@@ -12,29 +12,12 @@ import os
 import subprocess
 import sys
 
+from conftest import TINY_TRAIN
 from hydra import compose, initialize_config_dir
 
 from phasetune.configs import CONFIG_DIR
 
-TINY = [
-    "+targets.0.model_transition_K=75.0",
-    "targets.0.temperature_K=78.0",
-    "targets.0.structures.fcc.n_atoms=32",
-    "targets.0.structures.liquid.n_atoms=32",
-    "anchor.settings.enthalpy.equilibration_steps=100",
-    "anchor.settings.enthalpy.melt_steps=50",
-    "anchor.settings.enthalpy.production_steps=200",
-    "anchor.settings.enthalpy.progress=false",
-    "sampler.equilibration_steps=60",
-    "sampler.melt_steps=40",
-    "sampler.production_steps=60",
-    "sampler.check_phase=false",
-    "trainer.max_steps=2",
-    "trainer.enable_progress_bar=false",
-    "threads=1",
-    "remeasure=false",
-    "plot=false",
-]
+TINY = [*TINY_TRAIN, "plot=false"]
 
 
 def test_slurm_gpu_launcher_composes_with_one_gpu_per_job():
