@@ -110,18 +110,28 @@ def measurement_settings(cfg: DictConfig, method: str) -> AnchorSettings:
     fe = cfg.free_energy
     return AnchorSettings(
         method=method,
-        window=float(cfg.window),
-        n_temperatures=int(cfg.n_temperatures),
-        n_replicas=int(cfg.n_replicas),
-        max_recentre=int(cfg.max_recentre),
         coexistence=instantiate(cfg.coexistence),
         enthalpy=instantiate(fe.enthalpy),
         solid=instantiate(fe.solid),
         liquid=instantiate(fe.liquid),
         liquid_reference_temperature_K=fe.liquid_reference_temperature_K,
-        enthalpy_temperature_factors=[float(f) for f in fe.enthalpy_temperature_factors],
-        systematic_tolerance_K=float(fe.systematic_tolerance_K),
+        **_scalar_settings(cfg),
     )
+
+
+def _scalar_settings(cfg: DictConfig) -> dict:
+    """The bracketing and Gibbs–Helmholtz numbers of a ``measure`` config (AnchorSettings
+    fields), shared by the run and its preflight check."""
+    return {
+        "window": float(cfg.window),
+        "n_temperatures": int(cfg.n_temperatures),
+        "n_replicas": int(cfg.n_replicas),
+        "max_recentre": int(cfg.max_recentre),
+        "enthalpy_temperature_factors": [
+            float(f) for f in cfg.free_energy.enthalpy_temperature_factors
+        ],
+        "systematic_tolerance_K": float(cfg.free_energy.systematic_tolerance_K),
+    }
 
 
 def _routes(cfg: DictConfig) -> list[str]:
@@ -178,14 +188,6 @@ def preflight_measure(cfg: DictConfig) -> None:
         for part in ("solid", "liquid", "enthalpy"):
             build_settings(f"free_energy.{part}", cfg.free_energy[part])
     try:
-        AnchorSettings(
-            method="coexistence",
-            window=float(cfg.window),
-            n_temperatures=int(cfg.n_temperatures),
-            n_replicas=int(cfg.n_replicas),
-            max_recentre=int(cfg.max_recentre),
-            enthalpy_temperature_factors=list(cfg.free_energy.enthalpy_temperature_factors),
-            systematic_tolerance_K=float(cfg.free_energy.systematic_tolerance_K),
-        )
+        AnchorSettings(method="coexistence", **_scalar_settings(cfg))
     except (ValueError, TypeError) as err:
         raise ConfigError(str(err).replace("anchor ", "")) from None
