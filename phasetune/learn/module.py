@@ -55,7 +55,7 @@ from phasetune.learn.difftre import (
     transition_loss,
 )
 from phasetune.learn.optimizers import DampedGaussNewton
-from phasetune.learn.resampling import StepBatch
+from phasetune.learn.resampling import Resampling, StepBatch
 from phasetune.targets import TransitionTarget
 
 log = logging.getLogger(__name__)
@@ -438,6 +438,13 @@ class DiffTReModule(pl.LightningModule):
             diff = (u - ensemble.theta0_energy.to(u)) / (ensemble.n_atoms * ensemble.kT_eV)
             terms.append((diff**2).mean())
         return torch.stack(terms).mean()
+
+    def on_fit_start(self) -> None:
+        if not any(isinstance(c, Resampling) for c in self.trainer.callbacks):
+            raise ValueError(
+                "DiffTReModule needs a Resampling callback to prepare its ensembles: "
+                "pl.Trainer(callbacks=[Resampling(...)])"
+            )
 
     def configure_optimizers(self):
         optimizer = self.optimizer_factory(

@@ -116,6 +116,43 @@ def test_ess_threshold_outside_zero_one(argon):
         DiffTReModule(model, [target], [anchor], patience=0)
 
 
+def test_fit_without_a_resampling_callback_says_so_before_sampling(argon, tmp_path):
+    import pytorch_lightning as pl
+
+    from phasetune.learn.data import StatePointDataModule
+    from phasetune.sampling.sampler import SamplerSettings
+
+    target = target_from_dict(
+        {
+            "name": "t",
+            "phases": ["fcc", "liquid"],
+            "temperature_K": 80.0,
+            "tolerance_K": 1.0,
+            "structures": {
+                "fcc": {"element": "Ar", "lattice_A": 5.4, "n_atoms": 4},
+                "liquid": {"element": "Ar", "lattice_A": 5.7, "n_atoms": 4},
+            },
+        }
+    )
+    anchor = Anchor("t", 80.0, 0.0, 75.0, 0.5, 1e-3, 1e-4, 1.2e-4, "given")
+    model = LennardJones(epsilon_eV=argon["epsilon_eV"], sigma_A=argon["sigma_A"])
+    datamodule = StatePointDataModule(
+        [target], SamplerSettings(progress=False), frames_dir=tmp_path / "frames"
+    )
+    trainer = pl.Trainer(
+        max_steps=1,
+        logger=False,
+        enable_checkpointing=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+        accelerator="cpu",
+    )
+    module = DiffTReModule(model, [target], [anchor])
+    with pytest.raises(ValueError, match="needs a Resampling callback"):
+        trainer.fit(module, datamodule=datamodule)
+    assert not (tmp_path / "frames").exists() or not any((tmp_path / "frames").iterdir())
+
+
 @pytest.mark.parametrize(
     ("args", "message"),
     [

@@ -22,6 +22,7 @@ from phasetune.free_energy.coexistence import CoexistenceSettings
 from phasetune.learn.anchor import AnchorSettings, compute_anchors, measure_transitions
 from phasetune.learn.data import StatePointDataModule
 from phasetune.learn.module import DiffTReModule
+from phasetune.learn.resampling import Resampling
 from phasetune.potentials.lennard_jones import LennardJones
 from phasetune.sampling.sampler import SamplerSettings
 from phasetune.targets import target_from_dict
@@ -96,6 +97,7 @@ def _fit(model, targets, anchors, tmp_path, *, trainable, max_steps=40):
     )
     trainer = pl.Trainer(
         max_steps=max_steps,
+        callbacks=[Resampling()],
         logger=False,
         enable_checkpointing=False,
         enable_progress_bar=False,
