@@ -1,0 +1,103 @@
+"""Which crystal grows in a Ti1 hcp|liquid coexistence box? Phase fractions over time.
+
+    .venv/bin/python -m bench.ti1.hcp_coexistence_phases [GUESS_K] [WINDOW] [PRODUCTION_STEPS]
+
+Above the α–β transition (1150 K for Ti1) hcp is metastable: its melting point (1765 K
+published) lies below bcc's (1918 K). Between the two, a liquid in contact with hcp may
+crystallise as bcc, and the coexistence route counts every solid-like atom as solid
+(x_s = 1 − x_liquid). This runs ``melting_temperatures_coexistence`` for hcp with
+``preset=quick``'s settings (3 fs, slabs ≥ 40 Å, 9 ps; 3 temperatures × 1 replica) and
+records each frame's fractions of hcp, bcc, fcc and liquid, then prints the interface
+velocity read from all solid-like atoms (what the route uses) and from hcp atoms only.
+One JSON line per box goes to stdout.
+"""
+
+import json
+import sys
+import time
+
+import numpy as np
+import torch
+
+import phasetune.free_energy.coexistence as coexistence
+from bench.common import threads_from_env
+from phasetune.free_energy.coexistence import CoexistenceSettings, melting_temperatures_coexistence
+from phasetune.free_energy.interface_velocity import interface_velocities
+from phasetune.potentials.eam import mendelev_ti1
+from phasetune.structures import PHASES, build_structure
+
+guess = float(sys.argv[1]) if len(sys.argv) > 1 else 1765.0
+window = float(sys.argv[2]) if len(sys.argv) > 2 else 0.05
+production = int(sys.argv[3]) if len(sys.argv) > 3 else 3000
+torch.set_num_threads(threads_from_env())
+
+recorded: list[np.ndarray] = []
+_phase_fractions = coexistence.phase_fractions
+
+
+def recording_phase_fractions(*args, **kwargs):
+    fractions = _phase_fractions(*args, **kwargs)
+    recorded.append(fractions.numpy().copy())
+    return fractions
+
+
+coexistence.phase_fractions = recording_phase_fractions
+settings = CoexistenceSettings(  # preset=quick's coexistence block
+    timestep_fs=3.0,
+    solid_steps=1000,
+    melt_steps=1000,
+    quench_steps=100,
+    equilibration_steps=500,
+    production_steps=production,
+    stride=50,
+    min_slab_A=40.0,
+    compressibility_per_GPa=0.02,
+    progress=False,
+)
+hcp = build_structure("hcp", element="Ti", lattice_A=2.95, c_over_a=1.587, n_atoms=240)
+start = time.perf_counter()
+(result,) = melting_temperatures_coexistence(
+    mendelev_ti1(dtype=torch.float64),
+    hcp,
+    solid_phase="hcp",
+    pressures_GPa=[0.0],
+    guesses_K=[guess],
+    window=window,
+    n_temperatures=3,
+    n_replicas=1,
+    settings=settings,
+)
+fractions = np.stack(recorded[-len(result.time_ps) :])  # [frames, boxes, phases]
+v_all = result.velocity_A_per_ps
+for b, t in enumerate(result.temperatures_K):
+    x = {p: fractions[:, b, i] for i, p in enumerate(PHASES)}
+    print(
+        json.dumps(
+            {
+                "T_K": round(float(t), 1),
+                "v_solid_A_per_ps": round(float(v_all[b]), 3),
+                "start": {p: round(float(x[p][0]), 3) for p in PHASES},
+                "end": {p: round(float(x[p][-1]), 3) for p in PHASES},
+                "wall_s": round(time.perf_counter() - start),
+            }
+        )
+    )
+slopes_hcp = interface_velocities(
+    result.time_ps,
+    fractions[:, :, PHASES.index("hcp")],
+    np.ones(fractions.shape[1]),
+    settings.saturation,
+)
+slopes_all = interface_velocities(
+    result.time_ps, result.solid_fraction, np.ones(fractions.shape[1]), settings.saturation
+)
+print(
+    json.dumps(
+        {
+            "T_m_K": result.melting_temperature_K,
+            "error_K": result.error_K,
+            "d_solid_fraction_per_ps": slopes_all.round(4).tolist(),
+            "d_hcp_fraction_per_ps": slopes_hcp.round(4).tolist(),
+        }
+    )
+)
