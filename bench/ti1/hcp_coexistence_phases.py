@@ -1,6 +1,6 @@
 """Which crystal grows in a Ti1 hcp|liquid coexistence box? Phase fractions over time.
 
-    .venv/bin/python -m bench.ti1.hcp_coexistence_phases [GUESS_K] [WINDOW] [PRODUCTION_STEPS]
+    .venv/bin/python -m bench.ti1.hcp_coexistence_phases [GUESS_K] [WINDOW] [STEPS] [prismatic]
 
 Above the α–β transition (1150 K for Ti1) hcp is metastable: its melting point (1765 K
 published) lies below bcc's (1918 K). Between the two, a liquid in contact with hcp may
@@ -9,7 +9,8 @@ crystallise as bcc, and the coexistence route counts every solid-like atom as so
 ``preset=quick``'s settings (3 fs, slabs ≥ 40 Å, 9 ps; 3 temperatures × 1 replica) and
 records each frame's fractions of hcp, bcc, fcc and liquid, then prints the interface
 velocity read from all solid-like atoms (what the route uses) and from hcp atoms only.
-One JSON line per box goes to stdout.
+One JSON line per box goes to stdout. ``prismatic`` turns the crystal so that the c axis lies
+along x and the interfaces are prismatic planes instead of basal ones (the default).
 """
 
 import json
@@ -29,6 +30,7 @@ from phasetune.structures import PHASES, build_structure
 guess = float(sys.argv[1]) if len(sys.argv) > 1 else 1765.0
 window = float(sys.argv[2]) if len(sys.argv) > 2 else 0.05
 production = int(sys.argv[3]) if len(sys.argv) > 3 else 3000
+prismatic = len(sys.argv) > 4 and sys.argv[4] == "prismatic"
 torch.set_num_threads(threads_from_env())
 
 recorded: list[np.ndarray] = []
@@ -55,6 +57,10 @@ settings = CoexistenceSettings(  # preset=quick's coexistence block
     progress=False,
 )
 hcp = build_structure("hcp", element="Ti", lattice_A=2.95, c_over_a=1.587, n_atoms=240)
+if prismatic:  # (x, y, z) -> (z, x, y): c along x, the interface normal along a former y
+    cell = np.diag(hcp.cell.array)
+    hcp.set_cell(np.diag(cell[[2, 0, 1]]))
+    hcp.set_positions(hcp.get_positions()[:, [2, 0, 1]])
 start = time.perf_counter()
 (result,) = melting_temperatures_coexistence(
     mendelev_ti1(dtype=torch.float64),
