@@ -128,8 +128,8 @@ def pytest_collection_modifyitems(config, items):
 @pytest.hookimpl(tryfirst=True)
 def pytest_runtest_setup(item):
     key = _key(item.nodeid)
-    if key not in _state["nominal"]:
-        return
+    if key not in _state["nominal"] or item.get_closest_marker("skip") is not None:
+        return  # a skip mark skips it anyway, with its own reason
     nominal = _state["charged"][key] = _cost_now(key)
     budget = float(os.environ.get("PHASETUNE_TEST_BUDGET_S") or 0)
     if budget <= 0:
