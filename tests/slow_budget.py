@@ -9,6 +9,12 @@ least 1) would overrun the budget. The quick tests always run whole: they come f
 A costly module fixture shared by several slow tests is charged to whichever of them builds
 it: ``@pytest.mark.slow(seconds=10, shared={"ti1_rows": 3000})`` costs 3010 s until a test
 has set ``ti1_rows`` up, 10 s after.
+
+With pytest-xdist (``scripts/test.sh`` runs two workers, ``--dist loadgroup``) each worker
+applies the budget to the wall time of its own session, and tests that share a
+module-scoped fixture are put in one ``xdist_group`` (one per connected set of such
+fixtures), so that the fixture is built once and a group keeps its place in the order
+above. The controller prints the summary, with the largest slowness of the workers.
 """
 
 import os
@@ -27,6 +33,12 @@ _state = {
 }
 _ran: list[str] = []
 _skipped: list[str] = []
+BUDGET_SKIP = "is over the test budget"
+
+
+def _key(nodeid: str) -> str:
+    """The test's id without the ``@group`` suffix xdist's loadgroup appends."""
+    return nodeid.split("@", 1)[0]
 
 
 def slow_test_fits(*, elapsed_s: float, nominal_s: float, slowness: float, budget_s: float):
@@ -63,11 +75,43 @@ def pytest_sessionstart(session):
     _state["start"] = time.monotonic()
 
 
+def _module_fixtures(item) -> list[str]:
+    info = getattr(item, "_fixtureinfo", None)
+    if info is None:
+        return []
+    return [
+        f"{item.path}::{name}"
+        for name, defs in info.name2fixturedefs.items()
+        if defs and defs[-1].scope == "module"
+    ]
+
+
+def _group_by_module_fixtures(items) -> None:
+    """``xdist_group`` marks: one group per connected set of module-scoped fixtures."""
+    parent: dict[str, str] = {}
+
+    def root(x: str) -> str:
+        while parent.setdefault(x, x) != x:
+            x = parent[x]
+        return x
+
+    used = {item.nodeid: _module_fixtures(item) for item in items}
+    for names in used.values():
+        for name in names[1:]:
+            parent[root(name)] = root(names[0])
+    for item in items:
+        if used[item.nodeid] and not any(item.iter_markers("xdist_group")):
+            group = root(used[item.nodeid][0]).rsplit("/", 1)[-1]
+            item.add_marker(pytest.mark.xdist_group(group))
+
+
+@pytest.hookimpl(tryfirst=True)  # before xdist reads the groups
 def pytest_collection_modifyitems(config, items):
     """Quick tests first, then the slow ones in their own order, except that those marked
     ``xfail`` (known failures, open issues) go last and ``@pytest.mark.slow(..., order=1)``
     (end-to-end runs that check no published value) go after the literature checks: a
     tight budget skips them first. Tests sharing a module fixture stay together."""
+    _group_by_module_fixtures(items)
     nominal = {item.nodeid: _slow_seconds(item) for item in items}
     _state["nominal"] = {k: v for k, v in nominal.items() if v is not None}
     _state["shared"] = {i.nodeid: _shared_costs(i) for i in items if nominal[i.nodeid] is not None}
@@ -83,36 +127,59 @@ def pytest_collection_modifyitems(config, items):
 
 @pytest.hookimpl(tryfirst=True)
 def pytest_runtest_setup(item):
-    if item.nodeid not in _state["nominal"]:
-        return
-    nominal = _state["charged"][item.nodeid] = _cost_now(item.nodeid)
+    key = _key(item.nodeid)
+    if key not in _state["nominal"] or item.get_closest_marker("skip") is not None:
+        return  # a skip mark skips it anyway, with its own reason
+    nominal = _state["charged"][key] = _cost_now(key)
     budget = float(os.environ.get("PHASETUNE_TEST_BUDGET_S") or 0)
     if budget <= 0:
         return
     elapsed = time.monotonic() - _state["start"]
     slowness = _state["slowness"]
     if not slow_test_fits(elapsed_s=elapsed, nominal_s=nominal, slowness=slowness, budget_s=budget):
-        _skipped.append(item.nodeid)
         pytest.skip(
-            f"{item.name} is over the test budget: {elapsed:.0f} s used of"
+            f"{item.name} {BUDGET_SKIP}: {elapsed:.0f} s used of"
             f" PHASETUNE_TEST_BUDGET_S={budget:.0f}, it takes ≈ {nominal * slowness:.0f} s"
             f" ({nominal:.0f} s × {slowness:.2f})"
         )
 
 
 def pytest_runtest_logreport(report):
-    """Learn the machine's slowness from each slow test that ran (setup + call vs. nominal)."""
-    nominal = _state["charged"].get(report.nodeid)
+    """Learn the machine's slowness from each slow test that ran (setup + call vs. nominal).
+
+    Also counts the slow tests that ran or were skipped for the budget, from the reports
+    alone: under xdist the controller sees only those."""
+    key = _key(report.nodeid)
+    if "slow" in report.keywords:
+        if report.when == "call":
+            _ran.append(key)
+        elif report.when == "setup" and report.skipped and BUDGET_SKIP in str(report.longrepr):
+            _skipped.append(key)
+    nominal = _state["charged"].get(key)
     if nominal is None or report.skipped:
         return
     if report.when == "setup":
-        _state["setup_s"][report.nodeid] = report.duration
+        _state["setup_s"][key] = report.duration
         if report.passed:
-            _state["built"].update(_state["shared"].get(report.nodeid, {}))
+            _state["built"].update(_state["shared"].get(key, {}))
     elif report.when == "call":
-        actual = _state["setup_s"].pop(report.nodeid, 0.0) + report.duration
-        _ran.append(report.nodeid)
+        actual = _state["setup_s"].pop(key, 0.0) + report.duration
         _state["slowness"] = max(_state["slowness"], actual / nominal)
+
+
+def pytest_sessionfinish(session):
+    """An xdist worker hands its slowness to the controller."""
+    output = getattr(session.config, "workeroutput", None)
+    if output is not None:
+        output["phasetune_slowness"] = _state["slowness"]
+
+
+@pytest.hookimpl(optionalhook=True)
+def pytest_testnodedown(node, error):
+    """The controller keeps the largest slowness of its workers."""
+    slowness = getattr(node, "workeroutput", {}).get("phasetune_slowness")
+    if slowness is not None:
+        _state["slowness"] = max(_state["slowness"], float(slowness))
 
 
 def pytest_terminal_summary(terminalreporter):

@@ -60,6 +60,14 @@ def test_compose_config_applies_overrides_and_refuses_unknown_commands():
         phasetune.compose_config("fit")
 
 
+def test_the_default_thread_count_is_two_or_phasetune_threads(monkeypatch):
+    monkeypatch.delenv("PHASETUNE_THREADS", raising=False)
+    assert [phasetune.compose_config(c).threads for c in ("train", "measure", "sample")] == [2] * 3
+    monkeypatch.setenv("PHASETUNE_THREADS", "1")  # what scripts/test.sh sets per xdist worker
+    assert [phasetune.compose_config(c).threads for c in ("train", "measure", "sample")] == [1] * 3
+    assert phasetune.compose_config("measure", ["threads=3"]).threads == 3
+
+
 def test_sample_state_points_from_python_with_a_string_directory(tmp_path):
     """The same MD as ``phasetune-sample``: a 32-atom LJ fcc crystal held at 40 K."""
     import torch

@@ -22,7 +22,6 @@ TINY = [
     "coexistence.progress=false",
     "n_replicas=1",
     "window=0.15",
-    "threads=2",
 ]
 
 
