@@ -7,7 +7,8 @@ published) lies below bcc's (1918 K). Between the two, a liquid in contact with 
 crystallise as bcc, and the coexistence route counts every solid-like atom as solid
 (x_s = 1 − x_liquid). This runs ``melting_temperatures_coexistence`` for hcp with
 ``preset=quick``'s settings (3 fs, slabs ≥ 40 Å, 9 ps; 3 temperatures × 1 replica) and
-records each frame's fractions of hcp, bcc, fcc and liquid, then prints the interface
+records each frame's fractions of hcp, bcc, fcc and liquid (and each box's mean pressure
+and cell), then prints the interface
 velocity read from all solid-like atoms (what the route uses) and from hcp atoms only.
 One JSON line per box goes to stdout. ``prismatic`` turns the crystal so that the c axis lies
 along x and the interfaces are prismatic planes instead of basal ones (the default).
@@ -44,6 +45,17 @@ def recording_phase_fractions(*args, **kwargs):
 
 
 coexistence.phase_fractions = recording_phase_fractions
+sampled: list = []
+_sample_state_points = coexistence.sample_state_points
+
+
+def recording_sample_state_points(*args, **kwargs):
+    frames, rest = _sample_state_points(*args, **kwargs)
+    sampled.append(frames)
+    return frames, rest
+
+
+coexistence.sample_state_points = recording_sample_state_points
 settings = CoexistenceSettings(  # preset=quick's coexistence block
     timestep_fs=3.0,
     solid_steps=1000,
@@ -84,6 +96,11 @@ for b, t in enumerate(result.temperatures_K):
                 "v_solid_A_per_ps": round(float(v_all[b]), 3),
                 "start": {p: round(float(x[p][0]), 3) for p in PHASES},
                 "end": {p: round(float(x[p][-1]), 3) for p in PHASES},
+                "pressure_GPa": round(float(sampled[-1].pressure[:, b].mean()), 3),
+                "pressure_error_GPa": round(
+                    float(sampled[-1].pressure[:, b].std() / len(sampled[-1].pressure) ** 0.5), 3
+                ),
+                "cell_A": np.diagonal(sampled[-1].cell[:, b].mean(0).numpy()).round(2).tolist(),
                 "wall_s": round(time.perf_counter() - start),
             }
         )

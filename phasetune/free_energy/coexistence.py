@@ -29,7 +29,11 @@ import torch
 from ase import Atoms
 from torch_sim.models.interface import ModelInterface
 
-from phasetune.free_energy.interface_velocity import fit_melting_point, interface_velocities
+from phasetune.free_energy.interface_velocity import (
+    MeltingPointFit,
+    fit_melting_point,
+    interface_velocities,
+)
 from phasetune.free_energy.two_phase_box import (
     CoexistenceSettings,
     elongated_solid,
@@ -43,6 +47,32 @@ from phasetune.structures import PHASES
 log = logging.getLogger(__name__)
 
 SOLID_PHASES = tuple(p for p in PHASES if p != "liquid")
+
+#: a box whose atoms in a crystal other than the solid's exceed this fraction (averaged over
+#: the last fifth of production) has transformed: its interface velocity is that crystal's
+#: growth, not the solid's melting. Ti1 hcp with its c axis along the interface turned up to
+#: 44 % bcc in 9 ps at 1677–1853 K; with c across the interface, ≤ 2 % (bench/RESULTS.md,
+#: session 27).
+TRANSFORMED_FRACTION = 0.1
+
+
+def other_crystal_fraction(fractions: np.ndarray, solid_phase: str) -> np.ndarray:
+    """Fraction of atoms in a crystal other than ``solid_phase``: 1 − x_liquid − x_solid.
+
+    ``fractions`` has the phases of :data:`~phasetune.structures.PHASES` on its last axis.
+    """
+    return 1.0 - fractions[..., LIQUID_INDEX] - fractions[..., PHASES.index(solid_phase)]
+
+
+def fit_untransformed(
+    temperatures_K: np.ndarray, replica: np.ndarray, velocities: np.ndarray, transformed
+) -> MeltingPointFit | None:
+    """:func:`fit_melting_point` on the boxes that did not transform; None when fewer than
+    two temperatures are left."""
+    keep = ~np.asarray(transformed, dtype=bool)
+    if len(np.unique(temperatures_K[keep])) < 2:
+        return None
+    return fit_melting_point(temperatures_K[keep], replica[keep], velocities[keep])
 
 
 @dataclass
@@ -72,7 +102,18 @@ class CoexistenceResult:
     #: is more than chance (:mod:`~phasetune.free_energy.interface_velocity`)
     disagreement_K: list[float] = field(default_factory=list)
     replicas_disagree: bool = False
+    #: per box: fraction of atoms in another crystal at the end, and whether that makes it
+    #: a transformed box (:data:`TRANSFORMED_FRACTION`), left out of the fit
+    other_crystal_fraction: np.ndarray | None = None
+    transformed: np.ndarray | None = None
     extra: dict = field(default_factory=dict)
+
+    @property
+    def transformed_K(self) -> list[float]:
+        """Temperatures with a transformed box."""
+        if self.transformed is None:
+            return []
+        return sorted({float(t) for t in self.temperatures_K[self.transformed]})
 
     def describe(self) -> str:
         status = "bracketed" if self.bracketed else "EXTRAPOLATED: not a result (re-centre)"
@@ -87,6 +128,13 @@ class CoexistenceResult:
                 "; REPLICAS DISAGREE (solid grows in one, melts in another) at "
                 + ", ".join(f"{t:.0f}" for t in self.disagreement_K)
                 + " K: the boxes are too small along z or in cross-section for a bulk T_m"
+            )
+        if self.transformed_K:
+            text += (
+                f"; the {self.solid_phase} SOLID TRANSFORMED into another crystal (up to "
+                f"{float(np.max(self.other_crystal_fraction)):.0%} of the atoms) at "
+                + ", ".join(f"{t:.0f}" for t in self.transformed_K)
+                + " K: those boxes are left out of the fit (they measure that crystal's growth)"
             )
         return text
 
@@ -105,6 +153,12 @@ class CoexistenceResult:
             "replica_melting_temperatures_K": self.replica_melting_temperatures_K.tolist(),
             "disagreement_K": list(self.disagreement_K),
             "replicas_disagree": self.replicas_disagree,
+            "transformed_K": self.transformed_K,
+            "other_crystal_fraction": (
+                None
+                if self.other_crystal_fraction is None
+                else self.other_crystal_fraction.tolist()
+            ),
         }
 
 
@@ -236,15 +290,16 @@ def melting_temperatures_coexistence(
         device=device,
         dtype=dtype,
     )
-    fractions = np.stack(
+    every_phase = np.stack(
         [
-            1.0
-            - phase_fractions(frames.positions[f], frames.cell[f], frames.system_idx)[
-                :, LIQUID_INDEX
-            ].numpy()
+            phase_fractions(frames.positions[f], frames.cell[f], frames.system_idx).numpy()
             for f in range(frames.n_frames)
         ]
-    )
+    )  # [frames, boxes, phases]
+    fractions = 1.0 - every_phase[..., LIQUID_INDEX]
+    last = every_phase[-max(1, frames.n_frames // 5) :]
+    other = other_crystal_fraction(last, solid_phase).mean(0)
+    transformed = other > TRANSFORMED_FRACTION
     time_ps = (frames.step.numpy() - frames.step.numpy()[0]) * settings.timestep_fs * 1e-3
     length_z = frames.cell[:, :, 2, 2].mean(0).numpy()
     velocities = interface_velocities(time_ps, fractions, length_z, settings.saturation)
@@ -255,7 +310,7 @@ def melting_temperatures_coexistence(
     for k, p in enumerate(pressures):
         sel = which_a == k
         t_k, v_k, r_k = temps_a[sel], velocities[sel], reps_a[sel]
-        fit = fit_melting_point(t_k, r_k, v_k)
+        fit = fit_untransformed(t_k, r_k, v_k, transformed[sel])
         result = CoexistenceResult(
             solid_phase=solid_phase,
             pressure_GPa=p,
@@ -264,17 +319,21 @@ def melting_temperatures_coexistence(
             velocity_A_per_ps=v_k,
             time_ps=time_ps,
             solid_fraction=fractions[:, sel],
-            melting_temperature_K=fit.melting_temperature_K,
-            error_K=fit.error_K,
-            replica_melting_temperatures_K=fit.replica_melting_temperatures_K,
-            bracketed=fit.bracketed,
+            melting_temperature_K=fit.melting_temperature_K if fit else math.nan,
+            error_K=fit.error_K if fit else math.nan,
+            replica_melting_temperatures_K=(
+                fit.replica_melting_temperatures_K if fit else np.full(len(set(r_k)), math.nan)
+            ),
+            bracketed=fit.bracketed if fit else False,
             n_atoms=n_atoms,
-            disagreement_K=fit.disagreement_K,
-            replicas_disagree=fit.replicas_disagree,
+            disagreement_K=fit.disagreement_K if fit else [],
+            replicas_disagree=fit.replicas_disagree if fit else False,
             mean_temperature_K=frames.temperature[:, sel].mean(0).numpy(),
             mean_pressure_GPa=frames.pressure[:, sel].mean(0).numpy(),
+            other_crystal_fraction=other[sel],
+            transformed=transformed[sel],
         )
-        if not fit.bracketed or fit.replicas_disagree:
+        if not result.bracketed or result.replicas_disagree or result.transformed_K:
             log.warning("%s", result.describe())
         results.append(result)
     return results
@@ -325,7 +384,9 @@ def melting_temperatures_bracketed(
         still = []
         for k, result in zip(pending, batch, strict=True):
             results[k] = result
-            if not result.bracketed:
+            # where every box transformed, another window cannot help
+            hopeless = result.transformed is not None and bool(result.transformed.all())
+            if not result.bracketed and not hopeless:
                 guesses[k] = recentred_guess(result, guesses[k], window)
                 still.append(k)
         if not still or attempt == max_recentre:

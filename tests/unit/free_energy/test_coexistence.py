@@ -8,11 +8,15 @@ import torch
 import torch_sim as ts
 from ase.build import bulk
 
+import phasetune.free_energy.coexistence as coexistence_module
 from phasetune.free_energy.coexistence import (
+    TRANSFORMED_FRACTION,
     CoexistenceResult,
     CoexistenceSettings,
+    fit_untransformed,
     melting_temperatures_bracketed,
     melting_temperatures_coexistence,
+    other_crystal_fraction,
     recentred_guess,
 )
 from phasetune.free_energy.interface_velocity import (
@@ -340,6 +344,52 @@ def _result(temps, velocities):
         bracketed=fit.bracketed,
         n_atoms=1000,
     )
+
+
+def test_a_box_whose_solid_turned_into_another_crystal_is_reported_and_left_out(monkeypatch):
+    # phase fractions [fcc, hcp, bcc, liquid] at the end of a Ti1 hcp box with prismatic
+    # interfaces at 1677 K (bench/RESULTS.md, session 27): 44 % of the atoms are bcc
+    ends = np.array([[0.0, 0.123, 0.436, 0.441], [0.0, 0.550, 0.008, 0.442]])
+    other = other_crystal_fraction(ends, "hcp")
+    assert other == pytest.approx([0.436, 0.008])
+    assert list(other > TRANSFORMED_FRACTION) == [True, False]
+    # replica 0 melts through T_m = 1700 K; in replica 1 bcc grows from the liquid everywhere
+    temps = np.array([1677.0, 1765.0, 1853.0] * 2)
+    replica = np.repeat([0, 1], 3)
+    velocities = np.where(replica == 0, -0.004 * (temps - 1700.0), 0.4)
+    transformed = replica == 1
+    kept = fit_untransformed(temps, replica, velocities, transformed)
+    assert kept.melting_temperature_K == pytest.approx(1700.0)
+    every = fit_melting_point(temps, replica, velocities)
+    assert abs(every.melting_temperature_K - 1700.0) > 50  # what the mixed fit would say
+    assert fit_untransformed(temps, replica, velocities, np.ones(6, bool)) is None
+    result = _result(temps, velocities)
+    result.solid_phase = "hcp"
+    result.other_crystal_fraction = np.where(transformed, 0.436, 0.008)
+    result.transformed = transformed
+    assert result.transformed_K == [1677.0, 1765.0, 1853.0]
+    assert "hcp SOLID TRANSFORMED into another crystal (up to 44% of the atoms)" in (
+        result.describe()
+    )
+    # every box transformed: no re-centring (another window would transform too)
+    result.transformed = np.ones(6, bool)
+    result.bracketed = False
+    calls = []
+
+    def fake(*args, **kwargs):
+        calls.append(kwargs["guesses_K"])
+        return [result]
+
+    monkeypatch.setattr(coexistence_module, "melting_temperatures_coexistence", fake)
+    (again,) = melting_temperatures_bracketed(
+        None, None, solid_phase="hcp", pressures_GPa=[0.0], guesses_K=[1765.0]
+    )
+    assert again is result and calls == [[1765.0]]
+    result.transformed = transformed  # some boxes left: the usual re-centring
+    melting_temperatures_bracketed(
+        None, None, solid_phase="hcp", pressures_GPa=[0.0], guesses_K=[1765.0], max_recentre=1
+    )
+    assert len(calls) == 3
 
 
 def test_an_unbracketed_run_is_recentred_and_never_called_a_result():
