@@ -92,7 +92,8 @@ def test_wandb_without_network_falls_back_to_offline_and_says_so(tmp_path, monke
     make_logger(cfg, tmp_path)
 
 
-def test_ess_threshold_outside_zero_one(argon):
+def _tiny_argon_target(argon):
+    """A 4-atom fcc|liquid target at 80 K, a given anchor and the argon LJ model."""
     target = target_from_dict(
         {
             "name": "t",
@@ -106,7 +107,11 @@ def test_ess_threshold_outside_zero_one(argon):
         }
     )
     anchor = Anchor("t", 80.0, 0.0, 75.0, 0.5, 1e-3, 1e-4, 1.2e-4, "given")
-    model = LennardJones(epsilon_eV=argon["epsilon_eV"], sigma_A=argon["sigma_A"])
+    return target, anchor, LennardJones(epsilon_eV=argon["epsilon_eV"], sigma_A=argon["sigma_A"])
+
+
+def test_ess_threshold_outside_zero_one(argon):
+    target, anchor, model = _tiny_argon_target(argon)
     for bad in (0.0, 1.5, -0.2):
         with pytest.raises(ValueError, match=r"ess_threshold must be a finite number > 0 and <= 1"):
             Resampling(ess_threshold=bad)
@@ -122,20 +127,7 @@ def test_fit_without_a_resampling_callback_says_so_before_sampling(argon, tmp_pa
     from phasetune.learn.data import StatePointDataModule
     from phasetune.sampling.sampler import SamplerSettings
 
-    target = target_from_dict(
-        {
-            "name": "t",
-            "phases": ["fcc", "liquid"],
-            "temperature_K": 80.0,
-            "tolerance_K": 1.0,
-            "structures": {
-                "fcc": {"element": "Ar", "lattice_A": 5.4, "n_atoms": 4},
-                "liquid": {"element": "Ar", "lattice_A": 5.7, "n_atoms": 4},
-            },
-        }
-    )
-    anchor = Anchor("t", 80.0, 0.0, 75.0, 0.5, 1e-3, 1e-4, 1.2e-4, "given")
-    model = LennardJones(epsilon_eV=argon["epsilon_eV"], sigma_A=argon["sigma_A"])
+    target, anchor, model = _tiny_argon_target(argon)
     datamodule = StatePointDataModule(
         [target], SamplerSettings(progress=False), frames_dir=tmp_path / "frames"
     )
