@@ -288,6 +288,40 @@ def _measure_density(
     return density, density_error, shift
 
 
+def isotherm_pressures_GPa(
+    densities_per_A3: np.ndarray, integrand_A3: np.ndarray, errors_A3: np.ndarray, temperature_K
+) -> tuple[np.ndarray, np.ndarray]:
+    """Total pressure at each isotherm node, P = ρ k_BT (1 + ρ·(Z − 1)/ρ), and its error (GPa)."""
+    kT = KB_EV_PER_K * temperature_K
+    rho = np.asarray(densities_per_A3, dtype=float)
+    pressure = rho * kT * (1 + rho * np.asarray(integrand_A3)) / EV_PER_A3_PER_GPA
+    return pressure, rho**2 * kT * np.asarray(errors_A3) / EV_PER_A3_PER_GPA
+
+
+def check_supercritical_isotherm(
+    densities_per_A3: np.ndarray, integrand_A3: np.ndarray, errors_A3: np.ndarray, temperature_K
+) -> None:
+    """Raise when the isotherm crosses the liquid–gas two-phase region.
+
+    Above the critical point P(ρ) rises with ρ and stays positive. A pressure that falls
+    between two nodes, or is negative, by more than 3σ is a van der Waals loop: T_h lies
+    below the model's critical temperature and βF_ex from this path is wrong (Ti1 EAM at
+    6000 K: P < 0 from ρ = 0.0125 to 0.040 Å⁻³, bench/RESULTS.md, session 27).
+    """
+    p, err = isotherm_pressures_GPa(densities_per_A3, integrand_A3, errors_A3, temperature_K)
+    falls = np.diff(p) < -3 * np.hypot(err[1:], err[:-1])
+    negative = p < -3 * err
+    if falls.any() or negative.any():
+        nodes = ", ".join(f"{q:.2f}" for q in p)
+        raise RuntimeError(
+            f"the liquid's isotherm at T_h = {temperature_K:g} K crosses the liquid–gas "
+            f"two-phase region (pressure {nodes} GPa at densities "
+            f"{float(densities_per_A3[0]):.4f}…{float(densities_per_A3[-1]):.4f} Å⁻³): T_h is "
+            "below this model's critical temperature and the liquid free energy would be "
+            "wrong; raise liquid_reference_temperature_K"
+        )
+
+
 def liquid_free_energy(
     model,
     atoms: Atoms,
@@ -316,8 +350,8 @@ def liquid_free_energy(
             the species, and the start of the NPT run; scaled to each node's density.
         temperature_K: target temperature T.
         pressure_GPa: target pressure P (enters through ρ_l and the P v term).
-        reference_temperature_K: T_h ≥ T, above the liquid–gas critical point (not checked:
-            below it the isotherm crosses the two-phase region and the result is wrong).
+        reference_temperature_K: T_h ≥ T, above the liquid–gas critical point (checked
+            after the isotherm is sampled: :func:`check_supercritical_isotherm`).
         settings: MD settings used for every run.
         n_densities, n_temperatures: Gauss–Legendre nodes on the isotherm and isochore.
         density_per_A3: liquid density N/V; if None it is measured by an NPT run at (T, P).
@@ -405,6 +439,7 @@ def liquid_free_energy(
     for k, rho in enumerate(rho_nodes):
         series = _valid_series(frames, beta_h * p_conf / rho**2, k, points[k].name)
         iso_mean[k], iso_err[k] = _mean_and_error(series)
+    check_supercritical_isotherm(rho_nodes, iso_mean, iso_err, reference_temperature_K)
     beta_f_ref = float(rho_weights @ iso_mean)
     beta_f_ref_err = float(np.sqrt(((rho_weights * iso_err) ** 2).sum()))
 

@@ -18,7 +18,12 @@ from scipy import constants
 from torch_sim.models.interface import ModelInterface
 
 import phasetune.free_energy.liquid as liquid_module
-from phasetune.free_energy.liquid import LiquidFreeEnergy, liquid_free_energy
+from phasetune.free_energy.liquid import (
+    LiquidFreeEnergy,
+    check_supercritical_isotherm,
+    isotherm_pressures_GPa,
+    liquid_free_energy,
+)
 from phasetune.potentials.ideal_gas import IdealGas
 from phasetune.potentials.lennard_jones import LennardJones
 from phasetune.sampling.sampler import SamplerSettings
@@ -323,3 +328,22 @@ def test_non_periodic_atoms_raise():
             settings=_quick_settings(),
             density_per_A3=0.02,
         )
+
+
+def test_an_isotherm_through_the_two_phase_region_is_refused():
+    """The Ti1 EAM liquid's isotherm at 6000 K, node by node (bench/RESULTS.md, session 27):
+    the total pressure turns negative and falls with density, a van der Waals loop."""
+    rho = np.array([0.00105, 0.00537, 0.01252, 0.02155, 0.03124, 0.04027, 0.04742, 0.05174])
+    integrand = np.array([-672.961, -185.385, -85.659, -53.906, -43.026, -31.817, 3.218, 32.679])
+    errors = np.array([8.042, 2.316, 1.103, 0.753, 0.690, 0.533, 0.399, 0.472])
+    pressure, _ = isotherm_pressures_GPa(rho, integrand, errors, 6000.0)
+    # P = ρk_BT(1 + ρ·(Z−1)/ρ): the ideal-gas part alone at ρ = 0.04027 Å⁻³ is 3.33 GPa
+    ideal = rho[5] * KB_EV * 6000.0 / EV_A3_PER_GPA
+    assert ideal == pytest.approx(3.33, abs=0.01)
+    assert pressure[5] == pytest.approx(ideal * (1 + rho[5] * integrand[5]), rel=1e-9)
+    assert pressure[5] < -0.9
+    with pytest.raises(RuntimeError, match="crosses the liquid–gas two-phase region"):
+        check_supercritical_isotherm(rho, integrand, errors, 6000.0)
+    # a supercritical LJ-like isotherm: B₂ < 0 at low density, P rising throughout
+    lj_integrand = -20.0 + 2000.0 * rho
+    check_supercritical_isotherm(rho, lj_integrand, errors / 10, 6000.0)
