@@ -54,3 +54,17 @@ class Delegating(torch.nn.Module):
 
     def forward(self, state, **kwargs):
         return self.inner(state, **kwargs)
+
+
+def quick_preset(model: str = "ti1_eam"):
+    """``phasetune-measure model=MODEL preset=quick``'s measurement settings (an
+    ``AnchorSettings``: ``.coexistence``, ``.solid``, ``.liquid``, ``.enthalpy``), so that a
+    bench script runs exactly what the preset runs."""
+    from hydra import compose, initialize_config_dir
+
+    from phasetune.configs import CONFIG_DIR
+    from phasetune.measure import measurement_settings
+
+    with initialize_config_dir(config_dir=CONFIG_DIR, version_base="1.3"):
+        cfg = compose(config_name="measure", overrides=[f"model={model}", "preset=quick"])
+    return measurement_settings(cfg, "free_energy")

@@ -14,6 +14,7 @@ One JSON line per box goes to stdout. ``prismatic`` turns the crystal so that th
 along x and the interfaces are prismatic planes instead of basal ones (the default).
 """
 
+import dataclasses
 import json
 import sys
 import time
@@ -22,8 +23,8 @@ import numpy as np
 import torch
 
 import phasetune.free_energy.coexistence as coexistence
-from bench.common import threads_from_env
-from phasetune.free_energy.coexistence import CoexistenceSettings, melting_temperatures_coexistence
+from bench.common import quick_preset, threads_from_env
+from phasetune.free_energy.coexistence import melting_temperatures_coexistence
 from phasetune.free_energy.interface_velocity import interface_velocities
 from phasetune.potentials.eam import mendelev_ti1
 from phasetune.structures import PHASES, build_structure
@@ -56,17 +57,8 @@ def recording_sample_state_points(*args, **kwargs):
 
 
 coexistence.sample_state_points = recording_sample_state_points
-settings = CoexistenceSettings(  # preset=quick's coexistence block
-    timestep_fs=3.0,
-    solid_steps=1000,
-    melt_steps=1000,
-    quench_steps=100,
-    equilibration_steps=500,
-    production_steps=production,
-    stride=50,
-    min_slab_A=40.0,
-    compressibility_per_GPa=0.02,
-    progress=False,
+settings = dataclasses.replace(
+    quick_preset().coexistence, production_steps=production, progress=False, seed=0
 )
 hcp = build_structure("hcp", element="Ti", lattice_A=2.95, c_over_a=1.587, n_atoms=240)
 if prismatic:  # (x, y, z) -> (z, x, y): c along x, the interface normal along a former y

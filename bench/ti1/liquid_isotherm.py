@@ -5,18 +5,18 @@
 ``liquid_free_energy`` integrates (Z − 1)/ρ along an isotherm at T_h from the ideal gas to
 the liquid density; below the liquid–gas critical temperature that isotherm crosses the
 two-phase region. This prints each isotherm node's density, integrand and configurational
-pressure (``preset=quick``'s liquid settings, 250 atoms, 3 fs), then g of the liquid.
+pressure (``preset=quick``'s liquid settings, 250 atoms), then g of the liquid.
 """
 
+import dataclasses
 import sys
 
 import numpy as np
 import torch
 
-from bench.common import threads_from_env
+from bench.common import quick_preset, threads_from_env
 from phasetune.free_energy.liquid import liquid_free_energy
 from phasetune.potentials.eam import mendelev_ti1
-from phasetune.sampling.sampler import SamplerSettings
 from phasetune.structures import build_structure
 from phasetune.units import KB_EV_PER_K
 
@@ -29,15 +29,7 @@ result = liquid_free_energy(
     temperature_K=1765.0,
     pressure_GPa=0.0,
     reference_temperature_K=t_h,
-    settings=SamplerSettings(
-        timestep_fs=3.0,
-        equilibration_steps=1000,
-        melt_steps=500,
-        production_steps=4000,
-        stride=10,
-        compressibility_per_GPa=0.02,
-        progress=False,
-    ),
+    settings=dataclasses.replace(quick_preset().liquid, progress=False),
 )
 rho = result.isotherm_densities_per_A3
 integrand = result.isotherm_integrand_A3
