@@ -52,7 +52,7 @@ SOLID_PHASES = tuple(p for p in PHASES if p != "liquid")
 #: what melted) between the first and the last fifth of production has transformed: its
 #: interface velocity is that crystal's growth, not the solid's melting. Ti1 hcp with its c
 #: axis along the interface lost 15–37 % of the atoms to bcc in 9 ps at 1677–1853 K; with c
-#: across the interface, ≤ 1 % (bench/RESULTS.md, Ti1 hcp coexistence).
+#: across the interface, ≤ 1 % (bench/RESULTS.md, "the hcp|liquid boxes").
 TRANSFORMED_FRACTION = 0.1
 
 

@@ -306,7 +306,7 @@ def check_supercritical_isotherm(
     Above the critical point P(ρ) rises with ρ and stays positive. A pressure that falls
     between two nodes, or is negative, by more than 3σ is a van der Waals loop: T_h lies
     below the model's critical temperature and βF_ex from this path is wrong (Ti1 EAM at
-    6000 K: P < 0 from ρ = 0.0125 to 0.040 Å⁻³, bench/RESULTS.md, Ti1 liquid isotherm).
+    6000 K: P < 0 from ρ = 0.0125 to 0.040 Å⁻³, bench/RESULTS.md, "subcritical").
     """
     p, err = isotherm_pressures_GPa(densities_per_A3, integrand_A3, errors_A3, temperature_K)
     falls = np.diff(p) < -3 * np.hypot(err[1:], err[:-1])

@@ -348,7 +348,7 @@ def _result(temps, velocities):
 
 def test_a_box_whose_solid_turned_into_another_crystal_is_reported_and_left_out(monkeypatch):
     # phase fractions [fcc, hcp, bcc, liquid] at the start and end of Ti1 hcp boxes
-    # (bench/RESULTS.md, Ti1 hcp coexistence): c along the interface at 1677 K (44 % of the
+    # (bench/RESULTS.md, "the hcp|liquid boxes"): c along the interface at 1677 K (44 % of the
     # atoms end bcc), c across it at 1765 K (hcp melts, stays hcp)
     start = np.array([[0.0, 0.492, 0.023, 0.485], [0.001, 0.499, 0.006, 0.494]])
     end = np.array([[0.0, 0.123, 0.436, 0.441], [0.0, 0.449, 0.013, 0.538]])

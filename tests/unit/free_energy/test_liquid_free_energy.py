@@ -331,8 +331,8 @@ def test_non_periodic_atoms_raise():
 
 
 def test_an_isotherm_through_the_two_phase_region_is_refused():
-    """The Ti1 EAM liquid's isotherm at 6000 K, node by node (bench/RESULTS.md, Ti1 liquid
-    isotherm): the total pressure turns negative and falls with density, a van der Waals
+    """The Ti1 EAM liquid's isotherm at 6000 K, node by node (bench/RESULTS.md,
+    "subcritical"): the total pressure turns negative and falls with density, a van der Waals
     loop."""
     rho = np.array([0.00105, 0.00537, 0.01252, 0.02155, 0.03124, 0.04027, 0.04742, 0.05174])
     integrand = np.array([-672.961, -185.385, -85.659, -53.906, -43.026, -31.817, 3.218, 32.679])
