@@ -28,6 +28,17 @@ from importlib import import_module as _import_module
 _warnings.filterwarnings(
     "ignore", message=r"`torch\.jit\.script` is deprecated", module=r"torch\.jit\._script"
 )
+# ... and a UserWarning per scripted class ("instance-level annotations on empty non-base
+# types"), and, when a model is copied (a sampling copy), its codegen modules go through
+# torch.jit.save/load, each deprecated with a FutureWarning
+_warnings.filterwarnings(
+    "ignore",
+    message=r"`torch\.jit\.(save|load)` is deprecated",
+    module=r"torch\.jit\._serialization",
+)
+_warnings.filterwarnings(
+    "ignore", message=r"The TorchScript type system doesn't support instance-level annotations"
+)
 
 #: public name → (module, attribute); resolved lazily by :func:`__getattr__`
 _ENTRY_POINTS = {

@@ -19,7 +19,9 @@
   docs/configuration.md.) The same import prints
   "cuequivariance … is not available" on every machine without cuEquivariance (a CPU, where
   it is not expected): that line is dropped, and ``model.enable_cueq`` says itself when the
-  package is missing.
+  package is missing; so is torch's warning that the variable forced e3nn's constants load
+  at import (the variable is contained here). e3nn's TorchScript warnings are filtered in
+  ``phasetune/__init__.py``.
 """
 
 from __future__ import annotations
@@ -111,7 +113,10 @@ def mace_import():
     before = os.environ.get(_MACE_ENV)
     printed = io.StringIO()
     try:
-        with redirect_stdout(printed):
+        with redirect_stdout(printed), warnings.catch_warnings():
+            # e3nn (imported by mace) loads its constants while mace's variable is set, and
+            # torch warns that the variable forced that load: the variable is contained here
+            warnings.filterwarnings("ignore", message=f"Environment variable {_MACE_ENV} detected")
             yield
     finally:
         if before is None:
