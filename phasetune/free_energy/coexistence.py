@@ -33,6 +33,7 @@ from phasetune.free_energy.interface_velocity import (
     MeltingPointFit,
     fit_melting_point,
     interface_velocities,
+    interface_velocity_errors,
 )
 from phasetune.free_energy.two_phase_box import (
     CoexistenceSettings,
@@ -74,14 +75,19 @@ def converted_fraction(start: np.ndarray, end: np.ndarray, solid_phase: str) -> 
 
 
 def fit_untransformed(
-    temperatures_K: np.ndarray, replica: np.ndarray, velocities: np.ndarray, transformed
+    temperatures_K: np.ndarray,
+    replica: np.ndarray,
+    velocities: np.ndarray,
+    transformed,
+    velocity_errors: np.ndarray | None = None,
 ) -> MeltingPointFit | None:
     """:func:`fit_melting_point` on the boxes that did not transform; None when fewer than
     two temperatures are left."""
     keep = ~np.asarray(transformed, dtype=bool)
     if len(np.unique(temperatures_K[keep])) < 2:
         return None
-    return fit_melting_point(temperatures_K[keep], replica[keep], velocities[keep])
+    errors = None if velocity_errors is None else np.asarray(velocity_errors)[keep]
+    return fit_melting_point(temperatures_K[keep], replica[keep], velocities[keep], errors)
 
 
 @dataclass
@@ -115,6 +121,9 @@ class CoexistenceResult:
     #: and whether that makes it a transformed box, left out of the fit
     converted_fraction: np.ndarray | None = None
     transformed: np.ndarray | None = None
+    #: per box σ(v) from time blocks, and the σ(T_m) it gives (one of the error's candidates)
+    velocity_error_A_per_ps: np.ndarray | None = None
+    velocity_noise_K: float = math.nan
     extra: dict = field(default_factory=dict)
 
     @property
@@ -158,6 +167,12 @@ class CoexistenceResult:
             "n_atoms": self.n_atoms,
             "temperatures_K": self.temperatures_K.tolist(),
             "velocity_A_per_ps": self.velocity_A_per_ps.tolist(),
+            "velocity_error_A_per_ps": (
+                None
+                if self.velocity_error_A_per_ps is None
+                else self.velocity_error_A_per_ps.tolist()
+            ),
+            "velocity_noise_K": self.velocity_noise_K,
             "replica": self.replica.tolist(),
             "replica_melting_temperatures_K": self.replica_melting_temperatures_K.tolist(),
             "disagreement_K": list(self.disagreement_K),
@@ -312,6 +327,7 @@ def melting_temperatures_coexistence(
     time_ps = (frames.step.numpy() - frames.step.numpy()[0]) * settings.timestep_fs * 1e-3
     length_z = frames.cell[:, :, 2, 2].mean(0).numpy()
     velocities = interface_velocities(time_ps, fractions, length_z, settings.saturation)
+    velocity_errors = interface_velocity_errors(time_ps, fractions, length_z, settings.saturation)
 
     results = []
     temps_a, reps_a, which_a = np.array(temps), np.array(replicas), np.array(which)
@@ -319,13 +335,15 @@ def melting_temperatures_coexistence(
     for k, p in enumerate(pressures):
         sel = which_a == k
         t_k, v_k, r_k = temps_a[sel], velocities[sel], reps_a[sel]
-        fit = fit_untransformed(t_k, r_k, v_k, transformed[sel])
+        fit = fit_untransformed(t_k, r_k, v_k, transformed[sel], velocity_errors[sel])
         result = CoexistenceResult(
             solid_phase=solid_phase,
             pressure_GPa=p,
             temperatures_K=t_k,
             replica=r_k,
             velocity_A_per_ps=v_k,
+            velocity_error_A_per_ps=velocity_errors[sel],
+            velocity_noise_K=fit.velocity_noise_K if fit else math.nan,
             time_ps=time_ps,
             solid_fraction=fractions[:, sel],
             melting_temperature_K=fit.melting_temperature_K if fit else math.nan,

@@ -13,6 +13,12 @@ Errors. Three estimates, and the reported σ(T_m) is the largest:
 * the line fit's own error through every box (delta method on −a/b);
 * the spread of the replicas' own T_m, std/√R (one or two degrees of freedom with two or
   three replicas, so it can come out far too small on its own);
+* **the boxes' own noise**: each box's velocity error from the slopes of its production cut
+  into ``n_blocks`` time blocks (batch means: for an interface that moves as a random walk
+  with drift, std(block slopes)/√B is the error of the whole run's slope), propagated
+  through the weighted line fit to T_m. A faceted interface (Ti1 hcp basal) moves in
+  whole layers at random times, so x_s(t) is a staircase: three boxes can lie on a line by
+  chance (the line fit's error, 1 degree of freedom) while the blocks of each box disagree;
 * **replica disagreement**: boxes at the same temperature whose interfaces move in opposite
   directions. At the temperatures next to T_m that is chance; at half the temperatures or
   more, or farther from T_m than one box's own scatter allows (2σ), it means the boxes do
@@ -47,6 +53,53 @@ def interface_velocities(
         slope = np.polyfit(time_ps[:n], solid_fraction[:n, s], 1)[0]
         velocities[s] = 0.5 * box_length_z_A[s] * slope
     return velocities
+
+
+def interface_velocity_errors(
+    time_ps: np.ndarray,
+    solid_fraction: np.ndarray,
+    box_length_z_A: np.ndarray,
+    saturation: float,
+    n_blocks: int = 3,
+) -> np.ndarray:
+    """σ(v) per box (Å/ps): std of the slopes of ``n_blocks`` equal time blocks of the linear
+    regime, over √n_blocks (NaN where a block would have fewer than 3 frames)."""
+    errors = np.full(solid_fraction.shape[1], math.nan)
+    for s in range(solid_fraction.shape[1]):
+        n = _linear_regime(solid_fraction[:, s], saturation)
+        size = n // n_blocks
+        if n_blocks < 2 or size < 3:
+            continue
+        slopes = [
+            np.polyfit(
+                time_ps[k * size : (k + 1) * size], solid_fraction[k * size : (k + 1) * size, s], 1
+            )[0]
+            for k in range(n_blocks)
+        ]
+        errors[s] = 0.5 * box_length_z_A[s] * float(np.std(slopes, ddof=1)) / math.sqrt(n_blocks)
+    return errors
+
+
+def velocity_noise_error(
+    temperatures_K: np.ndarray, velocities: np.ndarray, velocity_errors: np.ndarray
+) -> float:
+    """σ(T_m) from the boxes' own velocity errors: the line v = a + b T fitted with weights
+    1/σ_i², its covariance (XᵀWX)⁻¹ (absolute σ), and the delta method on T_m = −a/b."""
+    sigma = np.asarray(velocity_errors, dtype=float)
+    if len(temperatures_K) < 2 or not np.all(np.isfinite(sigma)):
+        return math.nan
+    sigma = np.maximum(sigma, 1e-12)
+    design = np.stack([temperatures_K, np.ones_like(temperatures_K)], axis=1)
+    weights = 1.0 / sigma**2
+    normal = design.T @ (design * weights[:, None])
+    if np.linalg.cond(normal) > 1e15:
+        return math.nan
+    cov = np.linalg.inv(normal)
+    b, a = cov @ (design.T @ (weights * velocities))
+    if not b < 0:
+        return math.nan
+    grad = np.array([a / b**2, -1.0 / b])
+    return float(math.sqrt(grad @ cov @ grad))
 
 
 def fit_melting_temperature(temperatures_K: np.ndarray, velocities: np.ndarray) -> float:
@@ -92,6 +145,8 @@ class MeltingPointFit:
     n_temperatures: int = 0
     #: one box's own T_m scatter: the residual spread of v about the line over |slope|
     box_error_K: float = math.nan
+    #: σ(T_m) from each box's velocity error (time blocks; :func:`velocity_noise_error`)
+    velocity_noise_K: float = math.nan
 
     @property
     def replicas_disagree(self) -> bool:
@@ -107,9 +162,13 @@ class MeltingPointFit:
 
 
 def fit_melting_point(
-    temperatures_K: np.ndarray, replica: np.ndarray, velocities: np.ndarray
+    temperatures_K: np.ndarray,
+    replica: np.ndarray,
+    velocities: np.ndarray,
+    velocity_errors: np.ndarray | None = None,
 ) -> MeltingPointFit:
-    """T_m from every box of one pressure, with the error of the module docstring."""
+    """T_m from every box of one pressure, with the error of the module docstring
+    (``velocity_errors``: σ(v) per box from :func:`interface_velocity_errors`, optional)."""
     n_replicas = len(np.unique(replica))
     per_replica = np.array(
         [
@@ -129,7 +188,12 @@ def fit_melting_point(
     )
     disagreement = disagreeing_temperatures(temperatures_K, velocities)
     reach = max((abs(t - t_m) for t in disagreement), default=math.nan)
-    candidates = [e for e in (fit, spread, reach) if math.isfinite(e)]
+    noise = (
+        velocity_noise_error(temperatures_K, velocities, velocity_errors)
+        if velocity_errors is not None
+        else math.nan
+    )
+    candidates = [e for e in (fit, spread, reach, noise) if math.isfinite(e)]
     error = max(candidates) if candidates else math.nan
     bracketed = bool(math.isfinite(t_m) and temperatures_K.min() <= t_m <= temperatures_K.max())
     return MeltingPointFit(
@@ -142,6 +206,7 @@ def fit_melting_point(
         bracketed=bracketed,
         n_temperatures=len(np.unique(temperatures_K)),
         box_error_K=_box_error(temperatures_K, velocities),
+        velocity_noise_K=noise,
     )
 
 

@@ -23,6 +23,8 @@ from phasetune.free_energy.interface_velocity import (
     fit_melting_point,
     fit_melting_temperature,
     interface_velocities,
+    interface_velocity_errors,
+    velocity_noise_error,
 )
 from phasetune.free_energy.solid import FrenkelLaddSettings
 from phasetune.free_energy.transition import transition_from_free_energies
@@ -52,6 +54,62 @@ def test_melting_temperature_is_the_zero_of_the_velocity_line():
     temps = np.array([90.0, 95.0, 100.0, 105.0, 110.0])
     assert fit_melting_temperature(temps, 2.0 * (101.5 - temps)) == pytest.approx(101.5)
     assert math.isnan(fit_melting_temperature(temps, temps - 100.0))  # solid grows when hot?
+
+
+def _staircases(drift_layers_per_ps, n_boxes, rng, *, rate_per_ps=1.5, frames=120, dt=0.15):
+    """x_s(t) of faceted interfaces: whole layers (0.02 of the box) added or removed at Poisson
+    times, net rate ``drift`` layers/ps; plus a classifier's frame noise of 0.005."""
+    up = rate_per_ps + max(drift_layers_per_ps, 0.0)
+    down = rate_per_ps + max(-drift_layers_per_ps, 0.0)
+    steps = rng.poisson(up * dt, (frames, n_boxes)) - rng.poisson(down * dt, (frames, n_boxes))
+    x = 0.5 + 0.02 * np.cumsum(steps, axis=0) + 0.005 * rng.standard_normal((frames, n_boxes))
+    return np.arange(frames) * dt, x
+
+
+def test_velocity_errors_from_time_blocks_cover_the_scatter_of_staircase_interfaces():
+    """A faceted interface moves in whole layers at random times (Ti1 hcp basal, bench/
+    RESULTS.md "time blocks"): σ(v) from 3 time blocks of each box must match the scatter of
+    v over independent boxes (mean σ² against the variance, 2000 boxes), and a smooth
+    interface's σ(v) is its frame noise alone."""
+    rng = np.random.default_rng(7)
+    t, x = _staircases(0.8, 2000, rng)
+    lz = np.full(x.shape[1], 100.0)
+    v = interface_velocities(t, x, lz, saturation=0.05)
+    sigma = interface_velocity_errors(t, x, lz, saturation=0.05)
+    assert v.mean() == pytest.approx(50.0 * 0.02 * 0.8, rel=0.05)  # (L_z/2)·drift
+    assert np.sqrt(np.mean(sigma**2)) == pytest.approx(v.std(), rel=0.15)
+    smooth = 0.5 + 0.01 * t[:, None] + 0.005 * rng.standard_normal((len(t), 50))
+    quiet = interface_velocity_errors(t, smooth, np.full(50, 100.0), saturation=0.05)
+    assert np.sqrt(np.mean(quiet**2)) < 0.1 * np.sqrt(np.mean(sigma**2))
+    # too few frames in the linear regime for three blocks of 3: no estimate
+    short = interface_velocity_errors(t[:8], x[:8, :2], lz[:2], saturation=0.05)
+    assert np.isnan(short).all()
+
+
+def test_velocity_noise_enters_the_melting_point_error():
+    """Three boxes that fall on the line by chance (the line fit's error is 0) but whose own
+    velocities are noisy: σ(T_m) is the delta method on the weighted line, and it matches the
+    scatter of T_m over boxes drawn with those σ(v) (Monte Carlo, 20000 draws)."""
+    temps = np.array([1677.0, 1765.0, 1853.0])
+    line = 0.005 * (1720.0 - temps)
+    sigma_v = np.array([0.13, 0.15, 0.37])  # the Ti1 hcp basal boxes' block errors
+    fit = fit_melting_point(temps, np.zeros(3, int), line, sigma_v)
+    assert fit.fit_error_K == pytest.approx(0.0, abs=1e-6)
+    assert fit.error_K == fit.velocity_noise_K
+    assert fit.melting_temperature_K == pytest.approx(1720.0)
+    rng = np.random.default_rng(3)
+    draws = line + sigma_v * rng.standard_normal((20000, 3))
+    weights = 1 / sigma_v**2
+    t_m = []
+    for v in draws:
+        b, a = np.polyfit(temps, v, 1, w=np.sqrt(weights))
+        t_m.append(-a / b)
+    t_m = np.array(t_m)
+    spread = np.subtract(*np.percentile(t_m, [84.13, 15.87])) / 2  # robust σ
+    assert fit.velocity_noise_K == pytest.approx(spread, rel=0.1)
+    assert velocity_noise_error(temps, line, np.full(3, np.nan)) != velocity_noise_error(
+        temps, line, sigma_v
+    )
 
 
 def test_replica_disagreement_is_detected_and_widens_the_error():
