@@ -10,12 +10,16 @@ crystallise as bcc, and the coexistence route counts every solid-like atom as so
 records each frame's fractions of hcp, bcc, fcc and liquid (and each box's mean pressure
 and cell), then prints the interface
 velocity read from all solid-like atoms (what the route uses) and from hcp atoms only.
-One JSON line per box goes to stdout. ``prismatic`` turns the crystal so that the c axis lies
+One JSON line per box goes to stdout, with its solid fraction at every recorded frame
+(``x_solid``) so that early transients can be told from steady growth; ``REPLICAS=n`` in the
+environment runs n replicas per temperature (default 1); ``LATERAL=nx,ny`` repeats the
+240-atom cell across the interface (default 1,1: a 15 × 15 Å cross-section). ``prismatic`` turns the crystal so that the c axis lies
 along x and the interfaces are prismatic planes instead of basal ones (the default).
 """
 
 import dataclasses
 import json
+import os
 import sys
 import time
 
@@ -61,6 +65,8 @@ settings = dataclasses.replace(
     quick_preset().coexistence, production_steps=production, progress=False, seed=0
 )
 hcp = build_structure("hcp", element="Ti", lattice_A=2.95, c_over_a=1.587, n_atoms=240)
+lateral = [int(n) for n in os.environ.get("LATERAL", "1,1").split(",")]
+hcp = hcp.repeat((lateral[0], lateral[1], 1))
 if prismatic:  # (x, y, z) -> (z, x, y): c along x, the interface normal along a former y
     cell = np.diag(hcp.cell.array)
     hcp.set_cell(np.diag(cell[[2, 0, 1]]))
@@ -74,7 +80,7 @@ start = time.perf_counter()
     guesses_K=[guess],
     window=window,
     n_temperatures=3,
-    n_replicas=1,
+    n_replicas=int(os.environ.get("REPLICAS", "1")),
     settings=settings,
 )
 fractions = np.stack(recorded[-len(result.time_ps) :])  # [frames, boxes, phases]
@@ -85,6 +91,7 @@ for b, t in enumerate(result.temperatures_K):
         json.dumps(
             {
                 "T_K": round(float(t), 1),
+                "replica": int(result.replica[b]),
                 "v_solid_A_per_ps": round(float(v_all[b]), 3),
                 "start": {p: round(float(x[p][0]), 3) for p in PHASES},
                 "end": {p: round(float(x[p][-1]), 3) for p in PHASES},
@@ -94,6 +101,7 @@ for b, t in enumerate(result.temperatures_K):
                 ),
                 "cell_A": np.diagonal(sampled[-1].cell[:, b].mean(0).numpy()).round(2).tolist(),
                 "wall_s": round(time.perf_counter() - start),
+                "x_solid": result.solid_fraction[:, b].round(4).tolist(),
             }
         )
     )
