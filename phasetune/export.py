@@ -50,7 +50,7 @@ def export_model(
     files["state_dict"] = out / "finetuned_state_dict.pt"
     _atomic_save(record, files["state_dict"])
     if is_mace:
-        module = model.merged_model().cpu()
+        module = model.plain_module().cpu()
         for p in module.parameters():
             p.requires_grad_(False)
         files["model"] = out / "finetuned.model"

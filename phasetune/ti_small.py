@@ -346,9 +346,10 @@ def ti_small_potential(
     dtype: torch.dtype | str = torch.float64,
     lora_rank: int = 0,
     lora_modules: Sequence[str] = ("*",),
+    enable_cueq: bool = False,
 ) -> MacePotential:
     """The live ti_small MACE potential (a :class:`MacePotential`; ``lora_rank`` > 0 adds
-    low-rank adapters to its linear layers)."""
+    low-rank adapters to its linear layers; ``enable_cueq``: cuEquivariance kernels)."""
     if isinstance(dtype, str):
         dtype = {"float64": torch.float64, "float32": torch.float32}[dtype]
     resolved = Path(path) if path is not None else DEFAULT_MODEL_PATH
@@ -361,6 +362,7 @@ def ti_small_potential(
         source_sha256=file_sha256(resolved),
         lora_rank=lora_rank,
         lora_modules=lora_modules,
+        enable_cueq=enable_cueq,
     )
 
 

@@ -29,6 +29,7 @@ from torch_sim.models.interface import ModelInterface
 
 from phasetune.potentials.base import ModelBase, SwitchableOutputs
 from phasetune.potentials.lora import LowRankAdapter
+from phasetune.potentials.mace_acceleration import to_cueq, to_e3nn
 from phasetune.third_party import mace_import
 
 log = logging.getLogger(__name__)
@@ -149,6 +150,8 @@ class MacePotential(SwitchableOutputs, ModelBase):
             (:class:`~phasetune.potentials.lora.LowRankAdapter`; train them with the
             ``lora`` preset); 0: none.
         lora_modules: fnmatch patterns over the MACE submodule names that get adapters.
+        enable_cueq: run the tensor products with cuEquivariance (mace's conversion,
+            :mod:`~phasetune.potentials.mace_acceleration`); exports stay plain e3nn.
     """
 
     def __init__(
@@ -162,9 +165,17 @@ class MacePotential(SwitchableOutputs, ModelBase):
         source_sha256: str = "",
         lora_rank: int = 0,
         lora_modules: Sequence[str] = ("*",),
+        enable_cueq: bool = False,
     ) -> None:
         super().__init__(device=device, dtype=dtype)
-        self.model = model.to(device=self._device, dtype=dtype)
+        if enable_cueq and lora_rank:
+            raise ValueError(
+                "LoRA adapters (model.lora_rank > 0) attach to mace's e3nn layers: set "
+                "model.enable_cueq=false to train adapters"
+            )
+        self.cueq = bool(enable_cueq)
+        model = model.to(device=self._device, dtype=dtype)
+        self.model = to_cueq(model) if self.cueq else model
         self.r_max = float(self.model.r_max)
         self.atomic_numbers_known = [int(z) for z in self.model.atomic_numbers]
         heads = list(getattr(self.model, "heads", ["Default"]))
@@ -305,9 +316,17 @@ class MacePotential(SwitchableOutputs, ModelBase):
             module.load_state_dict(self.merged_state_dict())
         return module
 
+    def plain_module(self) -> torch.nn.Module:
+        """:meth:`merged_model` as a plain e3nn MACE (converted back from cuEquivariance):
+        what an exported ``.model`` file holds."""
+        module = self.merged_model()
+        return to_e3nn(module) if self.cueq else module
+
     def fingerprint_model(self) -> MacePotential:
         """The plain potential with the same energies (itself without LoRA; else the merged
-        MACE), which :func:`phasetune.learn.anchor.model_fingerprint` hashes."""
+        MACE), which :func:`phasetune.learn.anchor.model_fingerprint` hashes. (A
+        cuEquivariance model hashes as itself: converting it back to e3nn rebuilds mace's
+        coupling constants to ~1e-8, not bit for bit, so it gets its own anchors.)"""
         if self.lora is None:
             return self
         return MacePotential(
@@ -320,7 +339,9 @@ class MacePotential(SwitchableOutputs, ModelBase):
         )
 
     def export_state_dict(self) -> dict[str, torch.Tensor]:
-        """This potential's weights as a plain (LoRA-free) ``MacePotential`` has them."""
+        """This potential's weights as a plain (LoRA-free, e3nn) ``MacePotential`` has them."""
+        if self.cueq:
+            return {f"model.{k}": v.detach() for k, v in self.plain_module().state_dict().items()}
         return {f"model.{k}": v for k, v in self.merged_state_dict().items()}
 
     # ------------------------------------------------------------------ sampling copy
@@ -353,10 +374,12 @@ def mace_potential(
     download: bool = True,
     lora_rank: int = 0,
     lora_modules: Sequence[str] = ("*",),
+    enable_cueq: bool = False,
 ) -> MacePotential:
     """A :class:`MacePotential` from a foundation ``name`` (small, medium, medium-mpa-0, …;
     downloaded and cached by mace where there is network) or a local ``path``; with
-    ``lora_rank`` > 0, low-rank adapters on its linear layers (``lora_modules``)."""
+    ``lora_rank`` > 0, low-rank adapters on its linear layers (``lora_modules``); with
+    ``enable_cueq``, cuEquivariance tensor products."""
     if isinstance(dtype, str):
         dtype = {"float64": torch.float64, "float32": torch.float32}[dtype]
     module, file = load_mace_module(
@@ -378,6 +401,7 @@ def mace_potential(
         source_sha256=file_sha256(file),
         lora_rank=lora_rank,
         lora_modules=lora_modules,
+        enable_cueq=enable_cueq,
     )
 
 
