@@ -13,8 +13,9 @@ velocity read from all solid-like atoms (what the route uses) and from hcp atoms
 One JSON line per box goes to stdout, with its solid fraction at every recorded frame
 (``x_solid``) so that early transients can be told from steady growth; ``REPLICAS=n`` in the
 environment runs n replicas per temperature (default 1); ``LATERAL=nx,ny`` repeats the
-240-atom cell across the interface (default 1,1: a 15 × 15 Å cross-section). ``prismatic`` turns the crystal so that the c axis lies
-along x and the interfaces are prismatic planes instead of basal ones (the default).
+240-atom cell across the interface (default 1,1: a 15 × 15 Å cross-section).
+``prismatic`` turns the crystal so that the c axis lies along x and the interfaces are
+prismatic planes instead of basal ones (the default).
 """
 
 import dataclasses
@@ -95,6 +96,7 @@ for b, t in enumerate(result.temperatures_K):
                 "v_solid_A_per_ps": round(float(v_all[b]), 3),
                 "start": {p: round(float(x[p][0]), 3) for p in PHASES},
                 "end": {p: round(float(x[p][-1]), 3) for p in PHASES},
+                "mean_T_K": round(float(sampled[-1].temperature[:, b].mean()), 1),
                 "pressure_GPa": round(float(sampled[-1].pressure[:, b].mean()), 3),
                 "pressure_error_GPa": round(
                     float(sampled[-1].pressure[:, b].std() / len(sampled[-1].pressure) ** 0.5), 3
