@@ -70,6 +70,7 @@ from phasetune.learn.difftre import (
 from phasetune.potentials.base import sampling_copy
 from phasetune.potentials.evaluation import energies_only
 from phasetune.potentials.mace import MacePotential, build_mace
+from phasetune.potentials.mace_acceleration import cueq_available, cueq_kernels_available
 from phasetune.sampling.frames import Frames
 from phasetune.sampling.sampler import (
     SamplerSettings,
@@ -141,6 +142,10 @@ def environment(device: torch.device) -> dict:
         env["nvalchemiops"] = True
     except ImportError:
         env["nvalchemiops"] = False  # torch-sim's GPU neighbour list falls back to torch
+    # model.enable_cueq: the package (carried, small) and NVIDIA's fused kernels (≈ 74 MB of
+    # wheels, beyond what a call carries): without them cuEquivariance runs plain PyTorch
+    env["cuequivariance"] = cueq_available()
+    env["cuequivariance_ops"] = cueq_kernels_available()
     return env
 
 
@@ -184,7 +189,7 @@ def make_models(device: torch.device, dtype: torch.dtype, quick: bool) -> dict:
     )
     if quick:
         medium |= dict(hidden_irreps="16x0e + 16x1o", max_ell=2)
-    return {
+    models = {
         "ti_small": (ti_small_potential(device=device, dtype=dtype), 4.0),
         "mace_medium_size": (
             MacePotential(
@@ -193,6 +198,33 @@ def make_models(device: torch.device, dtype: torch.dtype, quick: bool) -> dict:
             1.0,
         ),
     }
+    if cueq_available():  # the same weights with cuEquivariance tensor products
+        kernels = "" if cueq_kernels_available() else "_no_kernels"
+        models[f"mace_medium_size_cueq{kernels}"] = (
+            MacePotential(
+                build_mace(atomic_numbers=[22], dtype=dtype, **medium),
+                device=device,
+                dtype=dtype,
+                enable_cueq=True,
+            ),
+            1.0,
+        )
+    return models
+
+
+def cueq_energy_difference(models: dict, points, device, dtype) -> float | None:
+    """max |E_cueq − E_e3nn| / N over the batch (eV/atom): the same function, so float
+    rounding only (the issue's float32 tolerance); None without a cuEquivariance model."""
+    cueq = [name for name in models if name.startswith("mace_medium_size_cueq")]
+    if not cueq:
+        return None
+    state = ts.io.atoms_to_state([p.atoms for p in points], device=device, dtype=dtype)
+    with torch.no_grad(), energies_only(models["mace_medium_size"][0]):
+        plain = models["mace_medium_size"][0](state)["energy"].double()
+    with torch.no_grad(), energies_only(models[cueq[0]][0]):
+        accelerated = models[cueq[0]][0](state)["energy"].double()
+    n_atoms = torch.tensor([len(p.atoms) for p in points], device=plain.device)
+    return float(((accelerated - plain).abs() / n_atoms).max())
 
 
 def n_parameters(model: torch.nn.Module) -> int:
@@ -282,6 +314,14 @@ def part_md(report, models, points, device, dtype, steps: int, calls: int) -> No
                 f"| {row['step_over_bare']:.3f} | {row['peak_MiB']:.0f} | {row['md_events']} |"
             )
         report.part("md", result, lines)  # after each model: a later failure keeps this row
+    difference = cueq_energy_difference(models, points, device, dtype)
+    if difference is not None:
+        result["cueq_max_energy_difference_eV_per_atom"] = difference
+        lines.append(f"\ncuEquivariance vs e3nn energies: max |ΔE|/N = {difference:.2e} eV/atom")
+        report.part("md", result, lines)
+    elif not cueq_available():
+        lines.append("\ncuEquivariance not installed here: the plain e3nn path only")
+        report.part("md", result, lines)
 
 
 def md_row(live, timestep, points, device, dtype, steps: int, calls: int) -> dict:

@@ -12,6 +12,7 @@ WHEELS=(
   ase==3.29.0 matscipy==1.3.1 e3nn==0.4.4 tables==3.11.1 numexpr==2.14.2 blosc2==4.14.1
   ndindex==1.10.1 torch-ema==0.3 configargparse==1.9.0 GitPython==3.2.1 gitdb==4.0.12
   smmap==5.0.3 lmdb==3.0.0 orjson==3.13.0 prettytable==3.18.0 wcwidth==0.9.4
+  cuequivariance==0.13.0 cuequivariance-torch==0.13.0
 )
 if [ "${1:-}" = "--download" ]; then
   mkdir -p .whl
