@@ -8,7 +8,7 @@ velocity is
 a least-squares slope over the frames before x_s leaves [s, 1 − s]. Near T_m, v is linear
 in T, v = a + b T with b < 0, and T_m = −a/b.
 
-Errors. Three estimates, and the reported σ(T_m) is the largest:
+Errors. Four estimates, and the reported σ(T_m) is the largest:
 
 * the line fit's own error through every box (delta method on −a/b);
 * the spread of the replicas' own T_m, std/√R (one or two degrees of freedom with two or
@@ -16,7 +16,7 @@ Errors. Three estimates, and the reported σ(T_m) is the largest:
 * **the boxes' own noise**: each box's velocity error from the slopes of its production cut
   into ``n_blocks`` time blocks (batch means: for an interface that moves as a random walk
   with drift, std(block slopes)/√B is the error of the whole run's slope), propagated
-  through the weighted line fit to T_m. A faceted interface (Ti1 hcp basal) moves in
+  through the line fit to T_m. A faceted interface (Ti1 hcp basal) moves in
   whole layers at random times, so x_s(t) is a staircase: three boxes can lie on a line by
   chance (the line fit's error, 1 degree of freedom) while the blocks of each box disagree;
 * **replica disagreement**: boxes at the same temperature whose interfaces move in opposite
@@ -83,22 +83,20 @@ def interface_velocity_errors(
 def velocity_noise_error(
     temperatures_K: np.ndarray, velocities: np.ndarray, velocity_errors: np.ndarray
 ) -> float:
-    """σ(T_m) from the boxes' own velocity errors: the line v = a + b T fitted with weights
-    1/σ_i², its covariance (XᵀWX)⁻¹ (absolute σ), and the delta method on T_m = −a/b."""
+    """σ(T_m) that the boxes' own velocity errors σ_i give the reported T_m (the unweighted
+    line v = a + b (T − T̄), T_m = T̄ − a/b): the sandwich covariance
+    (XᵀX)⁻¹ Xᵀ diag(σ²) X (XᵀX)⁻¹ of (b, a), then the delta method."""
     sigma = np.asarray(velocity_errors, dtype=float)
-    if len(temperatures_K) < 2 or not np.all(np.isfinite(sigma)):
+    if len(np.unique(temperatures_K)) < 2 or not np.all(np.isfinite(sigma)):
         return math.nan
-    sigma = np.maximum(sigma, 1e-12)
-    design = np.stack([temperatures_K, np.ones_like(temperatures_K)], axis=1)
-    weights = 1.0 / sigma**2
-    normal = design.T @ (design * weights[:, None])
-    if np.linalg.cond(normal) > 1e15:
-        return math.nan
-    cov = np.linalg.inv(normal)
-    b, a = cov @ (design.T @ (weights * velocities))
+    centred = temperatures_K - temperatures_K.mean()
+    design = np.stack([centred, np.ones_like(centred)], axis=1)
+    inverse = np.linalg.inv(design.T @ design)
+    b, a = inverse @ (design.T @ velocities)
     if not b < 0:
         return math.nan
-    grad = np.array([a / b**2, -1.0 / b])
+    cov = inverse @ (design.T * sigma**2) @ design @ inverse
+    grad = np.array([a / b**2, -1.0 / b])  # ∂(T̄ − a/b)/∂(b, a)
     return float(math.sqrt(grad @ cov @ grad))
 
 

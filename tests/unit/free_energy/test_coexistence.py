@@ -88,23 +88,22 @@ def test_velocity_errors_from_time_blocks_cover_the_scatter_of_staircase_interfa
 
 def test_velocity_noise_enters_the_melting_point_error():
     """Three boxes that fall on the line by chance (the line fit's error is 0) but whose own
-    velocities are noisy: σ(T_m) is the delta method on the weighted line, and it matches the
-    scatter of T_m over boxes drawn with those σ(v) (Monte Carlo, 20000 draws)."""
+    velocities are noisy: σ(T_m) is the delta method on the line fit, and it matches the
+    scatter of the fitted T_m over boxes drawn with those σ(v) (Monte Carlo, 20000 draws)."""
     temps = np.array([1677.0, 1765.0, 1853.0])
     line = 0.005 * (1720.0 - temps)
-    sigma_v = np.array([0.13, 0.15, 0.37])  # the Ti1 hcp basal boxes' block errors
+    # half the Ti1 hcp basal boxes' block errors (0.13, 0.15, 0.37 Å/ps), where the delta
+    # method is accurate (at the full errors: 19.2 K against a Monte Carlo 20.9 K)
+    sigma_v = np.array([0.065, 0.075, 0.185])
     fit = fit_melting_point(temps, np.zeros(3, int), line, sigma_v)
     assert fit.fit_error_K == pytest.approx(0.0, abs=1e-6)
     assert fit.error_K == fit.velocity_noise_K
     assert fit.melting_temperature_K == pytest.approx(1720.0)
     rng = np.random.default_rng(3)
     draws = line + sigma_v * rng.standard_normal((20000, 3))
-    weights = 1 / sigma_v**2
-    t_m = []
-    for v in draws:
-        b, a = np.polyfit(temps, v, 1, w=np.sqrt(weights))
-        t_m.append(-a / b)
-    t_m = np.array(t_m)
+    t_m = np.array([fit_melting_temperature(temps, v) for v in draws])
+    t_m = t_m[np.isfinite(t_m)]  # a draw whose line rises has no T_m (rare here)
+    assert len(t_m) > 19900
     spread = np.subtract(*np.percentile(t_m, [84.13, 15.87])) / 2  # robust σ
     assert fit.velocity_noise_K == pytest.approx(spread, rel=0.1)
     assert velocity_noise_error(temps, line, np.full(3, np.nan)) != velocity_noise_error(
