@@ -3,8 +3,9 @@
 ``model.enable_cueq=true`` rebuilds the loaded e3nn MACE module with mace's
 ``cueq_config`` and copies its weights (``mace.cli.convert_e3nn_cueq.run``, what
 ``mace_run_train --enable_cueq`` and mace's calculators use). The energies are the same
-function of the positions: on a GPU with ``cuequivariance-ops-torch-cu12`` the tensor
-products run in NVIDIA's fused kernels; without the ops package (a CPU, or no wheels)
+function of the positions: on a GPU with ``cuequivariance-ops-torch-cu13`` (or ``-cu12``,
+as torch's CUDA build) the tensor products run in NVIDIA's fused kernels; without the ops
+package (a CPU, or no wheels)
 cuequivariance-torch runs its plain PyTorch path, which is how the CPU test checks the
 energies and forces against the e3nn module. Exported models are converted back
 (``convert_cueq_e3nn``), so a ``.model`` file from phasetune is always a plain e3nn MACE.
@@ -25,8 +26,8 @@ from phasetune.third_party import mace_import
 
 CUEQ_HINT = (
     "model.enable_cueq=true needs cuEquivariance: pip install 'phasetune[cueq]' "
-    "(cuequivariance-torch; on an NVIDIA GPU also cuequivariance-ops-torch-cu12 for the fast "
-    "kernels), or set model.enable_cueq=false"
+    "(cuequivariance-torch; on an NVIDIA GPU also cuequivariance-ops-torch-cu13 or -cu12, as "
+    "torch's CUDA, for the fast kernels), or set model.enable_cueq=false"
 )
 
 
