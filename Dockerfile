@@ -19,9 +19,9 @@ RUN python -m venv /opt/venv
 
 # dependencies first, in their own layer: a code change does not reinstall them
 COPY requirements.lock /tmp/requirements.lock
-RUN pip install --no-compile -r /tmp/requirements.lock
-# model.enable_cueq: cuEquivariance and its fused kernels (the ops wheel for torch's CUDA 13 build)
-RUN pip install --no-compile cuequivariance-torch==0.13.0 cuequivariance-ops-torch-cu13==0.13.0
+# and cuEquivariance with its fused kernels for model.enable_cueq (ops wheel: torch's CUDA 13)
+RUN pip install --no-compile -r /tmp/requirements.lock \
+    && pip install --no-compile cuequivariance-torch==0.13.0 cuequivariance-ops-torch-cu13==0.13.0
 
 # the package itself (configs are package data); --no-deps: the lock installed them
 COPY pyproject.toml README.md /src/
