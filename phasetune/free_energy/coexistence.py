@@ -30,8 +30,9 @@ from ase import Atoms
 from torch_sim.models.interface import ModelInterface
 
 from phasetune.free_energy.interface_velocity import (
-    MeltingPointFit,
-    fit_melting_point,
+    TRANSFORMED_FRACTION,
+    converted_fraction,
+    fit_untransformed,
     interface_velocities,
     interface_velocity_errors,
 )
@@ -45,49 +46,20 @@ from phasetune.sampling.phase_check import LIQUID_INDEX, phase_fractions
 from phasetune.sampling.sampler import StatePoint, sample_state_points
 from phasetune.structures import PHASES
 
+__all__ = [
+    "TRANSFORMED_FRACTION",
+    "CoexistenceResult",
+    "CoexistenceSettings",
+    "converted_fraction",
+    "fit_untransformed",
+    "melting_temperatures_bracketed",
+    "melting_temperatures_coexistence",
+    "recentred_guess",
+]
+
 log = logging.getLogger(__name__)
 
 SOLID_PHASES = tuple(p for p in PHASES if p != "liquid")
-
-#: a box whose solid lost more than this fraction of the box's atoms to another crystal (beyond
-#: what melted) between the first and the last fifth of production has transformed: its
-#: interface velocity is that crystal's growth, not the solid's melting. Ti1 hcp with its c
-#: axis along the interface lost 15–37 % of the atoms to bcc in 9 ps at 1677–1853 K; with c
-#: across the interface, ≤ 1 % (bench/RESULTS.md, "the hcp|liquid boxes").
-TRANSFORMED_FRACTION = 0.1
-
-
-def converted_fraction(start: np.ndarray, end: np.ndarray, solid_phase: str) -> np.ndarray:
-    """Fraction of atoms the solid's own crystal lost to another crystal from ``start`` to ``end``.
-
-    The smaller of what the solid lost beyond what melted, −Δx_solid − max(Δx_liquid, 0), and
-    the largest gain Δx_c of another crystal c: both must show it, so that the classifier's
-    noise between close crystals (fcc/hcp in small LJ boxes: 12–16 % hcp-like atoms
-    throughout) does not. ``start`` and ``end`` are phase fractions with
-    :data:`~phasetune.structures.PHASES` on the last axis.
-    """
-    own = PHASES.index(solid_phase)
-    melted = np.clip(end[..., LIQUID_INDEX] - start[..., LIQUID_INDEX], 0.0, None)
-    lost = start[..., own] - end[..., own] - melted
-    others = [i for i, p in enumerate(PHASES) if i not in (own, LIQUID_INDEX)]
-    gained = (end[..., others] - start[..., others]).max(-1)
-    return np.minimum(lost, gained)
-
-
-def fit_untransformed(
-    temperatures_K: np.ndarray,
-    replica: np.ndarray,
-    velocities: np.ndarray,
-    transformed,
-    velocity_errors: np.ndarray | None = None,
-) -> MeltingPointFit | None:
-    """:func:`fit_melting_point` on the boxes that did not transform; None when fewer than
-    two temperatures are left."""
-    keep = ~np.asarray(transformed, dtype=bool)
-    if len(np.unique(temperatures_K[keep])) < 2:
-        return None
-    errors = None if velocity_errors is None else np.asarray(velocity_errors)[keep]
-    return fit_melting_point(temperatures_K[keep], replica[keep], velocities[keep], errors)
 
 
 @dataclass
