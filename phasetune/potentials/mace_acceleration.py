@@ -48,10 +48,12 @@ def _converted(module: torch.nn.Module, converter: str) -> torch.nn.Module:
     parameter = next(module.parameters())
     device, dtype = parameter.device, parameter.dtype
     default = torch.get_default_dtype()
+    # mace fuses the convolution (a kernel of the ops package) when told "cuda": only then
+    where = device.type if device.type == "cuda" and cueq_kernels_available() else "cpu"
     try:
         with mace_import():
             run = importlib.import_module(f"mace.cli.{converter}").run
-        converted = run(module, device=str(device.type), return_model=True)
+        converted = run(module, device=where, return_model=True)
     finally:
         torch.set_default_dtype(default)
     return converted.to(device=device, dtype=dtype)

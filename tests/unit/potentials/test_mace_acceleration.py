@@ -14,6 +14,7 @@ import torch_sim as ts
 import phasetune.potentials.mace_acceleration as acceleration
 from phasetune.export import export_model
 from phasetune.learn.anchor import model_fingerprint
+from phasetune.potentials.base import sampling_copy
 from phasetune.potentials.mace import MacePotential, build_mace, mace_potential
 from phasetune.structures import build_structure
 
@@ -75,6 +76,10 @@ def test_cueq_model_gives_the_e3nn_energies_forces_and_stress(pair):
     torch.testing.assert_close(b["forces"], a["forces"], rtol=0, atol=1e-11)
     torch.testing.assert_close(b["stress"], a["stress"], rtol=0, atol=1e-11)
     assert float(a["forces"].abs().max()) > 5e-3  # this random model's forces are small
+    # the sampling copy (torch-sim's MaceModel around a frozen copy) runs the same model
+    frozen = sampling_copy(accelerated)
+    state = ts.io.atoms_to_state(_structures(), device="cpu", dtype=torch.float64)
+    torch.testing.assert_close(frozen(state)["forces"], a["forces"], rtol=0, atol=1e-11)
 
 
 def test_cueq_in_float32_agrees_within_float32_rounding(caplog, recwarn):
