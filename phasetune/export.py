@@ -37,8 +37,12 @@ def export_model(
     files: dict[str, Path] = {}
     raw = getattr(model, "model", None)
     is_mace = raw is not None and hasattr(raw, "atomic_numbers")
-    # LoRA adapters (if any) merged in: the weights of the base architecture
-    weights = model.export_state_dict() if is_mace else model.state_dict()
+    # MACE: the plain e3nn module with LoRA adapters (if any) merged in, built once; its
+    # weights are what a plain (LoRA-free, e3nn) MacePotential holds under "model."
+    module = model.plain_module().cpu() if is_mace else None
+    weights = (
+        {f"model.{k}": v for k, v in module.state_dict().items()} if is_mace else model.state_dict()
+    )
     record = {
         "state_dict": {k: v.detach().cpu() for k, v in weights.items()},
         "model_class": f"{type(model).__module__}.{type(model).__qualname__}",
@@ -50,7 +54,6 @@ def export_model(
     files["state_dict"] = out / "finetuned_state_dict.pt"
     _atomic_save(record, files["state_dict"])
     if is_mace:
-        module = model.plain_module().cpu()
         for p in module.parameters():
             p.requires_grad_(False)
         files["model"] = out / "finetuned.model"

@@ -338,12 +338,6 @@ class MacePotential(SwitchableOutputs, ModelBase):
             source_sha256=self.source_sha256,
         )
 
-    def export_state_dict(self) -> dict[str, torch.Tensor]:
-        """This potential's weights as a plain (LoRA-free, e3nn) ``MacePotential`` has them."""
-        if self.cueq:
-            return {f"model.{k}": v.detach() for k, v in self.plain_module().state_dict().items()}
-        return {f"model.{k}": v for k, v in self.merged_state_dict().items()}
-
     # ------------------------------------------------------------------ sampling copy
     def sampling_model(self) -> ModelInterface:
         """torch-sim's ``MaceModel`` around a frozen deep copy of the current weights."""
