@@ -106,9 +106,10 @@ def test_velocity_noise_enters_the_melting_point_error():
     assert len(t_m) > 19900
     spread = np.subtract(*np.percentile(t_m, [84.13, 15.87])) / 2  # robust σ
     assert fit.velocity_noise_K == pytest.approx(spread, rel=0.1)
-    assert velocity_noise_error(temps, line, np.full(3, np.nan)) != velocity_noise_error(
-        temps, line, sigma_v
-    )
+    # a box without its own error estimate (too short a linear regime) gives no estimate,
+    # and a rising line (no melting point) none either
+    assert math.isnan(velocity_noise_error(temps, line, np.array([0.065, np.nan, 0.185])))
+    assert math.isnan(velocity_noise_error(temps, -line, sigma_v))
 
 
 def test_replica_disagreement_is_detected_and_widens_the_error():
