@@ -14,7 +14,9 @@ One JSON line per box goes to stdout, with its solid fraction at every recorded 
 (``x_solid``) so that early transients can be told from steady growth; ``REPLICAS=n`` in the
 environment runs n replicas per temperature (default 1); ``LATERAL=nx,ny`` repeats the
 240-atom cell across the interface (default 1,1: a 15 × 15 Å cross-section).
-``prismatic`` turns the crystal so that the c axis lies along x and the interfaces are
+``TIMESTEP_FS=dt`` runs the boxes with that step (default: the preset's 3 fs; STEPS is then
+scaled so that production lasts as long as STEPS × 3 fs), ``MIN_SLAB_A=L`` makes each slab at
+least L Å long (default: the preset's 40 Å). ``prismatic`` turns the crystal so that the c axis lies along x and the interfaces are
 prismatic planes instead of basal ones (the default).
 """
 
@@ -62,8 +64,21 @@ def recording_sample_state_points(*args, **kwargs):
 
 
 coexistence.sample_state_points = recording_sample_state_points
+preset = quick_preset().coexistence
+timestep_fs = float(os.environ.get("TIMESTEP_FS", preset.timestep_fs))
+stretch = preset.timestep_fs / timestep_fs  # same physical times at another step
 settings = dataclasses.replace(
-    quick_preset().coexistence, production_steps=production, progress=False, seed=0
+    preset,
+    timestep_fs=timestep_fs,
+    solid_steps=round(preset.solid_steps * stretch),
+    melt_steps=round(preset.melt_steps * stretch),
+    quench_steps=round(preset.quench_steps * stretch),
+    equilibration_steps=round(preset.equilibration_steps * stretch),
+    production_steps=round(production * stretch),
+    stride=round(preset.stride * stretch),
+    min_slab_A=float(os.environ.get("MIN_SLAB_A", preset.min_slab_A)),
+    progress=False,
+    seed=0,
 )
 hcp = build_structure("hcp", element="Ti", lattice_A=2.95, c_over_a=1.587, n_atoms=240)
 lateral = [int(n) for n in os.environ.get("LATERAL", "1,1").split(",")]
