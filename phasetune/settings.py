@@ -15,6 +15,9 @@ from dataclasses import dataclass, field
 
 #: Thermostats of :func:`phasetune.sampling.integrator.crescale_step` (its ``THERMOSTATS``).
 THERMOSTAT_NAMES = ("vrescale", "langevin")
+#: where the MD noise comes from (:mod:`phasetune.sampling.noise`): one stream per state point
+#: (its frames do not depend on what else is in the batch) or torch-sim's one per batch
+RANDOM_STREAMS = ("state_point", "batch")
 #: Finite-size treatments of :func:`phasetune.free_energy.solid.solid_free_energy`.
 FINITE_SIZE_CORRECTIONS = ("none", "harmonic", "auto", "extrapolate")
 #: how the model's T* is measured; "auto": coexistence for solid|liquid targets, free
@@ -74,6 +77,11 @@ class SamplerSettings:
     melt_steps: int = 0
     melt_temperature_factor: float = 2.0
     seed: int = 0
+    #: "state_point": each state point draws its noise from its own stream, seeded from
+    #: ``seed`` and its name, so it samples the same frames alone, in any batch, on any rank
+    #: or in a separate job (unless a liquid must melt again: the whole batch then
+    #: equilibrates longer); "batch": one generator for the batch (torch-sim's convention)
+    random_streams: str = "state_point"
     check_phase: bool = True
     progress: bool = True
     #: if set, the frames so far are written (atomically) to this HDF5 file every
@@ -102,6 +110,11 @@ class SamplerSettings:
             )
         if self.save_every_frames < 1:
             raise ValueError(f"save_every_frames must be >= 1, got {self.save_every_frames}")
+        if self.random_streams not in RANDOM_STREAMS:
+            raise ValueError(
+                f"unknown random_streams {self.random_streams!r}; choose one of "
+                f"{', '.join(RANDOM_STREAMS)}"
+            )
         if self.equilibration_steps < 0 or self.melt_steps < 0:
             raise ValueError("equilibration_steps and melt_steps must be >= 0")
         if self.melt_steps > self.equilibration_steps:

@@ -6,13 +6,15 @@ The list holds each pair once (i < j, or a self-image pair counted once) within
     r_ij = x_j − x_i + (S + n_j − n_i) · H
 
 where H is the current row-vector cell and n_i counts how often atom i was wrapped back
-into the cell since the list was built. The list is rebuilt only when a pair that was
-outside ``cutoff + skin`` could have come inside ``cutoff``:
+into the cell since the list was built. A system's pairs are rebuilt only when a pair that
+was outside ``cutoff + skin`` could have come inside ``cutoff``:
 
     (cutoff + skin) · s_min(H₀⁻¹H) − 2 · max_i |Δx_i| < cutoff,
 
-with s_min the smallest singular value of the cell deformation since the build and Δx_i the
-displacement of atom i relative to the affinely deformed reference positions.
+with s_min the smallest singular value of the system's cell deformation since its build and
+Δx_i the displacement of its atom i relative to the affinely deformed reference positions.
+Each system is judged and rebuilt on its own, so that its pairs, and the order in which its
+forces are summed, do not depend on the other systems of the batch.
 """
 
 from __future__ import annotations
@@ -110,6 +112,10 @@ class NeighborPairs:
 class VerletList:
     """Stateful half neighbour list for a batch of periodic systems.
 
+    Each system's pairs are rebuilt on its own criterion (module docstring), so what a system
+    computes depends on its own history only, not on the other systems of the batch: a state
+    point gets the same forces, bit for bit, alone or in any batch (on the CPU).
+
     Args:
         cutoff: interaction cutoff in Å.
         skin: extra shell in Å; the list is valid until atoms move about skin/2.
@@ -120,6 +126,7 @@ class VerletList:
             raise ValueError(f"cutoff must be > 0 and skin >= 0, got {cutoff=}, {skin=}")
         self.cutoff = float(cutoff)
         self.skin = float(skin)
+        #: rebuilds of the list (of one system or more)
         self.n_builds = 0
         self._key: tuple | None = None
 
@@ -128,41 +135,61 @@ class VerletList:
         positions, not on the history of calls: needed for bit-identical resumes)."""
         self._key = None
 
-    def _needs_rebuild(self, frac, row_cell, system_idx) -> bool:
-        key = (frac.shape[0], frac.device, frac.dtype, row_cell.shape[0])
+    def _stale_systems(self, frac, row_cell, system_idx) -> torch.Tensor:
+        """[n_systems] bool: systems whose list may miss a pair inside the cutoff."""
+        n_systems = row_cell.shape[0]
+        key = (frac.shape[0], frac.device, frac.dtype, n_systems)
         if self._key != key or not torch.equal(system_idx, self._system_idx):
-            return True
+            return torch.ones(n_systems, dtype=torch.bool, device=frac.device)
         wraps = torch.round(frac - self._frac0)
         drift = torch.einsum("nk,nkl->nl", frac - wraps - self._frac0, row_cell[system_idx])
-        max_disp = drift.norm(dim=-1).max()
+        max_disp = torch.zeros(n_systems, dtype=frac.dtype, device=frac.device).scatter_reduce(
+            0, system_idx, drift.norm(dim=-1), reduce="amax"
+        )
         deformation = torch.linalg.solve(self._cell0, row_cell)
-        s_min = torch.linalg.svdvals(deformation).min()
-        reach = (self.cutoff + self.skin) * s_min - 2.0 * max_disp
-        return bool(reach < self.cutoff)
+        s_min = torch.linalg.svdvals(deformation).min(dim=-1).values
+        return (self.cutoff + self.skin) * s_min - 2.0 * max_disp < self.cutoff
+
+    def _build(self, positions, row_cell, system_idx, stale: torch.Tensor) -> None:
+        """New pairs (global atom indices) for the ``stale`` systems; the others keep theirs."""
+        reach = self.cutoff + self.skin
+        systems = torch.nonzero(stale).flatten()
+        atoms = torch.nonzero(stale[system_idx]).flatten()
+        sub_idx = torch.searchsorted(systems, system_idx[atoms])  # 0..m-1
+        sub_x, sub_cell = positions[atoms], row_cell[systems]
+        if _VESIN_HALF and positions.device.type == "cpu" and _sorted(system_idx):
+            i, j, shifts = _vesin_half_pairs(sub_x, sub_cell, sub_idx, reach)
+        else:
+            i, j, shifts = _half_list(*_build_pairs(sub_x, sub_cell, sub_idx, reach))
+        i, j = atoms[i], atoms[j]
+        pair_system = system_idx[i]
+        for s in systems.tolist():
+            mine = pair_system == s
+            self._blocks[s] = (i[mine], j[mine], shifts[mine])
+        self._i, self._j, self._shifts = (torch.cat([b[k] for b in self._blocks]) for k in range(3))
+        self._pair_system = system_idx[self._i]
 
     def pair_vectors(
         self, positions: torch.Tensor, row_cell: torch.Tensor, system_idx: torch.Tensor
     ) -> NeighborPairs:
         """Pairs within cutoff + skin and their r_ij (differentiable in positions and cell).
 
-        Rebuilds the list first when the skin criterion says it may be stale.
+        Rebuilds the pairs of each system whose skin criterion says they may be stale.
         """
         positions_d = positions.detach()
         row_cell_d = row_cell.detach()
         inverse = torch.linalg.inv(row_cell_d)
         frac = torch.einsum("nk,nkl->nl", positions_d, inverse[system_idx])
-        if self._needs_rebuild(frac, row_cell_d, system_idx):
-            reach = self.cutoff + self.skin
-            if _VESIN_HALF and positions_d.device.type == "cpu" and _sorted(system_idx):
-                self._i, self._j, self._shifts = _vesin_half_pairs(
-                    positions_d, row_cell_d, system_idx, reach
-                )
+        stale = self._stale_systems(frac, row_cell_d, system_idx)
+        if bool(stale.any()):
+            if bool(stale.all()):  # first build, or a new batch: start afresh
+                self._blocks = [None] * row_cell.shape[0]
+                self._frac0 = frac
+                self._cell0 = row_cell_d.clone()
             else:
-                i, j, shifts = _build_pairs(positions_d, row_cell_d, system_idx, reach)
-                self._i, self._j, self._shifts = _half_list(i, j, shifts)
-            self._pair_system = system_idx[self._i]
-            self._frac0 = frac
-            self._cell0 = row_cell_d.clone()
+                self._frac0 = torch.where(stale[system_idx].unsqueeze(-1), frac, self._frac0)
+                self._cell0 = torch.where(stale.view(-1, 1, 1), row_cell_d, self._cell0)
+            self._build(positions_d, row_cell_d, system_idx, stale)
             self._system_idx = system_idx.clone()
             self._key = (frac.shape[0], frac.device, frac.dtype, row_cell.shape[0])
             self.n_builds += 1

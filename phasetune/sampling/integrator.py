@@ -38,12 +38,14 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import torch
-from torch_sim.integrators.md import initialize_momenta
 from torch_sim.integrators.npt import NPTCRescaleState
 from torch_sim.models.interface import ModelInterface
 from torch_sim.state import SimState
 
+from phasetune.sampling.noise import BatchNoise, maxwell_boltzmann_momenta
 from phasetune.units import EV_PER_A3_PER_GPA, fs_to_internal
+
+_BATCH_NOISE = BatchNoise()
 
 #: Cell modes: 0 fixed cell (NVT), 1 isotropic NPT, 2 anisotropic NPT (orthogonal axes),
 #: 3 axial NPT (only the z axis moves, driven by P_zz: slabs and two-phase boxes).
@@ -96,15 +98,14 @@ def ensemble_targets(
 
 
 def crescale_init(
-    state: SimState, model: ModelInterface, *, targets: EnsembleTargets
+    state: SimState, model: ModelInterface, *, targets: EnsembleTargets, noise=None
 ) -> NPTCRescaleState:
-    """Initial MD state: forces, stress and Maxwell–Boltzmann momenta drawn from ``state.rng``."""
+    """Initial MD state: forces, stress and Maxwell–Boltzmann momenta drawn from ``noise``
+    (:mod:`phasetune.sampling.noise`; None: the batch generator ``state.rng``)."""
     output = model(state)
     momenta = getattr(state, "momenta", None)
     if momenta is None:
-        momenta = initialize_momenta(
-            state.positions, state.masses, state.system_idx, targets.kT, state.rng
-        )
+        momenta = maxwell_boltzmann_momenta(state, targets.kT, noise or _BATCH_NOISE)
     cell = state.cell.clone()
     return NPTCRescaleState.from_state(
         state,
@@ -160,7 +161,7 @@ def internal_pressure_tensor(state: NPTCRescaleState, volume: torch.Tensor) -> t
 
 
 def _cell_rescale(
-    state: NPTCRescaleState, targets: EnsembleTargets, dt: torch.Tensor
+    state: NPTCRescaleState, targets: EnsembleTargets, dt: torch.Tensor, noise
 ) -> NPTCRescaleState:
     """Barostat move of the cell plus the position drift, per system by its cell mode
     (``dt``: [n_systems])."""
@@ -175,24 +176,22 @@ def _cell_rescale(
 
     sqrt_v = volume.sqrt()
     drift = -beta * sqrt_v / (2 * tau_p) * (targets.pressure - driving - kT / (2 * volume))
-    noise = torch.sqrt(kT * beta * dt / (4 * tau_p))
-    n = volume.shape[0]
-    rng = state.rng
+    amplitude_v = torch.sqrt(kT * beta * dt / (4 * tau_p))
 
     def gaussian(*shape: int) -> torch.Tensor:
-        return torch.randn(*shape, generator=rng, dtype=volume.dtype, device=volume.device)
+        return noise.normal_systems(state, *shape, dtype=volume.dtype)
 
-    new_sqrt_v = sqrt_v + barostatted * (drift * dt / 2 + noise * gaussian(n))
+    new_sqrt_v = sqrt_v + barostatted * (drift * dt / 2 + amplitude_v * gaussian())
     deviation = (
         beta[:, None]
         / (3 * tau_p[:, None])
         * (torch.diagonal(p_int, dim1=-2, dim2=-1) - trace_p[:, None] / 3)
     )
-    r = gaussian(n, 3)
+    r = gaussian(3)
     r = r - r.mean(dim=1, keepdim=True)
     amplitude = torch.sqrt(2 * beta * kT * dt / (3 * tau_p)) / new_sqrt_v
     log_dev = anisotropic[:, None] * (deviation * dt[:, None] + amplitude[:, None] * r)
-    new_sqrt_v = new_sqrt_v + barostatted * (drift * dt / 2 + noise * gaussian(n))
+    new_sqrt_v = new_sqrt_v + barostatted * (drift * dt / 2 + amplitude_v * gaussian())
     scale = torch.exp(log_dev) * (new_sqrt_v / sqrt_v).pow(2.0 / 3.0)[:, None]  # [n, 3]
     axial_scale = torch.ones_like(scale)
     axial_scale[:, 2] = (new_sqrt_v / sqrt_v).pow(2.0)
@@ -209,7 +208,7 @@ def _cell_rescale(
 
 
 def vrescale_update(
-    state: NPTCRescaleState, tau: torch.Tensor, kT: torch.Tensor, dt: torch.Tensor
+    state: NPTCRescaleState, tau: torch.Tensor, kT: torch.Tensor, dt: torch.Tensor, noise=None
 ) -> NPTCRescaleState:
     """Stochastic velocity rescaling (Bussi, Donadio & Parrinello, J. Chem. Phys. 126, 014101
     (2007), eq. A7), per system: with c = e^(−dt/τ), N_f degrees of freedom, kinetic energy K
@@ -220,16 +219,15 @@ def vrescale_update(
     R₁ ~ N(0, 1), S ~ χ²(N_f − 1) = 2·Gamma((N_f − 1)/2); every momentum is scaled by √(K'/K).
 
     phasetune's own rather than torch-sim's ``_vrescale_update``, which is not public API.
-    The two make the same draws from ``state.rng`` in the same order and agree bit for bit
-    (tests/unit/sampling/test_sampler.py); the χ² draw is torch's ``_standard_gamma``, the one gamma
-    sampler that takes a generator (so the MD stays seeded through ``state.rng``).
+    With the batch generator (``noise`` None) the two make the same draws from ``state.rng``
+    in the same order and agree bit for bit (tests/unit/sampling/test_sampler.py).
     """
+    noise = noise or _BATCH_NOISE
     dof = state.get_number_of_degrees_of_freedom()
     kinetic = dof * state.calc_kT() / 2
     target = dof * kT / 2
-    n_systems = kinetic.shape[0]
-    r1 = torch.randn(n_systems, device=state.device, dtype=state.dtype, generator=state.rng)
-    chi2 = torch._standard_gamma((dof - 1) / 2, generator=state.rng) * 2  # noqa: SLF001
+    r1 = noise.normal_systems(state)
+    chi2 = noise.chi_squared(state, dof - 1)
     c1 = torch.exp(-dt / tau)
     c2 = (1 - c1) * target / kinetic / dof
     scale = c1 + c2 * (torch.square(r1) + chi2) + 2 * r1 * torch.sqrt(c1 * c2)
@@ -238,7 +236,7 @@ def vrescale_update(
 
 
 def langevin_update(
-    state: NPTCRescaleState, tau: torch.Tensor, kT: torch.Tensor, dt: torch.Tensor
+    state: NPTCRescaleState, tau: torch.Tensor, kT: torch.Tensor, dt: torch.Tensor, noise=None
 ) -> NPTCRescaleState:
     """Ornstein–Uhlenbeck step on every momentum: p ← c p + √((1 − c²) m k_BT) ξ, c = e^(−dt/τ).
 
@@ -247,10 +245,8 @@ def langevin_update(
     """
     c = torch.exp(-dt / tau)[state.system_idx].unsqueeze(-1)
     scale = torch.sqrt((1 - c * c) * state.masses.unsqueeze(-1) * kT[state.system_idx, None])
-    noise = torch.randn(
-        state.momenta.shape, generator=state.rng, device=state.device, dtype=state.momenta.dtype
-    )
-    state.momenta = c * state.momenta + scale * noise
+    xi = (noise or _BATCH_NOISE).normal_atoms(state, dtype=state.momenta.dtype)
+    state.momenta = c * state.momenta + scale * xi
     return state
 
 
@@ -265,13 +261,17 @@ def crescale_step(
     dt: torch.Tensor,
     targets: EnsembleTargets,
     thermostat: str = "vrescale",
+    noise=None,
 ) -> NPTCRescaleState:
     """One C-rescale step (NVT for systems whose cell mode is ``fixed``).
 
     ``dt``: one time step for the batch or one per system ([n_systems], torch-sim units).
     ``thermostat``: ``"vrescale"`` (Bussi velocity rescaling, gentle on dynamics) or
     ``"langevin"`` (per-atom noise; use it for cold or nearly harmonic solids).
+    ``noise``: where the random numbers come from (:mod:`phasetune.sampling.noise`; None: the
+    batch generator ``state.rng``).
     """
+    noise = noise or _BATCH_NOISE
     dt = per_system_timestep(dt, targets.kT.shape[0], state.positions)
     try:
         thermostat_half_step = THERMOSTATS[thermostat]
@@ -279,12 +279,12 @@ def crescale_step(
         raise ValueError(
             f"unknown thermostat {thermostat!r}; choose one of {', '.join(THERMOSTATS)}"
         ) from None
-    state = thermostat_half_step(state, targets.tau_thermostat, targets.kT, dt / 2)
+    state = thermostat_half_step(state, targets.tau_thermostat, targets.kT, dt / 2, noise)
     state = momentum_step(state, dt / 2)
-    state = _cell_rescale(state, targets, dt)
+    state = _cell_rescale(state, targets, dt, noise)
     state = _evaluate(state, model)
     state = momentum_step(state, dt / 2)
-    return thermostat_half_step(state, targets.tau_thermostat, targets.kT, dt / 2)
+    return thermostat_half_step(state, targets.tau_thermostat, targets.kT, dt / 2, noise)
 
 
 def nve_step(state: NPTCRescaleState, model: ModelInterface, *, dt: torch.Tensor):

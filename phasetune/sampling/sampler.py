@@ -28,6 +28,7 @@ from phasetune.sampling.integrator import (
     ensemble_targets,
     internal_pressure_tensor,
 )
+from phasetune.sampling.noise import noise_for
 from phasetune.sampling.phase_check import LIQUID_INDEX
 from phasetune.sampling.stability import StabilityGuard
 from phasetune.settings import SamplerSettings
@@ -61,6 +62,8 @@ class StatePoint:
         pressure_GPa: set pressure in GPa (ignored for ``cell_mode="fixed"``).
         cell_mode: ``"auto"`` (isotropic for liquid, fcc, bcc; anisotropic for hcp),
             ``"isotropic"``, ``"anisotropic"`` or ``"fixed"`` (NVT).
+        seed: the seed of this state point's noise stream (None: the run's seed;
+            either way combined with the name, :func:`phasetune.sampling.noise.state_point_seed`).
     """
 
     name: str
@@ -69,6 +72,7 @@ class StatePoint:
     temperature_K: float
     pressure_GPa: float = 0.0
     cell_mode: str = "auto"
+    seed: int | None = None
 
     def __post_init__(self) -> None:
         if self.phase not in PHASES:
@@ -159,7 +163,9 @@ def sample_state_points(
     """Run all ``state_points`` in one batch; return the frames and the final MD state.
 
     ``model`` is used as given (pass :func:`sampling_copy` of a trainable model). The run
-    is reproducible from ``settings.seed`` (torch-sim draws all noise from ``state.rng``).
+    is reproducible from ``settings.seed``; with ``settings.random_streams="state_point"`` (the
+    default) each state point's frames depend on its own settings, name and the seed only,
+    not on the rest of the batch (:mod:`phasetune.sampling.noise`).
     """
     if not state_points:
         raise ValueError("no state points to sample")
@@ -170,6 +176,12 @@ def sample_state_points(
     reset_neighbor_lists(model)  # the run depends on its inputs only (reproducible resumes)
     state = ts.io.atoms_to_state([sp.atoms for sp in state_points], device=device, dtype=dtype)
     state.rng = settings.seed
+    noise = noise_for(
+        settings.random_streams,
+        settings.seed,
+        names,
+        seeds=[sp.seed for sp in state_points],
+    )
     targets = _targets(state_points, settings, device, dtype)
     liquid = torch.tensor([sp.phase == "liquid" for sp in state_points], device=device)
     melt_kT = torch.where(liquid, targets.kT * settings.melt_temperature_factor, targets.kT)
@@ -181,7 +193,9 @@ def sample_state_points(
     expected = [sp.phase for sp in state_points]
     dt = torch.tensor(fs_to_internal(settings.timestep_fs), device=device, dtype=dtype)
 
-    md = crescale_init(state, model, targets=melt_targets if settings.melt_steps else targets)
+    md = crescale_init(
+        state, model, targets=melt_targets if settings.melt_steps else targets, noise=noise
+    )
     records: dict[str, list[torch.Tensor]] = {k: [] for k in FRAME_ARRAYS}
     metadata = {"timestep_fs": settings.timestep_fs, "seed": settings.seed}
 
@@ -205,7 +219,12 @@ def sample_state_points(
     while step < total:
         step_targets = melt_targets if step < melt.end else targets
         md = crescale_step(
-            md, model, dt=guard.dt, targets=step_targets, thermostat=settings.thermostat
+            md,
+            model,
+            dt=guard.dt,
+            targets=step_targets,
+            thermostat=settings.thermostat,
+            noise=noise,
         )
         if settings.stability.enabled:
             md = guard.hold_stopped(md)

@@ -271,6 +271,54 @@ def test_frames_from_atoms_give_back_the_sampled_energies_and_volumes():
         Frames.from_atoms([])
 
 
+@pytest.mark.parametrize("thermostat", ["vrescale", "langevin"])
+def test_a_state_point_samples_the_same_frames_alone_or_in_any_batch(argon, thermostat):
+    """With one noise stream per state point (the default), a state point's frames depend on
+    its own settings, name and the seed only: sampled alone, first or last in a batch with
+    other state points (an anisotropic hcp crystal, a liquid that melts first) it gives the
+    same frames bit for bit, so that measurements and training can be split across devices
+    and jobs. With the batch generator the same runs differ (the check can fail)."""
+    lj = LennardJones(epsilon_eV=argon["epsilon_eV"], sigma_A=argon["sigma_A"])
+    fcc = build_structure("fcc", element="Ar", lattice_A=5.3, n_atoms=32)
+    hcp = build_structure("hcp", element="Ar", lattice_A=3.75, n_atoms=36)
+    liquid = build_structure("fcc", element="Ar", lattice_A=5.8, n_atoms=32)
+    points = {
+        "fcc": StatePoint(name="a/fcc", phase="fcc", atoms=fcc, temperature_K=60.0),
+        "hcp": StatePoint(name="a/hcp", phase="hcp", atoms=hcp, temperature_K=50.0),
+        "liquid": StatePoint(
+            name="b/liquid", phase="liquid", atoms=liquid, temperature_K=95.0, pressure_GPa=0.01
+        ),
+    }
+
+    def run(names, streams="state_point"):
+        settings = SamplerSettings(
+            timestep_fs=10.0,
+            equilibration_steps=100,
+            melt_steps=60,
+            production_steps=60,
+            stride=20,
+            thermostat=thermostat,
+            progress=False,
+            seed=3,
+            random_streams=streams,
+            # no melt retries: a liquid melted again equilibrates the whole batch longer
+            check_phase=False,
+        )
+        frames, _ = sample_state_points(lj, [points[n] for n in names], settings)
+        return {n: frames.select_system(k) for k, n in enumerate(names)}
+
+    together = run(["fcc", "hcp", "liquid"])
+    reordered = run(["liquid", "hcp"])
+    for name in ("hcp", "liquid"):
+        alone = run([name])[name]
+        for other in (together[name], reordered[name]):
+            assert torch.equal(alone.positions, other.positions)
+            assert torch.equal(alone.cell, other.cell)
+            assert torch.equal(alone.potential_energy, other.potential_energy)
+    shared = run(["fcc", "hcp", "liquid"], "batch")
+    assert not torch.equal(shared["liquid"].positions, run(["liquid"], "batch")["liquid"].positions)
+
+
 def test_runs_are_reproducible_from_the_seed():
     first, again, other = _small_run(seed=7), _small_run(seed=7), _small_run(seed=8)
     assert first.equals(again)
@@ -468,15 +516,18 @@ def _crescale_state(generator, n_atoms=(5, 7)):
     )
 
 
-def test_vrescale_equals_torch_sims_and_samples_the_canonical_kinetic_energy():
+@pytest.mark.parametrize("streams", ["batch", "state_point"])
+def test_vrescale_equals_torch_sims_and_samples_the_canonical_kinetic_energy(streams):
     """phasetune's Bussi thermostat (its own: torch-sim's is private API) makes the same
     draws as torch-sim 0.6's ``_vrescale_update`` and gives the same momenta bit for bit;
     and, applied alone for many steps, it samples K from the canonical Gamma(N_f/2, k_BT)
-    distribution: ⟨K⟩ = N_f k_BT/2 and Var K = N_f (k_BT)²/2."""
+    distribution: ⟨K⟩ = N_f k_BT/2 and Var K = N_f (k_BT)²/2, with the batch generator and
+    with one stream per system (whose χ² and normal draws are made per system)."""
     import torch_sim
     from torch_sim.integrators.nvt import _vrescale_update
 
     from phasetune.sampling.integrator import vrescale_update
+    from phasetune.sampling.noise import noise_for
 
     assert torch_sim.__version__.startswith("0.6"), "re-check the parity against this version"
     kT = torch.tensor([0.01, 0.03], dtype=torch.float64)
@@ -491,9 +542,10 @@ def test_vrescale_equals_torch_sims_and_samples_the_canonical_kinetic_energy():
     state = _crescale_state(torch.Generator().manual_seed(7), n_atoms=(4, 30))
     state.rng = torch.Generator().manual_seed(13)
     dof = state.get_number_of_degrees_of_freedom()
+    noise = noise_for(streams, 13, ["small", "large"])
     samples = []
     for step in range(4000):
-        state = vrescale_update(state, tau, kT, dt)
+        state = vrescale_update(state, tau, kT, dt, noise)
         if step >= 100 and step % 10 == 0:
             samples.append(dof * state.calc_kT() / 2)
     kinetic = torch.stack(samples)
