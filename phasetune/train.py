@@ -268,7 +268,12 @@ def train(cfg: DictConfig, output_dir: str | Path) -> dict:
             callbacks=callbacks,
         )
         trainer.fit(module, datamodule=datamodule, ckpt_path=resume_path(cfg, checkpoints))
-    estimates = module.estimate(resampling.prepare(datamodule, module, differentiable=False))
+    if not trainer.is_global_zero:  # a DDP rank: rank 0 measures and reports
+        return {}
+    estimates = module.final_estimate or module.estimate(
+        resampling.prepare(datamodule, module, differentiable=False)
+    )
+    totals = datamodule.totals or datamodule.gather_totals()
     timing["fine_tuning"] = time.perf_counter() - fit_start
     timing["of_which_md"] = datamodule.md_s
     timing["of_which_chaining"] = datamodule.reweight_s
@@ -317,12 +322,12 @@ def train(cfg: DictConfig, output_dir: str | Path) -> dict:
     summary = {
         "rows": rows,
         "steps": int(trainer.global_step),
-        "resamplings": datamodule.resamplings,
-        "md_steps": datamodule.md_steps,
-        "atom_steps": datamodule.atom_steps,
-        "md_events": datamodule.md_events,
+        "resamplings": totals["resamplings"],
+        "md_steps": totals["md_steps"],
+        "atom_steps": totals["atom_steps"],
+        "md_events": totals["md_events"],
         # each state point's free-energy chain: one entry per re-sampling (BAR, one-sided)
-        "chains": {name: e.history for name, e in datamodule.ensembles.items()},
+        "chains": totals["chains"],
         "diffusion": diffusion_rows,
         "wall_s": time.perf_counter() - start,
         "timing_s": timing,
@@ -350,9 +355,9 @@ def train(cfg: DictConfig, output_dir: str | Path) -> dict:
         import wandb
 
         wandb.finish()  # one run per job: a multirun's next job starts a new one
-    if datamodule.md_events:
+    if totals["md_events"]:
         log.warning(
-            f"{len(datamodule.md_events)} unstable-MD event(s) were caught and handled (systems "
+            f"{len(totals['md_events'])} unstable-MD event(s) were caught and handled (systems "
             "restarted with a smaller time step, or stopped): see md_events in summary.json"
         )
     if cfg.get("remeasure", True) and not all(math.isfinite(r["after_K"]) for r in rows):
@@ -378,6 +383,13 @@ def preflight_train(cfg: DictConfig) -> None:
     if cfg.loss.mean_energy_gauge and not getattr(optimizer, "fits_residuals", False):
         raise ConfigError(
             "loss.mean_energy_gauge needs an optimizer that fits residuals (optimizer=gauss_newton)"
+        )
+    devices = cfg.trainer.get("devices", 1)
+    n_targets = len(cfg.get("targets") or [])
+    if isinstance(devices, int) and devices > max(n_targets, 1):
+        raise ConfigError(
+            f"trainer.devices={devices}: each DDP rank samples whole targets and this run has "
+            f"{n_targets}; use at most {n_targets} device{'s' if n_targets != 1 else ''}"
         )
     ckpt = cfg.get("ckpt_path")
     if ckpt not in (None, "last"):

@@ -28,6 +28,7 @@ from phasetune.learn.difftre import (
     energies_on_frames,
     parameter_snapshot,
 )
+from phasetune.learn.distributed import gather_items, gather_mapping, owned_targets, world
 from phasetune.learn.resampling import StepBatch
 from phasetune.potentials.base import refresh_sampling_copy, sampling_copy
 from phasetune.sampling.frames import Frames
@@ -95,10 +96,22 @@ class StatePointDataModule(pl.LightningDataModule):
         #: unstable-MD events of every round (system restarted or stopped; see stability.py)
         self.md_events: list[dict] = []
         self.sampling_rounds = 0
+        #: how often each state point was sampled: its next sampling's noise seed
+        self.samplings: dict[str, int] = {}
         self._frozen: torch.nn.Module | None = None
-        self.points = {
+        #: every state point of the run, and those this process samples (all of them,
+        #: unless DDP gives this rank a share: :meth:`setup`)
+        self.all_points = {
             ensemble_name(t, phase): (t, phase) for t in self.targets for phase in t.phases
         }
+        self.points = dict(self.all_points)
+        #: the run's totals over every rank (:meth:`gather_totals`, at the end of training)
+        self.totals: dict | None = None
+
+    def setup(self, stage: str | None = None) -> None:
+        """Keep the state points of the targets this rank owns (all with one process)."""
+        owned = {self.targets[k].name for k in owned_targets(len(self.targets))}
+        self.points = {n: tp for n, tp in self.all_points.items() if tp[0].name in owned}
 
     # ---------------------------------------------------------------- sampling
     def sample(
@@ -110,10 +123,14 @@ class StatePointDataModule(pl.LightningDataModule):
         no frames yet (then from the target's starting structure, with melting).
         """
         names = list(self.points) if names is None else list(names)
+        if not names:  # a DDP rank whose state points need nothing now
+            return []
         if self._frozen is None:
             self._frozen = sampling_copy(model)
         refresh_sampling_copy(self._frozen, model)
         warm = not cold and all(name in self.ensembles for name in names)
+        # seed: for random_streams="batch"; with "state_point" each state point's stream is
+        # seeded by its own sampling count (a rank's share samples as one process would)
         settings = dataclasses.replace(
             self.sampler,
             seed=self.sampler.seed + 7919 * self.sampling_rounds,
@@ -135,8 +152,10 @@ class StatePointDataModule(pl.LightningDataModule):
                     atoms=atoms,
                     temperature_K=target.temperature_K,
                     pressure_GPa=target.pressure_GPa,
+                    seed=self.sampler.seed + 7919 * self.samplings.get(name, 0),
                 )
             )
+            self.samplings[name] = self.samplings.get(name, 0) + 1
         start = time.perf_counter()
         frames, _ = sample_state_points(
             self._frozen, points, settings, device=self.device, dtype=self.dtype
@@ -198,39 +217,61 @@ class StatePointDataModule(pl.LightningDataModule):
     def train_dataloader(self) -> DataLoader:
         return DataLoader(_Steps(), batch_size=None)
 
+    def local_counters(self) -> dict:
+        return {
+            "resamplings": self.resamplings,
+            "md_steps": self.md_steps,
+            "atom_steps": self.atom_steps,
+            "sampling_rounds": self.sampling_rounds,
+        }
+
+    def gather_totals(self) -> dict:
+        """Every rank's counters summed, chains and MD events (a collective under DDP: call
+        it on every rank); kept as :attr:`totals`."""
+        counters = gather_items([self.local_counters()])
+        self.totals = {
+            **{key: sum(c[key] for c in counters) for key in counters[0]},
+            "md_events": gather_items(self.md_events),
+            "chains": gather_mapping({n: e.history for n, e in self.ensembles.items()}),
+        }
+        return self.totals
+
     def state_dict(self) -> dict:
         """Everything to resume: frame files, reference energies and θ_ref, BAR chain, counters.
 
-        The random state is the counter ``sampling_rounds``: round r samples with the seed
-        ``sampler.seed + 7919 r`` (torch-sim draws all MD noise from ``state.rng``), and
-        nothing else in training is random, so a resumed run draws the same noise.
+        The random state is each state point's sampling count (``samplings``): its n-th
+        sampling draws from the stream seeded with ``sampler.seed + 7919 n`` and its name
+        (torch-sim's ``state.rng`` with ``random_streams=batch``: ``sampler.seed + 7919 r``
+        for the r-th round), and nothing else in training is random, so a resumed run draws
+        the same noise. Under DDP every rank's ensembles are gathered into the one
+        checkpoint (a collective: Lightning calls this on every rank).
         """
+        ensembles = {
+            name: {
+                "frames_path": self.frame_paths[name],
+                "reference_energy": e.reference_energy,
+                "reference_params": e.reference_params,
+                "offset_eV": e.offset_eV,
+                "offset_variance": e.offset_variance,
+                "round": e.round,
+                "history": e.history,
+            }
+            for name, e in self.ensembles.items()
+        }
         return {
-            "ensembles": {
-                name: {
-                    "frames_path": self.frame_paths[name],
-                    "reference_energy": e.reference_energy,
-                    "reference_params": e.reference_params,
-                    "offset_eV": e.offset_eV,
-                    "offset_variance": e.offset_variance,
-                    "round": e.round,
-                    "history": e.history,
-                }
-                for name, e in self.ensembles.items()
-            },
-            "md_events": self.md_events,
-            "counters": {
-                "resamplings": self.resamplings,
-                "md_steps": self.md_steps,
-                "atom_steps": self.atom_steps,
-                "sampling_rounds": self.sampling_rounds,
-            },
+            "ensembles": gather_mapping(ensembles),
+            "samplings": gather_mapping(self.samplings),
+            "md_events": gather_items(self.md_events),
+            "counters": self.local_counters(),
+            "counters_by_rank": gather_items([self.local_counters()]),
         }
 
     def load_state_dict(self, state: dict) -> None:
-        for name, entry in state["ensembles"].items():
-            if name not in self.points:
+        for name in state["ensembles"]:
+            if name not in self.all_points:
                 raise KeyError(f"checkpoint has ensemble {name!r}, not among this run's targets")
+        mine = {n: entry for n, entry in state["ensembles"].items() if n in self.points}
+        for name, entry in mine.items():
             target, phase = self.points[name]
             self.ensembles[name] = StatePointEnsemble(
                 name=name,
@@ -247,6 +288,11 @@ class StatePointDataModule(pl.LightningDataModule):
                 history=list(entry["history"]),
             )
             self.frame_paths[name] = entry["frames_path"]
-        self.md_events = list(state.get("md_events", []))
-        for key, value in state["counters"].items():
+        samplings = state.get("samplings", {})
+        self.samplings = {n: int(samplings.get(n, mine[n]["round"] + 1)) for n in mine}
+        rank, size = world()
+        by_rank = state.get("counters_by_rank") or [state["counters"]]
+        counters = by_rank[rank] if len(by_rank) == size else (by_rank[0] if rank == 0 else {})
+        for key, value in counters.items():
             setattr(self, key, int(value))
+        self.md_events = list(state.get("md_events", [])) if rank == 0 else []

@@ -54,6 +54,7 @@ from phasetune.learn.difftre import (
     reweighted_gibbs_change,
     transition_loss,
 )
+from phasetune.learn.distributed import sum_across
 from phasetune.learn.optimizers import DampedGaussNewton
 from phasetune.learn.resampling import Resampling, StepBatch
 from phasetune.targets import TransitionTarget
@@ -176,6 +177,8 @@ class DiffTReModule(pl.LightningModule):
         self.optimizer_factory = optimizer
         self.nonfinite_steps = 0
         self.skipped: list[str] = []  # targets left out of the current step
+        self.lost: set[str] = set()  # ensembles that lost their phase (this step)
+        self.final_estimate: dict | None = None  # set at the end of training (Resampling)
         self._errors: dict[str, float] = {}  # standard error of each ensemble's change
         self.theta0 = {n: p.detach().clone() for n, p in model.named_parameters()}
         self.scales = parameter_scales(model)
@@ -229,7 +232,7 @@ class DiffTReModule(pl.LightningModule):
         frames' statistical inefficiency); ``implied_T_error_K`` adds the anchor's error:
         √(σ_anchor² + σ_A² + σ_B²)/Δs.
         """
-        self.skipped, self._errors = list(batch.skipped), dict(batch.errors)
+        self.skipped, self._errors, self.lost = list(batch.skipped), dict(batch.errors), batch.lost
         with torch.no_grad():
             dg = delta_g_estimates(batch.changes, anchors_eV=self.anchor_eV, pairs=self.pairs)
         chain = self._reweighting_errors()
@@ -260,22 +263,29 @@ class DiffTReModule(pl.LightningModule):
         """(loss, its target part Σ_k (Δg_k/tol_k)², Δg_k) from the reweighted changes.
 
         loss = Σ_k (Δg_k/tol_k)² + λ_sp · L2-SP(θ, θ₀) + λ_d · distillation(θ, θ₀);
-        differentiable in θ (its gradient is the reweighted ⟨∂U/∂θ⟩ chain).
+        differentiable in θ (its gradient is the reweighted ⟨∂U/∂θ⟩ chain). Under DDP the
+        value is the whole loss on every rank; the gradient of the target and distillation
+        parts is this rank's share (its ensembles), that of the pull-back the whole
+        (``self._loss_parts`` keeps them apart for :meth:`step_optimizer`).
         """
         dg = delta_g_estimates(changes, anchors_eV=self.anchor_eV, pairs=self.pairs)
         loss_targets = transition_loss(dg * self._active(dg), self.tolerance_eV)
-        loss = loss_targets
+        shared = torch.zeros((), dtype=loss_targets.dtype)
+        share = loss_targets
         if self.pullback_weight > 0:
-            loss = loss + self.pullback_weight * l2_sp(self.model, self.theta0, self.scales)
+            shared = self.pullback_weight * l2_sp(self.model, self.theta0, self.scales)
         if self.distill_weight > 0:
-            loss = loss + self.distill_weight * self._distillation(ensembles)
-        return loss, loss_targets, dg
+            mine = self.distill_weight * self._distillation(ensembles, n_total=len(changes))
+            everyone = sum_across(mine.detach())
+            share = share + mine + (everyone - mine.detach())
+        self._loss_parts = (share, shared)
+        return share + shared, loss_targets, dg
 
     def residuals(self, dg: torch.Tensor, changes: dict[str, torch.Tensor]) -> torch.Tensor:
         """r_k = Δg_k/tol_k (0 for a target left out), plus the gauge row when asked for."""
         residuals = dg * self._active(dg) / self.tolerance_eV
         if self.mean_energy_gauge:
-            kept = [c for c in changes.values() if c.requires_grad]  # not lost
+            kept = [c for name, c in changes.items() if name not in self.lost]
             if kept:
                 gauge = torch.stack(kept).mean() / self.tolerance_eV.mean()
                 residuals = torch.cat([residuals, gauge.reshape(1).to(residuals)])
@@ -285,7 +295,7 @@ class DiffTReModule(pl.LightningModule):
     def training_step(self, batch: StepBatch, batch_idx: int):
         fault_point("between_steps")
         start = time.perf_counter()
-        self.skipped, self._errors = list(batch.skipped), dict(batch.errors)
+        self.skipped, self._errors, self.lost = list(batch.skipped), dict(batch.errors), batch.lost
         loss, loss_targets, dg = self.objective(batch.changes, batch.ensembles)
         if not bool(torch.isfinite(loss)):
             return self._skip_nonfinite(loss, dg, batch.ess)
@@ -410,24 +420,32 @@ class DiffTReModule(pl.LightningModule):
         self, optimizer, loss: torch.Tensor, dg: torch.Tensor, changes: dict[str, torch.Tensor]
     ) -> None:
         """One step of ``optimizer``: its closure gives the residuals to an optimizer that
-        fits them (``fits_residuals``), else back-propagates the loss (torch's convention)."""
+        fits them (``fits_residuals``), else sets the loss gradient (torch's convention): the
+        gradient of this rank's share summed over the DDP ranks, plus the pull-back's."""
         inner = getattr(optimizer, "optimizer", optimizer)  # Lightning wraps it
 
         def closure() -> torch.Tensor:
             if getattr(inner, "fits_residuals", False):
                 return self.residuals(dg, changes)
             optimizer.zero_grad()
-            if self._trainer is None:  # a unit test without a Trainer
-                loss.backward()
-            else:
-                self.manual_backward(loss)
+            params = [p for _, p in self.trainable_parameters()]
+            share, shared = self._loss_parts
+            for part, summed in ((share, True), (shared, False)):
+                if not part.requires_grad:
+                    continue
+                grads = torch.autograd.grad(part, params, retain_graph=True, allow_unused=True)
+                for p, g in zip(params, grads, strict=True):
+                    g = torch.zeros_like(p) if g is None else g
+                    g = sum_across(g) if summed else g
+                    p.grad = g if p.grad is None else p.grad + g
             return loss
 
         fault_point("optimizer_step")
         optimizer.step(closure=closure)
 
-    def _distillation(self, ensembles: dict) -> torch.Tensor:
-        """Energy distillation to θ₀ on the stored frames (per atom, in units of kT)."""
+    def _distillation(self, ensembles: dict, *, n_total: int | None = None) -> torch.Tensor:
+        """Energy distillation to θ₀ on the stored frames (per atom, in units of kT): the sum
+        over ``ensembles`` divided by ``n_total`` (all ensembles of the run; default: these)."""
         from phasetune.learn.difftre import _energies_with, energies_on_frames
 
         terms = []
@@ -437,7 +455,7 @@ class DiffTReModule(pl.LightningModule):
             u = energies_on_frames(self.model, ensemble, chunk_frames=self.chunk_frames)
             diff = (u - ensemble.theta0_energy.to(u)) / (ensemble.n_atoms * ensemble.kT_eV)
             terms.append((diff**2).mean())
-        return torch.stack(terms).mean()
+        return torch.stack(terms).sum() / (n_total or len(terms))
 
     def on_fit_start(self) -> None:
         if not any(isinstance(c, Resampling) for c in self.trainer.callbacks):

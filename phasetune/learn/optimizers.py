@@ -35,6 +35,7 @@ from collections.abc import Callable, Iterable
 import torch
 
 from phasetune.learn.checks import check_flag, check_number
+from phasetune.learn.distributed import sum_across
 
 #: key of the optimizer-wide state (a string key survives ``Optimizer.state_dict``)
 _TRUST = "trust_region"
@@ -120,7 +121,9 @@ class DampedGaussNewton(torch.optim.Optimizer):
 
     ``step(closure)``: ``closure()`` returns the residual vector r (first ``n_targets``
     entries the targets' Δg_k/tol_k, any further rows extra residuals such as a gauge), built
-    with autograd from the parameters. ``link_error_fraction``: the chain-link error, in
+    with autograd from the parameters. Under DDP every rank has the whole r but the autograd
+    graph of its own share only; the Jacobian is summed over the ranks (rows a rank has no
+    graph for are zero there). ``link_error_fraction``: the chain-link error, in
     units of the target tolerance, that :meth:`on_new_frames` holds the links to (None: off).
     """
 
@@ -206,6 +209,9 @@ class DampedGaussNewton(torch.optim.Optimizer):
         scales = [s for _, s in self.reference]
         rows = []
         for k in range(len(residuals)):
+            if not residuals[k].requires_grad:  # another rank's target, or no frames left
+                rows.append(torch.cat([torch.zeros_like(p).flatten() for p in params]).double())
+                continue
             grads = torch.autograd.grad(residuals[k], params, retain_graph=True, allow_unused=True)
             rows.append(
                 torch.cat(
@@ -215,7 +221,7 @@ class DampedGaussNewton(torch.optim.Optimizer):
                     ]
                 ).double()
             )
-        jac = torch.stack(rows)  # ∂r/∂u
+        jac = sum_across(torch.stack(rows))  # ∂r/∂u
         with torch.no_grad():
             u = torch.cat(
                 [

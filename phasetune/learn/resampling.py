@@ -34,6 +34,12 @@ import pytorch_lightning as pl
 import torch
 
 from phasetune.learn.checks import check_choice, check_number
+from phasetune.learn.distributed import (
+    any_across,
+    disable_gradient_averaging,
+    gather_items,
+    gather_mapping,
+)
 
 #: what to do when a state point keeps too few frames in its phase
 PHASE_CHANGE_POLICIES = ("skip", "stop")
@@ -44,9 +50,12 @@ log = logging.getLogger(__name__)
 class StepBatch:
     """What one optimizer step works on (filled by :meth:`Resampling.prepare`).
 
-    ``changes``: ensemble name → [G(θ) − G(θ₀)]/N (eV/atom, differentiable; 0 for a lost
-    ensemble); ``ess`` and ``errors`` (eV/atom) per ensemble; ``skipped``: targets left out
-    (a phase lost); ``fresh_frames``: every kept ensemble was sampled at the live θ;
+    ``changes``: ensemble name → [G(θ) − G(θ₀)]/N (eV/atom; differentiable for the ensembles
+    this process reweights, a number for those of other DDP ranks; 0 for a lost ensemble), in
+    the run's order of state points; ``ess`` and ``errors`` (eV/atom) per ensemble; ``lost``:
+    ensembles that lost their phase; ``skipped``: targets left out (a phase lost);
+    ``ensembles``: this process's ensembles; ``fresh_frames``: every kept ensemble was
+    sampled at the live θ;
     ``new_frames`` and ``link_error`` (tolerance units, None: no new link): what changed since
     the last step; ``counters``: the DataModule's sampling totals; ``sampling_s``: wall
     seconds this preparation spent in MD and chaining.
@@ -59,6 +68,7 @@ class StepBatch:
         self.ess: dict[str, float] = {}
         self.errors: dict[str, float] = {}
         self.skipped: list[str] = []
+        self.lost: set[str] = set()
         self.fresh_frames = False
         self.new_frames = False
         self.link_error: float | None = None
@@ -111,7 +121,7 @@ class Resampling(pl.Callback):
         self.phase_resamples: dict[str, int] = {}
         self.confirm_pending = False  # sample every state point before the next step
         self.seen_rounds: dict[str, int] = {}  # each ensemble's chain round at the last step
-        self.last_sampling_round: int | None = None  # the DataModule's round at the last step
+        self.last_samplings: dict[str, int] | None = None  # sampling counts at the last step
 
     # ------------------------------------------------------------------ policy
     def _lost_phase(self, datamodule, model: torch.nn.Module) -> list[str]:
@@ -161,7 +171,8 @@ class Resampling(pl.Callback):
             with torch.enable_grad():
                 datamodule.sample(model, kept)
             self.confirm_pending = False
-        batch.skipped = sorted({datamodule.ensembles[n].target for n in lost})
+        batch.lost = set(gather_items(sorted(lost)))
+        batch.skipped = sorted(set(gather_items([datamodule.ensembles[n].target for n in lost])))
         if len(batch.skipped) == len(module.targets):
             raise RuntimeError(
                 f"every target left its phase ({', '.join(batch.skipped)}): nothing to fit"
@@ -180,26 +191,54 @@ class Resampling(pl.Callback):
                     datamodule.sample(model, low)
                 for name in low:
                     self._reweight(module, datamodule.ensembles[name], batch)
+        self._gather(datamodule, batch)
         live = {n: p.detach() for n, p in module.trainable_parameters()}
-        batch.fresh_frames = all(
+        fresh = all(
             all(torch.equal(p, e.reference_params[n].to(p.device)) for n, p in live.items())
             for name, e in datamodule.ensembles.items()
             if name not in lost
         )
+        batch.fresh_frames = not any_across(not fresh)
         batch.ensembles = datamodule.ensembles
-        batch.link_error = new_link_error(
-            datamodule.ensembles, module.pairs, module.tolerance_eV.tolist(), self.seen_rounds
+        errors = gather_items(
+            [
+                new_link_error(
+                    datamodule.ensembles,
+                    module.pairs,
+                    module.tolerance_eV.tolist(),
+                    self.seen_rounds,
+                )
+            ]
         )
-        rounds = datamodule.sampling_rounds
-        batch.new_frames = rounds != self.last_sampling_round
-        self.last_sampling_round = rounds
+        errors = [e for e in errors if e is not None]
+        batch.link_error = max(errors) if errors else None
+        samplings = gather_mapping(datamodule.samplings)
+        batch.new_frames = samplings != self.last_samplings
+        self.last_samplings = samplings
+        counts = gather_items(
+            [[len(datamodule.md_events), datamodule.resamplings, datamodule.md_steps]]
+        )
         batch.counters = {
-            "md_restarts": float(len(datamodule.md_events)),
-            "resamplings": float(datamodule.resamplings),
-            "md_steps": float(datamodule.md_steps),
+            key: float(sum(c[i] for c in counts))
+            for i, key in enumerate(("md_restarts", "resamplings", "md_steps"))
         }
         batch.sampling_s = datamodule.md_s + datamodule.reweight_s - md_before
         return batch
+
+    @staticmethod
+    def _gather(datamodule, batch: StepBatch) -> None:
+        """Under DDP: the other ranks' changes (as numbers), ESS and errors, so that every
+        rank holds every ensemble's, in the run's order of state points."""
+        values = gather_mapping({n: float(c.detach()) for n, c in batch.changes.items()})
+        batch.ess = gather_mapping(batch.ess)
+        batch.errors = gather_mapping(batch.errors)
+        batch.changes = {
+            name: batch.changes[name]
+            if name in batch.changes
+            else torch.tensor(values[name], dtype=torch.float64)
+            for name in datamodule.all_points
+            if name in values
+        }
 
     @staticmethod
     def _reweight(module, ensemble, batch: StepBatch) -> None:
@@ -210,6 +249,7 @@ class Resampling(pl.Callback):
 
     # --------------------------------------------------------------- Lightning
     def on_fit_start(self, trainer, pl_module) -> None:
+        disable_gradient_averaging(trainer)
         datamodule = trainer.datamodule
         missing = [name for name in datamodule.points if name not in datamodule.ensembles]
         if missing:
@@ -230,16 +270,24 @@ class Resampling(pl.Callback):
         if isinstance(outputs, dict) and outputs.get("confirm_convergence"):
             self.confirm_pending = True
 
+    def on_train_end(self, trainer, pl_module) -> None:
+        """The trained model's reweighted estimate and the run's totals, while every DDP rank
+        is still there to contribute (``pl_module.final_estimate``, ``datamodule.totals``)."""
+        datamodule = trainer.datamodule
+        batch = self.prepare(datamodule, pl_module, differentiable=False)
+        pl_module.final_estimate = pl_module.estimate(batch)
+        datamodule.gather_totals()
+
     def state_dict(self) -> dict:
         return {
-            "phase_resamples": dict(self.phase_resamples),
+            "phase_resamples": gather_mapping(self.phase_resamples),
             "confirm_pending": self.confirm_pending,
-            "seen_rounds": dict(self.seen_rounds),
-            "last_sampling_round": self.last_sampling_round,
+            "seen_rounds": gather_mapping(self.seen_rounds),
+            "last_samplings": self.last_samplings,
         }
 
     def load_state_dict(self, state: dict) -> None:
         self.phase_resamples = dict(state.get("phase_resamples", {}))
         self.confirm_pending = bool(state.get("confirm_pending", False))
         self.seen_rounds = dict(state.get("seen_rounds", {}))
-        self.last_sampling_round = state.get("last_sampling_round")
+        self.last_samplings = state.get("last_samplings")

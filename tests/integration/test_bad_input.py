@@ -169,6 +169,12 @@ def test_fit_without_a_resampling_callback_says_so_before_sampling(argon, tmp_pa
         (["sampler.production_steps=0"], "sampler: need stride >= 1 and production_steps"),
         (["anchor.settings.n_replicas=0"], "anchor.settings"),
         (["threads=0"], "threads must be an integer >= 1"),
+        (
+            ["trainer.devices=2", "trainer.strategy=ddp"],
+            "trainer.devices=2: each DDP rank samples whole targets and this run has 1; use at "
+            "most 1 device",
+        ),
+        (["sampler.random_streams=system"], "unknown random_streams 'system'"),
         # the settings schemas (phasetune.settings as Hydra structured configs) refuse a
         # value of the wrong type when the config is composed
         (
