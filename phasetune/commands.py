@@ -86,6 +86,10 @@ def train_main() -> None:
 
 def measure_main() -> None:
     """``phasetune-measure [overrides]``: transition temperatures of a model."""
+    if len(sys.argv) > 1 and sys.argv[1] == "merge":
+        from phasetune.measure import merge_main
+
+        raise SystemExit(merge_main(sys.argv[2:]))
     run_command(COMMANDS["phasetune-measure"], sys.argv[1:])
 
 

@@ -14,11 +14,20 @@ after training, one routine for all three
 its window is re-centred and measured again (``max_recentre``).
 Writes ``transitions.csv``, ``transitions.json`` and ``phase_boundary.png`` (T*(P) with
 error bars; plus the interface velocities of the coexistence runs) to the run directory.
+
+Pressures split into separate jobs (``phasetune-measure -m 'pressures=[0],[5]'``, with the
+submitit launcher one job each) give the rows one run over all pressures gives: every
+box's noise is seeded from its own name (pressure, temperature, replica), not from its
+place in the batch. ``phasetune-measure merge OUT RUN_DIR...`` joins such runs' rows into
+one table and plot.
 """
 
 from __future__ import annotations
 
+import argparse
+import json
 import logging
+import sys
 from pathlib import Path
 
 import torch
@@ -191,3 +200,47 @@ def preflight_measure(cfg: DictConfig) -> None:
         AnchorSettings(method="coexistence", **_scalar_settings(cfg))
     except (ValueError, TypeError) as err:
         raise ConfigError(str(err).replace("anchor ", "")) from None
+
+
+def merge_runs(run_dirs: list[str | Path], output_dir: str | Path) -> list[dict]:
+    """The rows of several runs of one model (``transitions.json``), in one table and plot,
+    ordered by method and pressure; a (method, pressure) measured twice is refused."""
+    rows: list[dict] = []
+    for run in map(Path, run_dirs):
+        path = run / "transitions.json"
+        if not path.is_file():
+            raise FileNotFoundError(f"{run}: no transitions.json (not a finished measure run?)")
+        rows += json.loads(path.read_text())
+    if not rows:
+        raise ValueError("the runs hold no results")
+    models = {json.dumps(r.get("model"), sort_keys=True) for r in rows}
+    if len(models) > 1:
+        raise ValueError("the runs measured different models; merge runs of one model only")
+    seen = [(r["method"], r["pressure_GPa"]) for r in rows]
+    twice = sorted({k for k in seen if seen.count(k) > 1})
+    if twice:
+        raise ValueError(f"measured in more than one run: {twice}")
+    rows.sort(key=lambda r: (METHODS.index(r["method"]), r["pressure_GPa"]))
+    output_dir = Path(output_dir)
+    output_dir.mkdir(parents=True, exist_ok=True)
+    write_transitions(rows, output_dir)
+    plot_transitions(rows, output_dir / "phase_boundary.png")
+    return rows
+
+
+def merge_main(argv: list[str] | None = None) -> int:
+    """``phasetune-measure merge OUT RUN_DIR...``."""
+    parser = argparse.ArgumentParser(
+        prog="phasetune-measure merge",
+        description="join the results of measure runs split by pressure into one table and plot",
+    )
+    parser.add_argument("out", help="directory to write transitions.csv/.json and the plot to")
+    parser.add_argument("runs", nargs="+", help="run directories of phasetune-measure")
+    args = parser.parse_args(argv)
+    try:
+        rows = merge_runs(args.runs, args.out)
+    except (FileNotFoundError, ValueError) as err:
+        print(f"phasetune-measure merge: {err}", file=sys.stderr)
+        return 2
+    print(f"{len(rows)} results from {len(args.runs)} runs written to {args.out}")
+    return 0

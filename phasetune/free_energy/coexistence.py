@@ -33,6 +33,7 @@ from phasetune.free_energy.interface_velocity import (
     TRANSFORMED_FRACTION,
     converted_fraction,
     fit_untransformed,
+    frame_mean,
     interface_velocities,
     interface_velocity_errors,
 )
@@ -210,9 +211,13 @@ def melting_temperatures_coexistence(
     # 1. the bulk solid at each (guess, P): its average cell sets the coexistence lattice
     solid_points = [
         StatePoint(
-            name=f"solid_{k}", phase=solid_phase, atoms=solid_atoms, temperature_K=t, pressure_GPa=p
+            name=f"{solid_phase} at {p:g} GPa, {t:g} K",
+            phase=solid_phase,
+            atoms=solid_atoms,
+            temperature_K=t,
+            pressure_GPa=p,
         )
-        for k, (p, t) in enumerate(zip(pressures, guesses, strict=True))
+        for p, t in zip(pressures, guesses, strict=True)
     ]
     stride = max(1, settings.solid_steps // 20)
     solid_frames, _ = sample_state_points(
@@ -227,7 +232,7 @@ def melting_temperatures_coexistence(
         device=device,
         dtype=dtype,
     )
-    boxes, temps, box_pressures, replicas, which = [], [], [], [], []
+    boxes, temps, box_pressures, replicas, which, names = [], [], [], [], [], []
     for k, (p, guess) in enumerate(zip(pressures, guesses, strict=True)):
         ok = solid_frames.phase_ok[:, k]
         if not bool(ok.any()):
@@ -247,6 +252,8 @@ def melting_temperatures_coexistence(
                 box_pressures.append(p)
                 replicas.append(r)
                 which.append(k)
+                # a box's name seeds its noise: it does not depend on the other boxes
+                names.append(f"{solid_phase}|liquid at {p:g} GPa, {t:.8g} K, replica {r}")
 
     # 2. melt the upper halves, all boxes in one batch, each quenched to its own T
     boxes = melt_upper_half(
@@ -254,6 +261,7 @@ def melting_temperatures_coexistence(
         boxes,
         temperatures_K=temps,
         pressures_GPa=box_pressures,
+        names=names,
         settings=settings,
         device=device,
         dtype=dtype,
@@ -262,14 +270,14 @@ def melting_temperatures_coexistence(
     # 3. coexistence NPT, every axis free
     points = [
         StatePoint(
-            name=f"coex_{i}",
+            name=name,
             phase=solid_phase,
             atoms=b,
             temperature_K=t,
             pressure_GPa=p,
             cell_mode="anisotropic",
         )
-        for i, (b, t, p) in enumerate(zip(boxes, temps, box_pressures, strict=True))
+        for name, b, t, p in zip(names, boxes, temps, box_pressures, strict=True)
     ]
     frames, _ = sample_state_points(
         model,
@@ -293,11 +301,11 @@ def melting_temperatures_coexistence(
     fractions = 1.0 - every_phase[..., LIQUID_INDEX]
     fifth = max(1, frames.n_frames // 5)
     converted = converted_fraction(
-        every_phase[:fifth].mean(0), every_phase[-fifth:].mean(0), solid_phase
+        frame_mean(every_phase[:fifth]), frame_mean(every_phase[-fifth:]), solid_phase
     )
     transformed = converted > TRANSFORMED_FRACTION
     time_ps = (frames.step.numpy() - frames.step.numpy()[0]) * settings.timestep_fs * 1e-3
-    length_z = frames.cell[:, :, 2, 2].mean(0).numpy()
+    length_z = frame_mean(frames.cell[:, :, 2, 2].numpy())
     velocities = interface_velocities(time_ps, fractions, length_z, settings.saturation)
     velocity_errors = interface_velocity_errors(time_ps, fractions, length_z, settings.saturation)
 
@@ -327,8 +335,8 @@ def melting_temperatures_coexistence(
             n_atoms=n_atoms,
             disagreement_K=fit.disagreement_K if fit else [],
             replicas_disagree=fit.replicas_disagree if fit else False,
-            mean_temperature_K=frames.temperature[:, sel].mean(0).numpy(),
-            mean_pressure_GPa=frames.pressure[:, sel].mean(0).numpy(),
+            mean_temperature_K=frame_mean(frames.temperature[:, sel].numpy()),
+            mean_pressure_GPa=frame_mean(frames.pressure[:, sel].numpy()),
             converted_fraction=converted[sel],
             transformed=transformed[sel],
         )

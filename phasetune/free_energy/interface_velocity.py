@@ -49,6 +49,14 @@ def _linear_regime(x: np.ndarray, saturation: float) -> int:
     return int(np.argmax(outside)) if outside.any() else len(x)
 
 
+def frame_mean(values: np.ndarray) -> np.ndarray:
+    """The mean over frames (axis 0) of each box's series, exactly rounded (math.fsum), so
+    that a box's numbers do not depend on how many other boxes shared its batch (a
+    vectorised mean over [frames, boxes] can differ in the last bit with the column count)."""
+    values = np.asarray(values, dtype=np.float64)
+    return np.apply_along_axis(lambda c: math.fsum(c) / len(c), 0, values)
+
+
 def interface_velocities(
     time_ps: np.ndarray, solid_fraction: np.ndarray, box_length_z_A: np.ndarray, saturation: float
 ) -> np.ndarray:

@@ -22,8 +22,9 @@ from tqdm.auto import tqdm
 
 from phasetune.potentials.base import ModelBase
 from phasetune.sampling.integrator import crescale_init, crescale_step, ensemble_targets
+from phasetune.sampling.noise import noise_for
 from phasetune.sampling.phase_check import LIQUID_INDEX, classify_atoms
-from phasetune.sampling.sampler import MELT_ATTEMPTS, MELT_RETRY_HEATING
+from phasetune.sampling.sampler import MELT_ATTEMPTS, MELT_RETRY_HEATING, reset_neighbor_lists
 from phasetune.settings import CoexistenceSettings
 from phasetune.units import EV_PER_A3_PER_GPA, KB_EV_PER_K, fs_to_internal
 
@@ -87,8 +88,13 @@ def melt_upper_half(
     settings: CoexistenceSettings,
     device: torch.device,
     dtype: torch.dtype,
+    names: Sequence[str] | None = None,
 ) -> list[Atoms]:
     """Melt the upper half (fractional z ≥ ½) of each box while the lower half stays put.
+
+    ``names`` (one per box) give each box its own noise stream
+    (:mod:`phasetune.sampling.noise`), so that a box melts the same way in any batch; None:
+    one generator for the batch.
 
     The upper half is first stretched along z by ``liquid_expansion`` (a liquid is less
     dense than its solid), melted for ``melt_steps`` at ``melt_temperature_factor``·T in
@@ -118,8 +124,15 @@ def melt_upper_half(
         box.set_scaled_positions(frac)
         stretched.append(box)
     boxes = stretched
+    reset_neighbor_lists(model)  # the melt depends on its inputs only, not on earlier calls
     state = ts.io.atoms_to_state(boxes, device=device, dtype=dtype)
     state.rng = settings.seed + 7919
+
+    def noise_of(attempt: int):
+        seed = settings.seed + 7919 + attempt
+        return None if names is None else noise_for("state_point", seed, list(names))
+
+    noise = noise_of(0)
     frac_z = torch.cat([torch.as_tensor(b.get_scaled_positions(wrap=True)[:, 2]) for b in boxes])
     frozen = (frac_z < 0.5 / (1 + 0.5 * settings.liquid_expansion)).to(device)
     frozen_positions = state.positions[frozen].clone()
@@ -141,10 +154,10 @@ def melt_upper_half(
     for attempt in range(MELT_ATTEMPTS):
         hot_kT = kT * factor * mobile_fraction
         hot = ensemble_targets(kT=hot_kT, pressure=pressure, cell_mode="fixed", **coupling)
-        md = crescale_init(state, frozen_model, targets=hot)
+        md = crescale_init(state, frozen_model, targets=hot, noise=noise)
         md.momenta = md.momenta.masked_fill(frozen.unsqueeze(-1), 0.0)
         for _ in tqdm(range(melt_steps), desc="melting half", disable=not settings.progress):
-            md = crescale_step(md, frozen_model, dt=dt, targets=hot)
+            md = crescale_step(md, frozen_model, dt=dt, targets=hot, noise=noise)
             md.positions[frozen] = frozen_positions
             md.momenta = md.momenta.masked_fill(frozen.unsqueeze(-1), 0.0)
         liquid = _mobile_liquid_fraction(md, frozen, len(boxes))
@@ -169,8 +182,9 @@ def melt_upper_half(
         )
         factor, melt_steps = factor * MELT_RETRY_HEATING, 2 * melt_steps
         state.rng = settings.seed + 7919 + attempt + 1
+        noise = noise_of(attempt + 1)
     for _ in tqdm(range(settings.quench_steps), desc="quench", disable=not settings.progress):
-        md = crescale_step(md, frozen_model, dt=dt, targets=cool)
+        md = crescale_step(md, frozen_model, dt=dt, targets=cool, noise=noise)
         md.positions[frozen] = frozen_positions
         md.momenta = md.momenta.masked_fill(frozen.unsqueeze(-1), 0.0)
     return ts.io.state_to_atoms(md)

@@ -166,3 +166,37 @@ def test_measure_and_the_anchor_run_one_routine_with_the_same_settings(tmp_path,
         LennardJones(epsilon_eV=0.0103, sigma_A=3.4), [target], settings, guesses_K=[100.0]
     )
     assert calls[1][1]["max_recentre"] == 0
+
+
+def test_pressures_measured_as_separate_jobs_merge_into_the_one_runs_table(tmp_path):
+    """Two pressures in one run, or each in its own job (as a submitit sweep runs them) and
+    the results merged: the same rows to the last bit (every coexistence box draws its
+    noise from a stream seeded by its own name). A merge that lost or reordered a pressure,
+    or boxes seeded by their place in the batch, fails here."""
+    from phasetune.measure import merge_main
+
+    def run(name, pressures, guesses):
+        overrides = [
+            *TINY,
+            f"pressures={pressures}",
+            f"guesses_K={guesses}",
+            "max_recentre=0",
+            "plot=false",
+            "coexistence.production_steps=300",
+        ]
+        with initialize_config_dir(config_dir=CONFIG_DIR, version_base="1.3"):
+            cfg = compose(config_name="measure", overrides=overrides)
+        measure(cfg, tmp_path / name)
+        return tmp_path / name
+
+    together = run("together", "[0.09,0.05]", "[96.0,90.0]")
+    first, second = run("first", "[0.09]", "[96.0]"), run("second", "[0.05]", "[90.0]")
+    assert merge_main([str(tmp_path / "merged"), str(second), str(first)]) == 0
+    merged = json.loads((tmp_path / "merged" / "transitions.json").read_text())
+    single = json.loads((together / "transitions.json").read_text())
+    assert [r["pressure_GPa"] for r in merged] == [0.05, 0.09]
+    single.sort(key=lambda r: r["pressure_GPa"])
+    assert json.dumps(merged) == json.dumps(single)  # NaN fields too (NaN != NaN in ==)
+    assert (tmp_path / "merged" / "phase_boundary.png").stat().st_size > 10_000
+    # the same pressure measured twice is refused, in one line
+    assert merge_main([str(tmp_path / "twice"), str(first), str(together)]) == 2
