@@ -16,7 +16,8 @@ environment runs n replicas per temperature (default 1); ``LATERAL=nx,ny`` repea
 240-atom cell across the interface (default 1,1: a 15 × 15 Å cross-section).
 ``TIMESTEP_FS=dt`` runs the boxes with that step (default: the preset's 3 fs; STEPS is then
 scaled so that production lasts as long as STEPS × 3 fs), ``MIN_SLAB_A=L`` makes each slab at
-least L Å long (default: the preset's 40 Å). ``prismatic`` turns the crystal so that the c axis lies along x and the interfaces are
+least L Å long (default: the preset's 40 Å), ``SEED=n`` seeds the noise (default 0).
+``prismatic`` turns the crystal so that the c axis lies along x and the interfaces are
 prismatic planes instead of basal ones (the default).
 """
 
@@ -78,7 +79,7 @@ settings = dataclasses.replace(
     stride=round(preset.stride * stretch),
     min_slab_A=float(os.environ.get("MIN_SLAB_A", preset.min_slab_A)),
     progress=False,
-    seed=0,
+    seed=int(os.environ.get("SEED", "0")),
 )
 hcp = build_structure("hcp", element="Ti", lattice_A=2.95, c_over_a=1.587, n_atoms=240)
 lateral = [int(n) for n in os.environ.get("LATERAL", "1,1").split(",")]
