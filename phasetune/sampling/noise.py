@@ -7,14 +7,14 @@ barostat's) is drawn through a noise source:
   generator for all systems). What system k receives then depends on which other systems
   share the batch and in what order.
 * :class:`StatePointNoise` gives each system a generator of its own, seeded from the run's
-  seed and the state point's name (:func:`state_point_seed`). With the Lennard-Jones and EAM
-  potentials on the CPU the forces of one system do not depend on the others, bit for bit
-  (tests/unit/sampling/test_sampler.py), so a state point sampled alone, in another batch, on
-  another rank or in another job gets the same frames as in one batch with everything else:
-  measurements can be split across devices and jobs and merged exactly, and DDP ranks sample
-  their share of a training run's state points. A batched MACE evaluation or a GPU's atomic
-  additions may differ in the last bit with the batch (not checked here); chaotic MD then
-  gives statistically equivalent, not identical, frames.
+  seed and the state point's name (:func:`state_point_seed`). On the CPU the forces of one
+  system do not depend on the others, bit for bit (Lennard-Jones and EAM; ti_small's MACE
+  in float32 and float64 for a bcc box alone and behind an hcp box), so a state point
+  sampled alone, in another batch, on another rank or in another job gets the same frames as
+  in one batch with everything else: measurements can be split across devices and jobs and
+  merged exactly, and DDP ranks sample their share of a training run's state points. A
+  GPU's atomic additions may differ in the last bit with the batch (not checked here);
+  chaotic MD then gives statistically equivalent, not identical, frames.
 
 Why not torch-sim's: its integrators take one ``torch.Generator`` per state; a batch of
 independent streams is not among its options. The per-system draws are made on the CPU (a
