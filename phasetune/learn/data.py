@@ -292,7 +292,10 @@ class StatePointDataModule(pl.LightningDataModule):
         self.samplings = {n: int(samplings.get(n, mine[n]["round"] + 1)) for n in mine}
         rank, size = world()
         by_rank = state.get("counters_by_rank") or [state["counters"]]
-        counters = by_rank[rank] if len(by_rank) == size else (by_rank[0] if rank == 0 else {})
+        if len(by_rank) == size:
+            counters = by_rank[rank]
+        else:  # another number of processes: rank 0 carries the totals on
+            counters = {k: sum(c[k] for c in by_rank) for k in by_rank[0]} if rank == 0 else {}
         for key, value in counters.items():
             setattr(self, key, int(value))
         self.md_events = list(state.get("md_events", [])) if rank == 0 else []
