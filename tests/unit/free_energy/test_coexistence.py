@@ -22,6 +22,7 @@ from phasetune.free_energy.coexistence import (
 from phasetune.free_energy.interface_velocity import (
     fit_melting_point,
     fit_melting_temperature,
+    frame_mean,
     interface_velocities,
     interface_velocity_errors,
     velocity_noise_error,
@@ -48,6 +49,21 @@ def test_interface_velocity_is_the_slope_times_half_the_box():
     v = interface_velocities(t, fractions, np.array([40.0, 60.0]), saturation=0.1)
     assert v[0] == pytest.approx(20.0 * 0.03, rel=1e-10)
     assert v[1] == pytest.approx(30.0 * -0.08, rel=1e-10)
+
+
+def test_frame_means_are_exactly_rounded_and_do_not_depend_on_the_other_boxes():
+    """A box's mean over frames is the exactly rounded one (math.fsum), the same alone or
+    among other boxes: a split measurement must reproduce the one run's numbers bit for bit.
+    Values of very different size make a naive running sum lose digits."""
+    rng = np.random.default_rng(3)
+    series = rng.normal(size=(61, 7)) * np.array([1e16, 1, 1e-8, 3, 1e8, 1, 1])
+    series[::2, 0] += 1.0  # 1e16 + 1 and back: a naive sum drops the ones
+    together = frame_mean(series)
+    for box in range(series.shape[1]):
+        alone = frame_mean(series[:, box : box + 1])[0]
+        assert alone == together[box]
+        assert alone == math.fsum(series[:, box]) / len(series)
+    assert frame_mean(np.array([[1e16], [1.0], [-1e16]]))[0] == 1 / 3
 
 
 def test_melting_temperature_is_the_zero_of_the_velocity_line():
