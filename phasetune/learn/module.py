@@ -434,9 +434,15 @@ class DiffTReModule(pl.LightningModule):
                 if not part.requires_grad:
                     continue
                 grads = torch.autograd.grad(part, params, retain_graph=True, allow_unused=True)
-                for p, g in zip(params, grads, strict=True):
-                    g = torch.zeros_like(p) if g is None else g
-                    g = sum_across(g) if summed else g
+                flat = torch.cat(
+                    [
+                        (torch.zeros_like(p) if g is None else g).flatten()
+                        for p, g in zip(params, grads, strict=True)
+                    ]
+                )
+                flat = sum_across(flat) if summed else flat  # one exchange for all tensors
+                for p, g in zip(params, flat.split([p.numel() for p in params]), strict=True):
+                    g = g.view_as(p)
                     p.grad = g if p.grad is None else p.grad + g
             return loss
 
