@@ -262,7 +262,6 @@ class StatePointDataModule(pl.LightningDataModule):
             "ensembles": gather_mapping(ensembles),
             "samplings": gather_mapping(self.samplings),
             "md_events": gather_items(self.md_events),
-            "counters": self.local_counters(),
             "counters_by_rank": gather_items([self.local_counters()]),
         }
 
@@ -291,7 +290,7 @@ class StatePointDataModule(pl.LightningDataModule):
         samplings = state.get("samplings", {})
         self.samplings = {n: int(samplings.get(n, mine[n]["round"] + 1)) for n in mine}
         rank, size = world()
-        by_rank = state.get("counters_by_rank") or [state["counters"]]
+        by_rank = state.get("counters_by_rank") or [state["counters"]]  # or an older file
         if len(by_rank) == size:
             counters = by_rank[rank]
         else:  # another number of processes: rank 0 carries the totals on
