@@ -17,6 +17,7 @@ from pathlib import Path
 
 import pytest
 import torch
+from conftest import TINY_TRAIN
 
 TARGETS = """# @package _global_
 targets:
@@ -40,22 +41,14 @@ targets:
       liquid: {element: Ar, lattice_A: 5.75, n_atoms: 32}
 """
 
+#: the shared tiny training settings, less their first target's (the two targets above)
+#: and their step count
 SETTINGS = [
+    *(o for o in TINY_TRAIN if not o.lstrip("+").startswith(("targets.", "trainer.max_steps"))),
     "targets=two_tiny",
-    "anchor.settings.enthalpy.equilibration_steps=100",
-    "anchor.settings.enthalpy.melt_steps=50",
-    "anchor.settings.enthalpy.production_steps=200",
-    "anchor.settings.enthalpy.progress=false",
-    "sampler.equilibration_steps=60",
-    "sampler.melt_steps=40",
-    "sampler.production_steps=60",
-    "sampler.check_phase=false",
     "sampler.stride=10",
     "sampler.progress=false",
     "trainer.max_steps=3",
-    "trainer.enable_progress_bar=false",
-    "threads=1",
-    "remeasure=false",
     "~logger",
     "plot=false",
     "convergence.patience=100",
