@@ -154,9 +154,17 @@ def enthalpies(
         for _ in temperatures_K:
             valid = frames.valid_frames(k)
             if len(valid) < 4:
+                n_atoms = int(frames.n_atoms_per_system[k])
+                small = (
+                    f"; a box of {n_atoms} atoms changes phase easily (a small liquid crystallises"
+                    " even above T_m, most of all in a box a crystal fills, e.g. 32 or 108 atoms"
+                    " of fcc): use more atoms"
+                    if n_atoms < 128
+                    else ""
+                )
                 raise RuntimeError(
                     f"{points[k].name}: only {len(valid)} frames stayed {phase}; the phase is "
-                    "not (meta)stable there: narrow the temperature range"
+                    f"not (meta)stable there: narrow the temperature range{small}"
                 )
             h = _mean_and_error(frames.enthalpy[valid, k].double() / per_atom[k], points[k].name)
             v = _mean_and_error(frames.volume[valid, k].double() / per_atom[k], points[k].name)
