@@ -16,7 +16,10 @@ the change measured in units of the pretrained values.
   (:func:`trust_radius_update`) it halves below a step whose actual reduction of Σ r_k² fell
   short of a quarter of the linear prediction; after new frames (:meth:`on_new_frames`,
   :func:`link_error_radius`) it shrinks while the new chain links' errors exceed
-  ``link_error_fraction`` of the tolerance. Parameters the residuals do not constrain stay
+  ``link_error_fraction`` of the tolerance, and doubles while they stay below a quarter of
+  it. Δ starts at ``initial_step`` (default max_step/4): a link spans the whole first step
+  before its error is known, and a 2 % step of LJ's σ gave a link that erred by its whole
+  tolerance, biasing the fit by 1–2 K in three of three runs (bench/RESULTS.md). Parameters the residuals do not constrain stay
   at θ₀ (a built-in pull-back).
 * :class:`OffsetAdam`: Adam with each tensor's learning rate lr·s (``relative_lr``) and a
   decoupled weight decay of the offset θ − θ₀ (AdamW on the offset, as in the DiffTTC paper):
@@ -125,6 +128,7 @@ class DampedGaussNewton(torch.optim.Optimizer):
     graph of its own share only; the Jacobian is summed over the ranks (rows a rank has no
     graph for are zero there). ``link_error_fraction``: the chain-link error, in
     units of the target tolerance, that :meth:`on_new_frames` holds the links to (None: off).
+    ``initial_step``: the first step's cap (None: max_step/4).
     """
 
     fits_residuals = True
@@ -139,9 +143,17 @@ class DampedGaussNewton(torch.optim.Optimizer):
         damping: float = 1e-3,
         max_step: float = 0.02,
         link_error_fraction: float | None = 0.1,
+        initial_step: float | None = None,
     ) -> None:
         check_number("damping", damping, low=0.0)
         check_number("max_step", max_step, low=0.0, low_ok=False)
+        if initial_step is None:
+            initial_step = max_step / 4
+        check_number("initial_step", initial_step, low=0.0, low_ok=False)
+        if initial_step > max_step:
+            raise ValueError(
+                f"initial_step must not exceed max_step, got {initial_step} > {max_step}"
+            )
         if link_error_fraction is not None:
             try:
                 check_number("link_error_fraction", link_error_fraction, low=0.0, low_ok=False)
@@ -156,7 +168,7 @@ class DampedGaussNewton(torch.optim.Optimizer):
         self.max_step = float(max_step)
         self.link_error_fraction = link_error_fraction
         self.state[_TRUST] = {
-            "radius": self.max_step,
+            "radius": float(initial_step),
             "last_step": None,  # the last step's residuals and prediction, for ρ
             "new_frames": False,  # frames changed since the last step
             "link_ratio": None,  # their chain links' error / (fraction · tol)
