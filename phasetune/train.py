@@ -329,6 +329,9 @@ def train(cfg: DictConfig, output_dir: str | Path) -> dict:
         # each state point's free-energy chain: one entry per re-sampling (BAR, one-sided)
         "chains": totals["chains"],
         "diffusion": diffusion_rows,
+        # the independent re-measurement box by box (temperatures, interface velocities,
+        # converted fractions, ...), so that its fit can be checked or redone afterwards
+        "remeasurement": [{"target": m.target, "method": m.method, **m.details} for m in after],
         "wall_s": time.perf_counter() - start,
         "timing_s": timing,
         "parameters": {

@@ -19,8 +19,8 @@ the change measured in units of the pretrained values.
   ``link_error_fraction`` of the tolerance, and doubles while they stay below a quarter of
   it. Δ starts at ``initial_step`` (default max_step/4): a link spans the whole first step
   before its error is known, and a 2 % step of LJ's σ gave a link that erred by its whole
-  tolerance, biasing the fit by 1–2 K in three of three runs (bench/RESULTS.md). Parameters the residuals do not constrain stay
-  at θ₀ (a built-in pull-back).
+  tolerance, biasing the fit by 1–2 K in three of three runs (bench/RESULTS.md).
+  Parameters the residuals do not constrain stay at θ₀ (a built-in pull-back).
 * :class:`OffsetAdam`: Adam with each tensor's learning rate lr·s (``relative_lr``) and a
   decoupled weight decay of the offset θ − θ₀ (AdamW on the offset, as in the DiffTTC paper):
   a loss optimizer, ``step(closure)`` as in torch.

@@ -72,4 +72,5 @@ def test_report_says_not_measured_and_summary_counts_match_the_metrics(run):
     assert len(row["reweighted_K"].split(".")[-1]) <= 2  # rounded to 0.01 K
     summary = json.loads((run_dir / "summary.json").read_text())
     assert summary["all_met"] is False and isinstance(summary["md_steps"], int)
+    assert summary["remeasurement"] == [{"target": "argon_triple_point", "method": "skipped"}]
     assert math.isfinite(float(row["reweighted_error_K"]))
