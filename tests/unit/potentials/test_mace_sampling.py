@@ -105,9 +105,12 @@ def test_tiny_mace_samples_in_one_batch_and_reweights_consistently():
             reference_energy=u_ref[:, k].clone(),
             reference_params=parameter_snapshot(model),
         )
-        # the sampling model itself: ΔG = 0 and uniform weights (ESS = N) exactly
+        # the sampling model itself: ΔG = 0 and uniform weights (ESS = N), to rounding: the
+        # stored energies come from the sampler's batched pass, the reweighting evaluates
+        # one system, and on some CPUs the two differ in the last bit (−2.9e-17 eV/atom seen)
         same = reweighted_gibbs_change(model, ensemble)
-        assert float(same.delta_g_eV) == 0.0 and same.relative_ess == 1.0
+        assert abs(float(same.delta_g_eV)) < 1e-14
+        assert same.relative_ess == pytest.approx(1.0, abs=1e-12)
         kT = KB_EV_PER_K * point.temperature_K
         du = expected_du[:, k].numpy()
         x = -du / kT
