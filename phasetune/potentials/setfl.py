@@ -27,8 +27,9 @@ fraction p ∈ [0, 1], with node slopes from the fourth-order central difference
 (f_{k-2} − f_{k+2} + 8 (f_{k+1} − f_{k-1}))/12 (second order at the two nodes next to each
 end, one-sided at the ends); r beyond the last node gives the last node's value, and ρ beyond
 (Nrho−1)·drho continues F linearly with its slope there. It is written here in torch (not
-numpy or scipy) because forces and stress come from autograd through the tables and torch has
-no differentiable 1-D cubic spline in its API.
+numpy or scipy) because forces and stress come from the tables' derivatives (the cubic's own,
+:meth:`CubicTable.value_and_derivative`, equal to autograd through it) and torch has no 1-D
+cubic spline in its API.
 """
 
 from __future__ import annotations
@@ -241,6 +242,25 @@ class CubicTable(torch.nn.Module):
         if self.linear_above:
             y = y + self.end_slope * (x - (self.n - 1) * self.step).clamp(min=0.0)
         return y / x if self.over_x else y
+
+    def value_and_derivative(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """The table's value and its derivative in x, the cubic's own (what autograd gives)."""
+        u = x * (1.0 / self.step)
+        m = torch.floor(u).clamp(0, self.n - 2).long()
+        offset = u - m.to(u.dtype)
+        p = offset.clamp(max=1.0)
+        c = self.coefficients[m]
+        y = ((c[..., 3] * p + c[..., 2]) * p + c[..., 1]) * p + c[..., 0]
+        slope = ((3.0 * c[..., 3] * p + 2.0 * c[..., 2]) * p + c[..., 1]) / self.step
+        inside = offset <= 1.0  # beyond the last node the cubic is held at p = 1
+        slope = torch.where(inside, slope, torch.zeros_like(slope))
+        if self.linear_above:
+            y = y + self.end_slope * (x - (self.n - 1) * self.step).clamp(min=0.0)
+            slope = torch.where(inside, slope, self.end_slope)
+        if self.over_x:
+            y = y / x
+            slope = (slope - y) / x
+        return y, slope
 
 
 def read_setfl(

@@ -159,3 +159,22 @@ def test_the_model_config_builds_the_potential(ti1_file, boxes):
     model = instantiate(cfg.model, device="cpu", dtype=torch.float64)  # as phasetune-measure
     expected = read_setfl(ti1_file)(boxes)["energy"]
     torch.testing.assert_close(model(boxes)["energy"], expected, rtol=0.0, atol=0.0)
+
+
+def test_the_tables_closed_form_derivatives_equal_autograd(ti1_file):
+    """The derivatives the EAM forces use, against autograd through the same cubics: inside
+    the grid, at and between nodes, beyond r's last node (constant) and ρ's (linear)."""
+    model = read_setfl(ti1_file)
+    tables = {
+        "pair": (model.pair, np.linspace(0.3, 8.0, 997)),
+        "density": (model.density, np.linspace(0.3, 8.0, 997)),
+        "embedding": (model.embedding, np.linspace(0.0, 1.5 * model.embedding.n, 1001)),
+    }
+    for name, (table, grid) in tables.items():
+        x = torch.tensor(grid * (table.step if name == "embedding" else 1.0), dtype=torch.float64)
+        x.requires_grad_(True)
+        reference = table(x)
+        (slope,) = torch.autograd.grad(reference.sum(), x)
+        value, derivative = table.value_and_derivative(x.detach())
+        torch.testing.assert_close(value, reference.detach(), rtol=1e-14, atol=1e-14, msg=name)
+        torch.testing.assert_close(derivative, slope, rtol=1e-12, atol=1e-12, msg=name)
