@@ -234,14 +234,8 @@ class CubicTable(torch.nn.Module):
         self.end_slope = float(d[-1]) / self.step
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        u = x * (1.0 / self.step)
-        m = torch.floor(u.detach()).clamp(0, self.n - 2).long()
-        p = (u - m.to(u.dtype)).clamp(max=1.0)
-        c = self.coefficients[m]
-        y = ((c[..., 3] * p + c[..., 2]) * p + c[..., 1]) * p + c[..., 0]
-        if self.linear_above:
-            y = y + self.end_slope * (x - (self.n - 1) * self.step).clamp(min=0.0)
-        return y / x if self.over_x else y
+        """The table's value (differentiable in x through the cubic)."""
+        return self.value_and_derivative(x)[0]
 
     def value_and_derivative(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """The table's value and its derivative in x, the cubic's own (what autograd gives)."""

@@ -19,12 +19,12 @@ import torch
 from omegaconf import OmegaConf
 
 from phasetune.configs import CONFIG_DIR
+from phasetune.units import KB_EV_PER_K
 
 #: T_m of this LJ (r_c = 2.5σ, shifted) at P = 0 for ε/k_B = 119.8 K: coexistence 75.48 ±
 #: 0.29 K, free energies 75.51 ± 0.77 K (bench/RESULTS.md); T_m ∝ ε
 T_M_PER_EPSILON_K = 75.48 / 119.8
 T_M_PER_EPSILON_ERROR_K = 0.29 / 119.8
-K_B_EV_PER_K = 8.617333262e-5
 
 
 @pytest.fixture(scope="module")
@@ -52,9 +52,9 @@ def demo(tmp_path_factory):
     return row, summary, trained
 
 
-def _exact_after_K(trained) -> tuple[float, float]:
-    """T_m of the trained model from the exact P = 0 scaling, and its error (K)."""
-    epsilon_K = float(trained["epsilon"]) / K_B_EV_PER_K
+def _exact_melting_K(epsilon_eV: float) -> tuple[float, float]:
+    """T_m at P = 0 of this LJ with ε = ``epsilon_eV`` from the exact scaling, and its error (K)."""
+    epsilon_K = float(epsilon_eV) / KB_EV_PER_K
     return T_M_PER_EPSILON_K * epsilon_K, T_M_PER_EPSILON_ERROR_K * epsilon_K
 
 
@@ -67,14 +67,14 @@ def test_the_argon_demo_reaches_the_triple_point(demo):
     assert experiment - row["before_K"] > 10 * tolerance, row
     # the anchor's T_m(θ₀) against the same scaling at the pretrained ε
     model = OmegaConf.load(f"{CONFIG_DIR}/model/lj_argon_demo.yaml")
-    before_exact, before_exact_error = _exact_after_K({"epsilon": model.epsilon_eV})
+    before_exact, before_exact_error = _exact_melting_K(model.epsilon_eV)
     assert abs(row["before_K"] - before_exact) < 2 * math.hypot(
         row["before_error_K"], before_exact_error
     ), (row, before_exact)
     # the estimate the training minimised ...
     assert abs(row["reweighted_K"] - experiment) < tolerance + 2 * row["reweighted_error_K"], row
     # ... and the trained model's true T_m: within the tolerance of the target
-    after_exact, after_exact_error = _exact_after_K(trained)
+    after_exact, after_exact_error = _exact_melting_K(trained["epsilon"])
     assert abs(after_exact - experiment) < tolerance + 2 * after_exact_error, after_exact
     # the re-measurement ran, and its boxes are kept in the summary
     assert row["after_method"] == "coexistence"
@@ -92,7 +92,7 @@ def test_the_argon_demo_reaches_the_triple_point(demo):
 )
 def test_the_argon_demo_remeasurement_agrees_with_the_exact_scaling(demo):
     row, _, trained = demo
-    after_exact, after_exact_error = _exact_after_K(trained)
+    after_exact, after_exact_error = _exact_melting_K(trained["epsilon"])
     combined = math.hypot(row["after_error_K"], after_exact_error)
     assert abs(row["after_K"] - after_exact) < 2 * combined, (row, after_exact)
     assert row["after_error_K"] < 5.0, row  # a re-measurement that can tell 80 from 84 K

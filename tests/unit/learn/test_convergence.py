@@ -190,21 +190,26 @@ def test_new_chain_links_are_judged_once_in_quadrature_over_the_phases():
     assert new_link_error(one, pairs, tolerance_eV, seen) == pytest.approx(0.2)
 
 
-def test_the_gauss_newton_cap_follows_the_link_error_over_its_allowance():
-    """on_new_frames(link_error) in tolerance units, over link_error_fraction, sets the cap."""
+def _gauss_newton(size: int, **settings):
+    """A DampedGaussNewton on one parameter θ = 1 (θ₀ = s = 1), max_step 2 %."""
     from phasetune.learn.optimizers import DampedGaussNewton
 
-    theta = torch.nn.Parameter(torch.ones(2, dtype=torch.float64))
-    reference = {"theta": torch.ones(2, dtype=torch.float64)}
+    theta = torch.nn.Parameter(torch.ones(size, dtype=torch.float64))
+    reference = {"theta": torch.ones(size, dtype=torch.float64)}
     optimizer = DampedGaussNewton(
         [("theta", theta)],
         theta0=reference,
         scales=reference,
         n_targets=1,
         max_step=0.02,
-        link_error_fraction=0.1,
-        initial_step=0.02,
+        **settings,
     )
+    return theta, reference, optimizer
+
+
+def test_the_gauss_newton_cap_follows_the_link_error_over_its_allowance():
+    """on_new_frames(link_error) in tolerance units, over link_error_fraction, sets the cap."""
+    theta, reference, optimizer = _gauss_newton(2, link_error_fraction=0.1, initial_step=0.02)
     optimizer.on_new_frames(link_error=0.4)  # 4x the allowance: the cap shrinks by √4
     optimizer.step(lambda: (theta.sum() - 2.0).reshape(1))  # r = 0: no step, the cap set
     assert optimizer.trust_radius == pytest.approx(0.01, rel=1e-12)
@@ -214,27 +219,9 @@ def test_the_gauss_newton_cap_follows_the_link_error_over_its_allowance():
 def test_the_gauss_newton_first_step_is_capped_at_initial_step():
     """A far target: the first step moves by the initial cap (max_step/4 by default), not by
     max_step; a cap above max_step is refused."""
-    from phasetune.learn.optimizers import DampedGaussNewton
-
     for initial, expected in ((None, 0.005), (0.01, 0.01)):
-        theta = torch.nn.Parameter(torch.ones(1, dtype=torch.float64))
-        reference = {"theta": torch.ones(1, dtype=torch.float64)}
-        optimizer = DampedGaussNewton(
-            [("theta", theta)],
-            theta0=reference,
-            scales=reference,
-            n_targets=1,
-            max_step=0.02,
-            initial_step=initial,
-        )
+        theta, _, optimizer = _gauss_newton(1, initial_step=initial)
         optimizer.step(lambda theta=theta: (theta - 2.0).reshape(1))  # wants +100 %
         assert float(theta) - 1.0 == pytest.approx(expected, rel=1e-9)
     with pytest.raises(ValueError, match="initial_step must not exceed max_step"):
-        DampedGaussNewton(
-            [("theta", theta)],
-            theta0=reference,
-            scales=reference,
-            n_targets=1,
-            max_step=0.02,
-            initial_step=0.03,
-        )
+        _gauss_newton(1, initial_step=0.03)
