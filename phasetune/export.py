@@ -19,7 +19,7 @@ from pathlib import Path
 import torch
 
 from phasetune.configs import torch_dtype
-from phasetune.learn.anchor import model_fingerprint
+from phasetune.potentials.fingerprint import model_fingerprint
 
 
 def _atomic_save(obj, path: Path) -> None:

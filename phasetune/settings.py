@@ -158,6 +158,10 @@ class CoexistenceSettings:
     saturation: float = 0.1
     seed: int = 0
     progress: bool = True
+    #: directory of finished results (JSON, keyed by the model, the solid, P, the guess and
+    #: every setting above but ``progress``): a run whose key is there reads it instead of
+    #: measuring (:mod:`phasetune.free_energy.coexistence_cache`); None: no cache
+    cache_dir: str | None = None
 
     def __post_init__(self) -> None:
         positive = (

@@ -53,9 +53,7 @@ __all__ = [
     "CoexistenceSettings",
     "converted_fraction",
     "fit_untransformed",
-    "melting_temperatures_bracketed",
     "melting_temperatures_coexistence",
-    "recentred_guess",
 ]
 
 log = logging.getLogger(__name__)
@@ -344,62 +342,3 @@ def melting_temperatures_coexistence(
             log.warning("%s", result.describe())
         results.append(result)
     return results
-
-
-def recentred_guess(result: CoexistenceResult, guess_K: float, window: float) -> float:
-    """The next window's centre for a run that did not bracket its T_m.
-
-    The extrapolated root where there is one, else a step of two windows in the direction
-    the interfaces moved (solids grew: T_m lies above); never more than three windows away.
-    """
-    t_m = result.melting_temperature_K
-    if not (math.isfinite(t_m) and t_m > 0):
-        grew = float(np.mean(result.velocity_A_per_ps)) > 0
-        t_m = guess_K * (1 + 2 * window if grew else 1 - 2 * window)
-    return float(np.clip(t_m, guess_K * (1 - 3 * window), guess_K * (1 + 3 * window)))
-
-
-def melting_temperatures_bracketed(
-    model: ModelInterface,
-    solid_atoms: Atoms,
-    *,
-    pressures_GPa: Sequence[float],
-    guesses_K: Sequence[float],
-    window: float = 0.05,
-    max_recentre: int = 2,
-    **kwargs,
-) -> list[CoexistenceResult]:
-    """:func:`melting_temperatures_coexistence`, re-run on a new window where a T_m was not
-    bracketed (:func:`recentred_guess`), up to ``max_recentre`` times.
-
-    An extrapolated root is not a result: a run still unbracketed after the last re-centring
-    keeps ``bracketed=False`` and says so in :meth:`CoexistenceResult.describe`.
-    """
-    pressures = [float(p) for p in pressures_GPa]
-    guesses = [float(t) for t in guesses_K]
-    results: list[CoexistenceResult | None] = [None] * len(pressures)
-    pending = list(range(len(pressures)))
-    for attempt in range(max_recentre + 1):
-        batch = melting_temperatures_coexistence(
-            model,
-            solid_atoms,
-            pressures_GPa=[pressures[k] for k in pending],
-            guesses_K=[guesses[k] for k in pending],
-            window=window,
-            **kwargs,
-        )
-        still = []
-        for k, result in zip(pending, batch, strict=True):
-            results[k] = result
-            # where every box transformed, another window cannot help
-            hopeless = result.transformed is not None and bool(result.transformed.all())
-            if not result.bracketed and not hopeless:
-                guesses[k] = recentred_guess(result, guesses[k], window)
-                still.append(k)
-        if not still or attempt == max_recentre:
-            break
-        log.warning(
-            "re-centring %d coexistence run(s) on %s K", len(still), [guesses[k] for k in still]
-        )
-        pending = still
-    return [r for r in results if r is not None]

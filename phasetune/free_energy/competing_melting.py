@@ -32,11 +32,8 @@ import torch
 from ase import Atoms
 from torch_sim.models.interface import ModelInterface
 
-from phasetune.free_energy.coexistence import (
-    CoexistenceResult,
-    CoexistenceSettings,
-    melting_temperatures_bracketed,
-)
+from phasetune.free_energy.bracketing import melting_temperatures_bracketed
+from phasetune.free_energy.coexistence import CoexistenceResult, CoexistenceSettings
 from phasetune.free_energy.transition import delta_g_curve, enthalpies, nearest_root
 from phasetune.sampling.sampler import SamplerSettings
 
@@ -148,6 +145,7 @@ def transition_from_melting(
     coexistence_settings: CoexistenceSettings | None = None,
     enthalpy_settings: SamplerSettings | None = None,
     window: float = 0.05,
+    max_recentre: int = 2,
     n_temperatures: int = 4,
     n_replicas: int = 2,
     n_enthalpy_temperatures: int = 4,
@@ -158,7 +156,8 @@ def transition_from_melting(
     """T* of ``structures`` = {A: atoms, B: atoms} (two crystals) with ``liquid``'s help.
 
     ``melting_guesses_K`` = (T_m,A, T_m,B) guesses centre the coexistence windows
-    (``window``, ``n_temperatures`` × ``n_replicas`` boxes each); the solids' enthalpies are
+    (``window``, ``n_temperatures`` × ``n_replicas`` boxes each, re-centred at most
+    ``max_recentre`` times); the solids' enthalpies are
     sampled at ``n_enthalpy_temperatures`` from 0.9·``transition_guess_K`` to T_m,A, the
     liquid's and B's between the two melting points.
     """
@@ -177,6 +176,7 @@ def transition_from_melting(
             pressures_GPa=[pressure_GPa],
             guesses_K=[guess],
             window=window,
+            max_recentre=max_recentre,
             n_temperatures=n_temperatures,
             n_replicas=n_replicas,
             settings=settings,

@@ -25,7 +25,7 @@ from dataclasses import dataclass, field
 
 import torch
 
-from phasetune.free_energy.coexistence import melting_temperatures_bracketed
+from phasetune.free_energy.bracketing import melting_temperatures_bracketed
 from phasetune.free_energy.competing_melting import transition_from_melting
 from phasetune.free_energy.transition import transition_from_free_energies
 from phasetune.potentials.base import sampling_copy
@@ -120,6 +120,7 @@ def measure_transitions(
             coexistence_settings=settings.coexistence,
             enthalpy_settings=settings.enthalpy,
             window=settings.window,
+            max_recentre=settings.max_recentre,
             n_temperatures=settings.n_temperatures,
             n_replicas=settings.n_replicas,
             device=device,

@@ -19,7 +19,6 @@ settings measures nothing.
 from __future__ import annotations
 
 import hashlib
-import io
 import json
 import logging
 import math
@@ -36,6 +35,7 @@ from phasetune.free_energy.transition import (
     enthalpies,
 )
 from phasetune.potentials.base import sampling_copy
+from phasetune.potentials.fingerprint import model_fingerprint
 from phasetune.settings import AnchorSettings
 from phasetune.targets import TransitionTarget
 
@@ -75,25 +75,6 @@ class Anchor:
         )
 
 
-def model_fingerprint(model: torch.nn.Module) -> str:
-    """sha256 of the model's class, repr and every parameter and buffer (exact bytes).
-
-    A model with ``fingerprint_model()`` is hashed as the plain model it stands for (MACE with
-    LoRA adapters: the merged MACE), so that the same physics gets the same anchor cache key.
-    """
-    if hasattr(model, "fingerprint_model"):
-        model = model.fingerprint_model()
-    digest = hashlib.sha256()
-    digest.update(type(model).__qualname__.encode())
-    digest.update(repr(model).encode())
-    for name, tensor in list(model.named_parameters()) + list(model.named_buffers()):
-        digest.update(name.encode())
-        buffer = io.BytesIO()
-        np.save(buffer, tensor.detach().cpu().double().numpy())
-        digest.update(buffer.getvalue())
-    return digest.hexdigest()
-
-
 def _plain(obj):
     if is_dataclass(obj):
         return {k: _plain(v) for k, v in asdict(obj).items()}
@@ -117,6 +98,7 @@ def _cache_key(model: torch.nn.Module, target: TransitionTarget, settings: Ancho
     for block in ("coexistence", "enthalpy", "solid", "liquid"):
         settings_dict[block].pop("progress", None)
         settings_dict[block].pop("frames_path", None)
+        settings_dict[block].pop("cache_dir", None)
     payload = json.dumps(
         [ANCHOR_FORMAT, model_fingerprint(model), physics, settings_dict], sort_keys=True
     )

@@ -59,6 +59,11 @@ class EmbeddedAtomModel(SwitchableOutputs, ModelBase):
         self.cutoff = float(cutoff_A)
         self.neighbors = VerletList(self.cutoff, skin_A)
 
+    def extra_repr(self) -> str:
+        # the radial functions by name (plain callables hold no tensors): model_fingerprint
+        names = (_callable_name(f) for f in (self.pair, self.density, self.embedding))
+        return "pair={}, density={}, embedding={}, cutoff_A={:g}".format(*names, self.cutoff)
+
     def forward(self, state: SimState, **kwargs) -> dict[str, torch.Tensor]:
         """Energy [S] (eV), forces [N, 3] (eV/Å), stress [S, 3, 3] (eV/Å³)."""
         positions = state.positions.to(self._dtype).detach()
@@ -185,6 +190,14 @@ def _ti1_embedding_value(rho: torch.Tensor) -> torch.Tensor:
     x = rho - c6
     high = sum(c * x**n for n, c in enumerate(coefficients))
     return torch.where(rho > c6, high, low)
+
+
+def _callable_name(f) -> str:
+    """``module.qualname`` of a function, or of an object's class (a radial function)."""
+    if isinstance(f, torch.nn.Module):
+        return type(f).__qualname__
+    named = f if hasattr(f, "__qualname__") else type(f)
+    return f"{named.__module__}.{named.__qualname__}"
 
 
 class _RadialWithDerivative:

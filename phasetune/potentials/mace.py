@@ -324,7 +324,7 @@ class MacePotential(SwitchableOutputs, ModelBase):
 
     def fingerprint_model(self) -> MacePotential:
         """The plain potential with the same energies (itself without LoRA; else the merged
-        MACE), which :func:`phasetune.learn.anchor.model_fingerprint` hashes. (A
+        MACE), which :func:`phasetune.potentials.fingerprint.model_fingerprint` hashes. (A
         cuEquivariance model hashes as itself: converting it back to e3nn rebuilds mace's
         coupling constants to ~1e-8, not bit for bit, so it gets its own anchors.)"""
         if self.lora is None:

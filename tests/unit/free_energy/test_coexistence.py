@@ -9,15 +9,14 @@ import torch_sim as ts
 from ase.build import bulk
 
 import phasetune.free_energy.coexistence as coexistence_module
+from phasetune.free_energy.bracketing import melting_temperatures_bracketed, recentred_guess
 from phasetune.free_energy.coexistence import (
     TRANSFORMED_FRACTION,
     CoexistenceResult,
     CoexistenceSettings,
     converted_fraction,
     fit_untransformed,
-    melting_temperatures_bracketed,
     melting_temperatures_coexistence,
-    recentred_guess,
 )
 from phasetune.free_energy.interface_velocity import (
     fit_melting_point,

@@ -10,12 +10,12 @@ import torch
 import torch_sim as ts
 
 from phasetune.export import export_model
-from phasetune.learn.anchor import model_fingerprint
 from phasetune.learn.data import StatePointDataModule
 from phasetune.learn.difftre import parameter_scales
 from phasetune.learn.module import DiffTReModule, select_trainable
 from phasetune.learn.optimizers import DampedGaussNewton
 from phasetune.potentials.base import refresh_sampling_copy, sampling_copy
+from phasetune.potentials.fingerprint import model_fingerprint
 from phasetune.potentials.mace import MacePotential, build_mace, mace_potential
 from phasetune.structures import build_structure
 

@@ -13,8 +13,8 @@ import torch_sim as ts
 
 import phasetune.potentials.mace_acceleration as acceleration
 from phasetune.export import export_model
-from phasetune.learn.anchor import model_fingerprint
 from phasetune.potentials.base import sampling_copy
+from phasetune.potentials.fingerprint import model_fingerprint
 from phasetune.potentials.mace import MacePotential, build_mace, mace_potential
 from phasetune.structures import build_structure
 

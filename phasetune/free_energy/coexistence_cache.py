@@ -1,0 +1,133 @@
+"""Finished coexistence results on disk, so that one melting point is measured once.
+
+A coexistence run is fixed by its inputs: the model (:func:`model_fingerprint`), the solid's
+supercell, the pressure, the guess, the window, the boxes per pressure and every MD setting;
+its boxes are seeded by their names, so the same inputs give the same boxes whatever else is
+in the batch. With ``CoexistenceSettings.cache_dir`` set, each finished T_m(P) is written
+there as ``coexistence_<key>.json`` (``key``: a hash of those inputs), and a later run with
+the same inputs reads it instead of measuring. Uses: the melting route of a solid|solid pair
+(:mod:`phasetune.free_energy.competing_melting`) reuses the solid|liquid run of the same
+crystal; a ``phasetune-measure`` run stopped after its coexistence stage picks up there.
+
+Not part of the key: ``progress``, ``cache_dir`` itself and the CPU thread count (another
+thread count gives another trajectory of the same ensemble: a valid measurement, not the
+same bits). Another seed (``coexistence.seed``) is another key, so an independent repeat is
+one override away. JSON is written through a temporary file, so a crash never leaves half
+a result.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import logging
+import os
+from pathlib import Path
+
+import numpy as np
+import torch
+from ase import Atoms
+
+from phasetune.potentials.fingerprint import model_fingerprint
+
+log = logging.getLogger(__name__)
+
+#: bumped when a cached result's content changes meaning, so that older files are not read
+CACHE_FORMAT = 1
+#: settings that do not change what a run measures
+NOT_PHYSICS = ("progress", "cache_dir")
+
+
+def coexistence_key(
+    model: torch.nn.Module,
+    solid_atoms: Atoms,
+    *,
+    solid_phase: str,
+    pressure_GPa: float,
+    guess_K: float,
+    window: float,
+    max_recentre: int,
+    n_temperatures: int,
+    n_replicas: int,
+    settings,
+    dtype: torch.dtype,
+    device: torch.device | str,
+) -> str:
+    """24 hex digits of sha256 over everything that fixes one pressure's coexistence result."""
+    physics = {k: v for k, v in dataclasses.asdict(settings).items() if k not in NOT_PHYSICS}
+    solid = {
+        "numbers": solid_atoms.numbers.tolist(),
+        "positions": solid_atoms.positions.tolist(),
+        "cell": solid_atoms.cell.array.tolist(),
+        "pbc": solid_atoms.pbc.tolist(),
+        "masses": solid_atoms.get_masses().tolist(),
+    }
+    payload = [
+        CACHE_FORMAT,
+        model_fingerprint(model),
+        solid_phase,
+        solid,
+        float(pressure_GPa),
+        float(guess_K),
+        float(window),
+        int(max_recentre),
+        int(n_temperatures),
+        int(n_replicas),
+        physics,
+        str(dtype),
+        torch.device(device).type,
+    ]
+    return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()[:24]
+
+
+def _path(cache_dir: str | os.PathLike, key: str) -> Path:
+    return Path(cache_dir) / f"coexistence_{key}.json"
+
+
+def _to_json(value):
+    if isinstance(value, np.ndarray):
+        return {"__array__": value.tolist(), "dtype": str(value.dtype)}
+    if isinstance(value, np.generic):
+        return value.item()
+    if isinstance(value, dict):
+        return {str(k): _to_json(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_to_json(v) for v in value]
+    return value
+
+
+def _from_json(value):
+    if isinstance(value, dict) and "__array__" in value:
+        return np.asarray(value["__array__"], dtype=value["dtype"])
+    if isinstance(value, dict):
+        return {k: _from_json(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_from_json(v) for v in value]
+    return value
+
+
+def store_result(cache_dir: str | os.PathLike, key: str, result) -> Path:
+    """Write the dataclass ``result`` (numpy arrays kept exactly, NaN as NaN) under ``key``."""
+    path = _path(cache_dir, key)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fields = {f.name: _to_json(getattr(result, f.name)) for f in dataclasses.fields(result)}
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(json.dumps({"format": CACHE_FORMAT, "result": fields}))
+    tmp.replace(path)
+    return path
+
+
+def load_result(cache_dir: str | os.PathLike, key: str, cls: type):
+    """The ``cls`` instance stored under ``key``, or None (none stored, or an older format)."""
+    path = _path(cache_dir, key)
+    if not path.is_file():
+        return None
+    data = json.loads(path.read_text())
+    if data.get("format") != CACHE_FORMAT:
+        log.info("%s: an older cache format, measured again", path)
+        return None
+    names = {f.name for f in dataclasses.fields(cls)}
+    values = {k: _from_json(v) for k, v in data["result"].items() if k in names}
+    log.info("coexistence result from the cache %s", path)
+    return cls(**values)
