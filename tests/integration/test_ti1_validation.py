@@ -12,12 +12,17 @@ points of both solids + Gibbs–Helmholtz (Mendelev's route). Costs are this 2-c
 
 import json
 import math
+from pathlib import Path
 
 import pytest
+import torch
 from hydra import compose, initialize_config_dir
+from hydra.utils import instantiate
 
 from phasetune.configs import CONFIG_DIR
-from phasetune.measure import measure
+from phasetune.free_energy.coexistence_cache import coexistence_key
+from phasetune.measure import _targets, measure, measurement_settings
+from phasetune.potentials.base import sampling_copy
 
 PUBLISHED_HCP_BCC_K = 1150.0
 PUBLISHED_BCC_MELTING_K = 1918.0
@@ -83,6 +88,39 @@ def test_the_validation_runs_compose(overrides):
     assert cfg.coexistence.min_slab_A == 40.0  # the quick preset is in
 
 
+def _bcc_coexistence_key(overrides: list[str], guess_K: float) -> str:
+    """The cache key of the bcc|liquid boxes a ``measure`` config builds, as the run does."""
+    cfg = _compose(overrides)
+    (target,) = _targets(cfg, [0.0], [float(cfg.pair.guess_K)])
+    settings = measurement_settings(cfg, "coexistence")
+    model = sampling_copy(instantiate(cfg.model, device=cfg.device, dtype=torch.float64))
+    return coexistence_key(
+        model,
+        target.atoms("bcc"),
+        solid_phase="bcc",
+        pressure_GPa=0.0,
+        guess_K=guess_K,
+        window=settings.window,
+        max_recentre=settings.max_recentre,
+        n_temperatures=settings.n_temperatures,
+        n_replicas=settings.n_replicas,
+        settings=settings.coexistence,
+        dtype=torch.float64,
+        device=cfg.device,
+    )
+
+
+def test_the_melting_route_reuses_the_bcc_liquid_boxes():
+    """pair=hcp_bcc's bcc melting point is pair=bcc_liquid's run (same structure, guess and
+    preset), so with one coexistence cache the slow tests measure it once: a change to
+    either pair's bcc or guess would silently cost CI 600 s."""
+    bcc_liquid = _compose(BCC_LIQUID).pair
+    hcp_bcc = _compose(HCP_BCC_MELTING).pair
+    assert _bcc_coexistence_key(BCC_LIQUID, bcc_liquid.guess_K) == _bcc_coexistence_key(
+        HCP_BCC_MELTING, hcp_bcc.melting_guesses_K[1]
+    )
+
+
 def _contains(value: float, error: float, published: float) -> bool:
     return abs(value - published) <= 2 * error
 
@@ -93,6 +131,20 @@ def test_ti1_bcc_liquid_coexistence_brackets_and_contains_1918_K(ti1_bcc_melting
     assert bcc["bracketed"], bcc
     assert not bcc["replicas_disagree"], bcc
     assert _contains(bcc["melting_temperature_K"], bcc["error_K"], PUBLISHED_BCC_MELTING_K), bcc
+
+
+@pytest.mark.slow(seconds=5, shared={"ti1_melting_route": 1300, "ti1_bcc_melting": 600})
+def test_ti1_melting_route_read_the_bcc_melting_point_from_the_cache(
+    ti1_melting_route, ti1_bcc_melting, coexistence_cache
+):
+    """Two files in the cache (bcc, hcp), not three, and the bcc result is the bcc|liquid
+    run's. (Equal results alone would not show it: the boxes are seeded by their names.)"""
+    files = list(Path(coexistence_cache.split("=", 1)[1]).glob("coexistence_*.json"))
+    assert len(files) == 2, files
+    bcc_row = {k: v for k, v in ti1_bcc_melting.items() if k != "model"}
+    assert json.dumps(ti1_melting_route["melting_b"], sort_keys=True) == json.dumps(
+        bcc_row, sort_keys=True
+    )
 
 
 @pytest.mark.slow(seconds=10, shared={"ti1_free_energy": 840})
@@ -129,12 +181,9 @@ def test_ti1_hcp_bcc_by_free_energies_contains_the_published_1150_K(ti1_free_ene
     "against 1765, its replicas disagreeing; at 3 fs hcp melts ≈ 44 K low; bench/RESULTS.md)",
 )
 def test_ti1_hcp_bcc_by_melting_of_the_competing_solids_contains_1150_K(
-    ti1_melting_route, ti1_free_energy, ti1_bcc_melting
+    ti1_melting_route, ti1_free_energy
 ):
     row = ti1_melting_route
-    # the bcc melting point was read from the cache, not measured again
-    bcc_row = {k: v for k, v in ti1_bcc_melting.items() if k != "model"}
-    assert json.dumps(row["melting_b"], sort_keys=True) == json.dumps(bcc_row, sort_keys=True)
     t, error = row["transition_temperature_K"], row["error_K"]
     assert row["bracketed"], row
     assert error < 60.0, row

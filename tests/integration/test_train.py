@@ -170,6 +170,22 @@ def test_two_targets_at_two_pressures_are_met_and_remeasured(argon, tmp_path):
     implied_K = eps_ratio * at_zero.model_transition_K  # exact at P = 0
     assert abs(implied_K - at_zero.temperature_K) < at_zero.tolerance_K, (implied_K, at_zero)
     at_p = targets[1]
+    # exact at 0.1 GPa too: LJ(ε, σ) at (T, P) is LJ(ε₀, σ₀) at (T ε₀/ε, P') with
+    # P' = P (σ/σ₀)³ ε₀/ε, so T_m = ε/ε₀ · T_m,θ₀(P'), and T_m,θ₀(P') lies on the line through
+    # the two measured T_m(θ₀). Its error is small (the target is the same measured
+    # T_m,θ₀(0.1 GPa), which nearly cancels); the melting line's curvature (concave, ≈ −8 K
+    # over these 0.1 GPa) puts the true value up to x(1−x)/2 · 8 K above the line. An unmoved σ
+    # would miss by ≈ 3 K.
+    x = at_p.pressure_GPa * sigma_ratio**3 / eps_ratio / pressures[1]
+    line_K = (1 - x) * before[0].transition_temperature_K + x * before[1].transition_temperature_K
+    scaled_K = eps_ratio * line_K
+    scaled_error_K = math.hypot(
+        eps_ratio * (1 - x) * before[0].error_K, (eps_ratio * x - 1) * before[1].error_K
+    )
+    curvature_K = 0.5 * x * (1 - x) * 8.0
+    assert abs(scaled_K - at_p.temperature_K) < (
+        at_p.tolerance_K + 2 * scaled_error_K + curvature_K
+    ), (scaled_K, scaled_error_K, x, at_p)
     (after,) = measure_transitions(model, [at_p], settings, guesses_K=[at_p.temperature_K])
     assert after.bracketed, after
     miss = abs(after.transition_temperature_K - at_p.temperature_K)
