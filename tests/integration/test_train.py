@@ -183,6 +183,11 @@ def test_two_targets_at_two_pressures_are_met_and_remeasured(argon, tmp_path):
         eps_ratio * (1 - x) * before[0].error_K, (eps_ratio * x - 1) * before[1].error_K
     )
     curvature_K = 0.5 * x * (1 - x) * 8.0
+    print(
+        f"ε/ε₀ = {eps_ratio:.4f}, σ/σ₀ = {sigma_ratio:.4f}; at 0 GPa {implied_K:.2f} K, at "
+        f"{at_p.pressure_GPa:g} GPa {scaled_K:.2f} ± {scaled_error_K:.2f} K by exact scaling "
+        f"(targets {at_zero.temperature_K:.2f}, {at_p.temperature_K:.2f} K)"
+    )
     assert abs(scaled_K - at_p.temperature_K) < (
         at_p.tolerance_K + 2 * scaled_error_K + curvature_K
     ), (scaled_K, scaled_error_K, x, at_p)
