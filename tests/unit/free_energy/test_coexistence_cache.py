@@ -82,29 +82,32 @@ def test_a_measured_melting_point_is_read_back_bit_for_bit_instead_of_measured(
         )
 
 
+#: the inputs of one pressure's coexistence run besides the model and the solid
+KEY_INPUTS = dict(
+    solid_phase="fcc",
+    pressure_GPa=0.0,
+    guess_K=85.0,
+    window=0.1,
+    max_recentre=2,
+    n_temperatures=3,
+    n_replicas=2,
+    settings=TINY,
+    dtype=torch.float64,
+    device="cpu",
+)
+
+
 def test_every_input_that_changes_the_boxes_changes_the_key():
-    base = dict(
-        solid_phase="fcc",
-        pressure_GPa=0.0,
-        guess_K=85.0,
-        window=0.1,
-        max_recentre=2,
-        n_temperatures=3,
-        n_replicas=2,
-        settings=TINY,
-        dtype=torch.float64,
-        device="cpu",
-    )
-    key = coexistence_key(_lj(), _fcc(), **base)
-    assert key == coexistence_key(_lj(), _fcc(), **base)
+    key = coexistence_key(_lj(), _fcc(), **KEY_INPUTS)
+    assert key == coexistence_key(_lj(), _fcc(), **KEY_INPUTS)
     for unseen in (
         dataclasses.replace(TINY, progress=True),
         dataclasses.replace(TINY, cache_dir="/elsewhere"),
     ):
-        assert coexistence_key(_lj(), _fcc(), **{**base, "settings": unseen}) == key
+        assert coexistence_key(_lj(), _fcc(), **{**KEY_INPUTS, "settings": unseen}) == key
     changed = [
-        coexistence_key(_lj(EPSILON_EV * (1 + 1e-12)), _fcc(), **base),
-        coexistence_key(_lj(), _fcc(5.31), **base),
+        coexistence_key(_lj(EPSILON_EV * (1 + 1e-12)), _fcc(), **KEY_INPUTS),
+        coexistence_key(_lj(), _fcc(5.31), **KEY_INPUTS),
     ]
     for name, value in [
         ("solid_phase", "bcc"),
@@ -119,7 +122,7 @@ def test_every_input_that_changes_the_boxes_changes_the_key():
         ("settings", dataclasses.replace(TINY, production_steps=300)),
         ("settings", dataclasses.replace(TINY, timestep_fs=5.0)),
     ]:
-        changed.append(coexistence_key(_lj(), _fcc(), **{**base, name: value}))
+        changed.append(coexistence_key(_lj(), _fcc(), **{**KEY_INPUTS, name: value}))
     assert key not in changed and len(set(changed)) == len(changed)
 
 
@@ -152,20 +155,8 @@ def test_only_the_pressures_not_in_the_cache_are_measured_and_a_recentred_one_is
     model, solid = _lj(), _fcc()
 
     def key(p, guess):
-        return coexistence_key(
-            model,
-            solid,
-            solid_phase="fcc",
-            pressure_GPa=p,
-            guess_K=guess,
-            window=0.1,
-            max_recentre=2,
-            n_temperatures=3,
-            n_replicas=2,
-            settings=settings,
-            dtype=torch.float64,
-            device="cpu",
-        )
+        inputs = {**KEY_INPUTS, "pressure_GPa": p, "guess_K": guess, "settings": settings}
+        return coexistence_key(model, solid, **inputs)
 
     store_result(tmp_path, key(0.0, 85.0), _fake_result(0.0, 84.0, True))
     calls = []
