@@ -345,6 +345,12 @@ def md_row(live, timestep, points, device, dtype, steps: int, calls: int) -> dic
     }
 
 
+def cpu_threads(most: int) -> int:
+    """PHASETUNE_THREADS if set (the test suite's xdist workers run one thread each), else
+    up to ``most`` of the CPUs."""
+    return int(os.environ.get("PHASETUNE_THREADS") or min(most, os.cpu_count() or 1))
+
+
 def pipeline_overrides(entries: list[dict], run_dir: Path, quick: bool, device: torch.device):
     overrides = [
         "experiment=ti_phase_diagram",
@@ -367,7 +373,7 @@ def pipeline_overrides(entries: list[dict], run_dir: Path, quick: bool, device: 
         "remeasure=false",
         "validation.diffusion=[]",
         "logger=csv",
-        f"threads={min(8, os.cpu_count() or 1)}",
+        f"threads={cpu_threads(8)}",
     ]
     for k, entry in enumerate(entries):
         pair = "hcp_bcc" if "hcp" in entry["phases"] else "bcc_liquid"
@@ -588,7 +594,7 @@ def main() -> None:
     device = torch.device(args.device)
     dtype = {"float32": torch.float32, "float64": torch.float64}[args.dtype]
     if device.type == "cpu":
-        torch.set_num_threads(min(2, os.cpu_count() or 1))
+        torch.set_num_threads(cpu_threads(2))
     out = Path(args.out)
     report = Report(out)
     report.part("environment", environment(device), [f"`{json.dumps(environment(device))}`"])

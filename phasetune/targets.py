@@ -69,6 +69,12 @@ class TransitionTarget:
     model_transition_K: float | None = None
     #: its statistical error (K), carried into σ(Δg) of the anchor
     model_transition_error_K: float = 0.0
+    #: with ``model_transition_K``: the model's latent heat Δh = h_B − h_A at T* (eV/atom),
+    #: e.g. from the same measurement; the anchor is then Δg(T) = Δh (1 − T/T*) (constant
+    #: Δh, exact when Δc_p = 0) and needs no MD
+    model_latent_heat_eV: float | None = None
+    #: its statistical error (eV/atom)
+    model_latent_heat_error_eV: float = 0.0
     #: melting-point guesses of [A, B] for a solid|solid target measured by the melting of
     #: the competing solids (anchor method=melting; needs ``structures.liquid``)
     melting_guesses_K: tuple[float, float] | None = None
@@ -95,6 +101,8 @@ class TransitionTarget:
             "source": self.source,
             "model_transition_K": self.model_transition_K,
             "model_transition_error_K": self.model_transition_error_K,
+            "model_latent_heat_eV": self.model_latent_heat_eV,
+            "model_latent_heat_error_eV": self.model_latent_heat_error_eV,
             "melting_guesses_K": self.melting_guesses_K,
             "structures": {
                 phase: {
@@ -142,6 +150,8 @@ def target_from_dict(entry: Mapping, index: int = 0) -> TransitionTarget:
         "structures",
         "model_transition_K",
         "model_transition_error_K",
+        "model_latent_heat_eV",
+        "model_latent_heat_error_eV",
         "melting_guesses_K",
     }
     unknown = sorted(set(entry) - known)
@@ -183,6 +193,22 @@ def target_from_dict(entry: Mapping, index: int = 0) -> TransitionTarget:
     if not model_t_error >= 0:
         raise TargetError(
             f"{where}: field 'model_transition_error_K' must be >= 0 K, got {model_t_error}"
+        )
+    latent_heat = _number(entry, "model_latent_heat_eV", where)
+    if latent_heat is not None and model_t is None:
+        raise TargetError(
+            f"{where}: field 'model_latent_heat_eV' is the latent heat at model_transition_K: "
+            "give that too"
+        )
+    if latent_heat is not None and not latent_heat > 0:
+        raise TargetError(
+            f"{where}: field 'model_latent_heat_eV' = {latent_heat} must be > 0 eV/atom "
+            "(h_B − h_A with the phases ordered [low-T phase, high-T phase])"
+        )
+    latent_heat_error = _number(entry, "model_latent_heat_error_eV", where, default=0.0)
+    if not latent_heat_error >= 0:
+        raise TargetError(
+            f"{where}: field 'model_latent_heat_error_eV' must be >= 0, got {latent_heat_error}"
         )
     raw_structures = dict(_field(entry, "structures", where))
     structures = {}
@@ -230,6 +256,8 @@ def target_from_dict(entry: Mapping, index: int = 0) -> TransitionTarget:
         source=str(entry.get("source", "")),
         model_transition_K=model_t,
         model_transition_error_K=model_t_error,
+        model_latent_heat_eV=latent_heat,
+        model_latent_heat_error_eV=latent_heat_error,
         melting_guesses_K=melting_guesses,
     )
     for phase in phases + extra:  # build once now so that a bad structure fails at load time

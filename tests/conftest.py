@@ -10,7 +10,9 @@ import torch  # noqa: E402
 
 from phasetune.units import KB_EV_PER_K  # noqa: E402
 
-torch.set_num_threads(min(2, os.cpu_count() or 1))
+# scripts/test.sh runs one thread per xdist worker (PHASETUNE_THREADS=1): two workers of two
+# threads each on two cores oversubscribe them, and OpenMP's spinning then slows both
+torch.set_num_threads(int(os.environ.get("PHASETUNE_THREADS") or min(2, os.cpu_count() or 1)))
 
 
 pytest_plugins = ["slow_budget"]  # tests/slow_budget.py: slow validations within a budget

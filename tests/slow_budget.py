@@ -1,10 +1,14 @@
 """Pytest plugin: the `slow` physics validations run last, and only while they fit a budget.
 
-Each slow test carries its measured cost on the 2-core development machine,
-``@pytest.mark.slow(seconds=...)``. With ``PHASETUNE_TEST_BUDGET_S`` set (CI sets it), a slow
-test is skipped, with the reason printed, when the time used so far plus its cost times the
-machine's slowness (the largest measured/nominal ratio of the slow tests already run, at
-least 1) would overrun the budget. The quick tests always run whole: they come first.
+Each slow test carries its measured cost on the 2-core development machine under
+``scripts/test.sh`` (two xdist workers of one thread each), ``@pytest.mark.slow(seconds=...)``.
+With ``PHASETUNE_TEST_BUDGET_S`` set (CI sets it), a slow test is skipped, with the reason
+printed, when the time used so far plus its cost times the machine's slowness would overrun
+the budget. The slowness is learned from the slow tests
+already run: their summed wall time (setup + call) over their summed nominal cost, at least 1
+(a ratio of sums, so that a small test's fixed overhead does not stand for the machine). The
+quick tests always run whole: they come first. The summary lists every slow test's wall
+time against its nominal cost, so that a CI log shows which costs to re-measure.
 
 A costly module fixture shared by several slow tests is charged to whichever of them builds
 it: ``@pytest.mark.slow(seconds=10, shared={"ti1_rows": 3000})`` costs 3010 s until a test
@@ -30,9 +34,12 @@ _state = {
     "built": set(),
     "charged": {},
     "setup_s": {},
+    "actual_sum": 0.0,
+    "nominal_sum": 0.0,
 }
 _ran: list[str] = []
 _skipped: list[str] = []
+_timings: dict[str, list[float]] = {}  # nodeid -> [wall s (setup + call), nominal s]
 BUDGET_SKIP = "is over the test budget"
 
 
@@ -131,6 +138,7 @@ def pytest_runtest_setup(item):
     if key not in _state["nominal"] or item.get_closest_marker("skip") is not None:
         return  # a skip mark skips it anyway, with its own reason
     nominal = _state["charged"][key] = _cost_now(key)
+    item.user_properties.append(("phasetune_nominal_s", nominal))  # for the controller
     budget = float(os.environ.get("PHASETUNE_TEST_BUDGET_S") or 0)
     if budget <= 0:
         return
@@ -155,6 +163,11 @@ def pytest_runtest_logreport(report):
             _ran.append(key)
         elif report.when == "setup" and report.skipped and BUDGET_SKIP in str(report.longrepr):
             _skipped.append(key)
+        if report.when in ("setup", "call") and not report.skipped:
+            props = dict(report.user_properties)
+            if "phasetune_nominal_s" in props:
+                row = _timings.setdefault(key, [0.0, float(props["phasetune_nominal_s"])])
+                row[0] += report.duration
     nominal = _state["charged"].get(key)
     if nominal is None or report.skipped:
         return
@@ -163,8 +176,9 @@ def pytest_runtest_logreport(report):
         if report.passed:
             _state["built"].update(_state["shared"].get(key, {}))
     elif report.when == "call":
-        actual = _state["setup_s"].pop(key, 0.0) + report.duration
-        _state["slowness"] = max(_state["slowness"], actual / nominal)
+        _state["actual_sum"] += _state["setup_s"].pop(key, 0.0) + report.duration
+        _state["nominal_sum"] += nominal
+        _state["slowness"] = max(1.0, _state["actual_sum"] / _state["nominal_sum"])
 
 
 def pytest_sessionfinish(session):
@@ -190,3 +204,8 @@ def pytest_terminal_summary(terminalreporter):
         )
         for nodeid in _skipped:
             terminalreporter.write_line(f"SKIPPED for the test budget, NOT VALIDATED: {nodeid}")
+        for nodeid, (wall, nominal) in sorted(_timings.items(), key=lambda kv: -kv[1][0]):
+            terminalreporter.write_line(
+                f"slow test wall time {wall:7.0f} s, nominal {nominal:6.0f} s"
+                f" (× {wall / max(nominal, 1e-9):.2f}): {nodeid}"
+            )

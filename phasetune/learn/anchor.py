@@ -94,6 +94,9 @@ def _cache_key(model: torch.nn.Module, target: TransitionTarget, settings: Ancho
     physics = target.as_dict()
     for key in ("name", "tolerance_K", "source"):
         physics.pop(key)
+    if physics["model_latent_heat_eV"] is None:  # keys of anchors without one stay as they were
+        physics.pop("model_latent_heat_eV")
+        physics.pop("model_latent_heat_error_eV")
     settings_dict = _plain(settings)
     for block in ("coexistence", "enthalpy", "solid", "liquid"):
         settings_dict[block].pop("progress", None)
@@ -127,6 +130,8 @@ def anchor_from_transition(
             f"({transition_K}); give it as model_transition_K in the target, or widen the "
             "anchor window"
         )
+    if target.model_latent_heat_eV is not None:
+        return _anchor_from_latent_heat(target, transition_K, transition_error_K, method)
     lo = min(transition_K, target.temperature_K) * (1 - settings.enthalpy_margin)
     hi = max(transition_K, target.temperature_K) * (1 + settings.enthalpy_margin)
     temperatures = [float(t) for t in np.linspace(lo, hi, 3)]
@@ -163,9 +168,18 @@ def anchor_from_transition(
     slope, intercept = np.polyfit(temperatures, delta_h, 1)
     delta_s = float((intercept + slope * transition_K) / transition_K)
     if not delta_s > 0:
+        sampled = ", ".join(
+            f"{1e3 * dh:+.1f} ± {1e3 * e:.1f} at {t:.0f} K"
+            for t, dh, e in zip(temperatures, delta_h, delta_h_error, strict=True)
+        )
         raise RuntimeError(
             f"target {target.name}: Δs = s_{target.phase_b} − s_{target.phase_a} = {delta_s:.3g} "
-            "eV/K/atom is not positive; order the phases [low-T phase, high-T phase]"
+            f"eV/K/atom at T* = {transition_K:.1f} K is not positive; Δh(T) = {sampled} "
+            "meV/atom. Either the phases are in the wrong order (give [low-T phase, high-T "
+            "phase]) or the enthalpy runs are too short or their boxes too small to resolve Δh "
+            "(the enthalpy of N atoms fluctuates by ≈ k_B T √(3/N) per frame): raise "
+            "anchor.settings.enthalpy.production_steps or n_atoms, or give the model's latent "
+            "heat as model_latent_heat_eV in the target"
         )
     return Anchor(
         target=target.name,
@@ -179,6 +193,32 @@ def anchor_from_transition(
         method=method,
         enthalpy_temperatures_K=temperatures,
         delta_h_eV=[float(x) for x in delta_h],
+    )
+
+
+def _anchor_from_latent_heat(
+    target: TransitionTarget, transition_K: float, transition_error_K: float, method: str
+) -> Anchor:
+    """Δg(T_k) = Δh (1 − T_k/T*) from a given latent heat Δh at T* (constant Δh), no MD.
+
+    σ²(Δg) = ((1 − T_k/T*) σ_Δh)² + (Δh T_k/T*² σ_T*)²; Δs = Δh/T*.
+    """
+    latent, t_k = float(target.model_latent_heat_eV), target.temperature_K
+    delta_g = latent * (1.0 - t_k / transition_K)
+    error = math.hypot(
+        (1.0 - t_k / transition_K) * target.model_latent_heat_error_eV,
+        latent * t_k / transition_K**2 * transition_error_K,
+    )
+    return Anchor(
+        target=target.name,
+        temperature_K=t_k,
+        pressure_GPa=target.pressure_GPa,
+        model_transition_K=float(transition_K),
+        model_transition_error_K=float(transition_error_K),
+        delta_g_eV=delta_g,
+        delta_g_error_eV=error,
+        delta_s_eV_per_K=latent / transition_K,
+        method=f"{method}, latent heat given",
     )
 
 

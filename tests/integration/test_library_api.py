@@ -73,9 +73,13 @@ def test_sample_state_points_from_python_with_a_string_directory(tmp_path):
     import torch
 
     cfg = phasetune.compose_config("sample", TINY)  # threads=1
+    before = torch.get_num_threads()
     torch.set_num_threads(2)
-    frames = phasetune.sample_state_points(cfg, str(tmp_path / "run"))
-    assert torch.get_num_threads() == 2  # the run's threads=1 is not left behind
+    try:
+        frames = phasetune.sample_state_points(cfg, str(tmp_path / "run"))
+        assert torch.get_num_threads() == 2  # the run's threads=1 is not left behind
+    finally:
+        torch.set_num_threads(before)  # nor this test's 2 (xdist workers run on one thread)
     assert (tmp_path / "run" / "frames.h5").is_file()
     t_mean = float(frames.temperature[:, 0].mean())
     assert t_mean == pytest.approx(40.0, rel=0.12)

@@ -191,3 +191,49 @@ def test_anchor_cache_key_changes_with_the_anchor_format(argon, monkeypatch):
     assert key == anchor_module._cache_key(model, target, AnchorSettings())
     monkeypatch.setattr(anchor_module, "ANCHOR_FORMAT", anchor_module.ANCHOR_FORMAT - 1)
     assert anchor_module._cache_key(model, target, AnchorSettings()) != key
+
+
+def test_a_given_latent_heat_anchors_without_md_and_matches_gibbs_helmholtz(monkeypatch):
+    """Δg(T) = Δh (1 − T/T*) with σ² = ((1 − T/T*) σ_Δh)² + (Δh T/T*² σ_T*)², no sampling."""
+    import math
+
+    from phasetune.learn import anchor as anchor_module
+    from phasetune.learn.anchor import AnchorSettings, compute_anchors
+
+    def no_md(*args, **kwargs):
+        raise AssertionError("a given latent heat needs no enthalpy runs")
+
+    monkeypatch.setattr(anchor_module, "enthalpies", no_md)
+    # ti_small's α–β: T* = 1280.7 ± 120.8 K, Δh = 22.9 ± 2.1 meV/atom; experiment 1154.66 K
+    entry = _entry(
+        temperature_K=1154.66,
+        model_transition_K=1280.7,
+        model_transition_error_K=120.8,
+        model_latent_heat_eV=0.0229,
+        model_latent_heat_error_eV=0.0021,
+    )
+    from phasetune.potentials.lennard_jones import LennardJones
+
+    model = LennardJones(epsilon_eV=0.0104, sigma_A=3.4)
+    (anchor,) = compute_anchors(model, [target_from_dict(entry)], AnchorSettings())
+    x = 1154.66 / 1280.7
+    assert anchor.delta_g_eV == pytest.approx(0.0229 * (1 - x), rel=1e-12)
+    assert anchor.delta_s_eV_per_K == pytest.approx(0.0229 / 1280.7, rel=1e-12)
+    # the implied temperature shift Δg/Δs is T* − T_k exactly (constant Δh)
+    assert anchor.delta_g_eV / anchor.delta_s_eV_per_K == pytest.approx(1280.7 - 1154.66)
+    expected = math.hypot((1 - x) * 0.0021, 0.0229 * 1154.66 / 1280.7**2 * 120.8)
+    assert anchor.delta_g_error_eV == pytest.approx(expected, rel=1e-12)
+    # ≈ 1.96 meV/atom: T*'s error dominates (Δs σ_T* T_k/T* = 1.95 meV/atom)
+    assert 1.9e-3 < anchor.delta_g_error_eV < 2.0e-3
+    with pytest.raises(TargetError, match="model_transition_K"):
+        target_from_dict(_entry(model_latent_heat_eV=0.02))
+    with pytest.raises(TargetError, match="low-T phase"):
+        target_from_dict(_entry(model_transition_K=75.0, model_latent_heat_eV=-0.02))
+    with pytest.raises(TargetError, match="model_latent_heat_error_eV"):
+        target_from_dict(
+            _entry(
+                model_transition_K=75.0,
+                model_latent_heat_eV=0.02,
+                model_latent_heat_error_eV=-1.0,
+            )
+        )

@@ -31,8 +31,6 @@ from phasetune.thermo import (
 )
 from phasetune.units import KB_EV_PER_K
 
-torch.set_num_threads(2)
-
 F64 = torch.float64
 KT = KB_EV_PER_K * 300.0  # eV
 K_A, K_B = 1.0, 1.5  # spring constants of states A and B, eV/Å²
