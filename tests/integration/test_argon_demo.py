@@ -78,7 +78,9 @@ def test_the_argon_demo_reaches_the_triple_point(demo):
     assert abs(after_exact - experiment) < tolerance + 2 * after_exact_error, after_exact
     # the re-measurement ran, and its boxes are kept in the summary
     assert row["after_method"] == "coexistence"
-    (boxes,) = summary["remeasurement"]
+    (remeasured,) = summary["remeasurement"]
+    assert remeasured["method"] == "coexistence"
+    boxes = remeasured["coexistence"]
     assert boxes["melting_temperature_K"] == pytest.approx(row["after_K"], rel=1e-12)
     assert len(boxes["velocity_A_per_ps"]) == len(boxes["temperatures_K"]) == 10
 

@@ -162,7 +162,7 @@ def test_two_ddp_ranks_take_the_same_gauss_newton_steps_as_one_process(ddp_runs,
     _assert_equal(_checkpoint(one)["history"], _checkpoint(two)["history"], "history")
 
 
-@pytest.mark.slow(seconds=35, order=1)
+@pytest.mark.slow(seconds=45, order=1)
 def test_two_ddp_ranks_take_the_same_adam_steps_as_one_process(ddp_runs):
     """Adam: each rank's gradient share, summed over the ranks, gives one process's gradient
     to float64 rounding (summation order); on the same frames (no re-sampling) the

@@ -12,7 +12,7 @@ import pytest
 REPO = Path(__file__).resolve().parents[2]
 
 
-@pytest.mark.slow(seconds=150, order=1)
+@pytest.mark.slow(seconds=80, order=1)
 def test_gpu_check_dry_run_completes_on_the_cpu(tmp_path):
     out = tmp_path / "gpu_check"
     done = subprocess.run(

@@ -238,7 +238,7 @@ def _lj_melting_point(epsilon_eV, sigma_A, *, time_scale, seed):
     return result
 
 
-@pytest.mark.slow(seconds=135)
+@pytest.mark.slow(seconds=80)
 def test_lj_melting_temperature_scales_with_epsilon(argon):
     """T_m(2ε) = 2 T_m(ε): LJ has one energy scale (all times scaled by 1/√2 to match).
 
@@ -311,7 +311,7 @@ def pedersen_coexistence(argon):
     return result
 
 
-@pytest.mark.slow(seconds=20, shared={"pedersen_coexistence": 330})
+@pytest.mark.slow(seconds=20, shared={"pedersen_coexistence": 410})
 def test_lj_melting_temperature_matches_pedersen_within_2_percent(argon, pedersen_coexistence):
     result = pedersen_coexistence
     assert result.bracketed, result.describe()
@@ -386,7 +386,7 @@ def pedersen_free_energies(argon):
     )
 
 
-@pytest.mark.slow(seconds=5, shared={"pedersen_coexistence": 330, "pedersen_free_energies": 500})
+@pytest.mark.slow(seconds=5, shared={"pedersen_coexistence": 410, "pedersen_free_energies": 650})
 def test_lj_free_energy_route_matches_pedersen_and_coexistence(
     argon, pedersen_coexistence, pedersen_free_energies
 ):
@@ -561,7 +561,7 @@ def _routes_agree(argon, p_star, routes):
     )
 
 
-@pytest.mark.slow(seconds=5, shared={"p_star_5": 715})
+@pytest.mark.slow(seconds=5, shared={"p_star_5": 1250})
 def test_lj_coexistence_and_free_energies_agree_at_p_star_5(argon, p_star_5):
     """The two routes at P* = 5, far from every tuned point (bench/RESULTS.md, LJ at P* = 5)."""
     _routes_agree(argon, 5.0, p_star_5)
@@ -623,7 +623,7 @@ def _follows_clausius_clapeyron(argon, low, high):
 
 @pytest.mark.slow(
     seconds=5,
-    shared={"pedersen_coexistence": 330, "pedersen_free_energies": 500, "p_star_5": 715},
+    shared={"pedersen_coexistence": 410, "pedersen_free_energies": 650, "p_star_5": 1250},
 )
 def test_lj_melting_line_follows_clausius_clapeyron_from_p_star_2_to_5(
     argon, pedersen_coexistence, pedersen_free_energies, p_star_5
@@ -634,6 +634,6 @@ def test_lj_melting_line_follows_clausius_clapeyron_from_p_star_2_to_5(
 
 
 @P_STAR_10_OPEN
-@pytest.mark.slow(seconds=5, shared={"p_star_5": 715, "p_star_10": 900})
+@pytest.mark.slow(seconds=5, shared={"p_star_5": 1250, "p_star_10": 900})
 def test_lj_melting_line_follows_clausius_clapeyron_from_p_star_5_to_10(argon, p_star_5, p_star_10):
     _follows_clausius_clapeyron(argon, (5.0, *p_star_5), (10.0, *p_star_10))

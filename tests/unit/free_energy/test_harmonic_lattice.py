@@ -200,7 +200,7 @@ def test_pair_supercell_hessian_matches_autograd_of_the_lj_model(argon):
     )
 
 
-@pytest.mark.slow(seconds=60)
+@pytest.mark.slow(seconds=75)
 def test_lj_fcc_free_energy_matches_van_der_hoef_within_1_percent(argon):
     """LJ fcc at T* = 2, P* = 42.18 (ρ* ≈ 1.29), the classic Frenkel–Ladd state point.
 

@@ -58,7 +58,7 @@ def test_settings_and_inputs_are_checked(argon):
         solid_free_energy(lj, atoms, phase="liquid", temperature_K=40.0)
 
 
-@pytest.mark.slow(seconds=150)
+@pytest.mark.slow(seconds=65)
 def test_extrapolation_in_one_over_n_meets_the_analytic_harmonic_correction(argon):
     """Two routes to the bulk G/N of LJ fcc at 40 K (T* = 0.33, nearly harmonic).
 
