@@ -12,7 +12,23 @@ from phasetune.units import KB_EV_PER_K  # noqa: E402
 
 # scripts/test.sh runs one thread per xdist worker (PHASETUNE_THREADS=1): two workers of two
 # threads each on two cores oversubscribe them, and OpenMP's spinning then slows both
-torch.set_num_threads(int(os.environ.get("PHASETUNE_THREADS") or min(2, os.cpu_count() or 1)))
+TEST_THREADS = int(os.environ.get("PHASETUNE_THREADS") or min(2, os.cpu_count() or 1))
+torch.set_num_threads(TEST_THREADS)
+
+
+@pytest.fixture(autouse=True)
+def _threads_stay_put(request):
+    """Every test starts and ends on TEST_THREADS: a module or test that changes torch's thread
+    count and leaves it (as three once did) fails here instead of slowing every later test."""
+    if torch.get_num_threads() != TEST_THREADS:
+        found = torch.get_num_threads()
+        torch.set_num_threads(TEST_THREADS)
+        pytest.fail(f"torch runs {found} threads before {request.node.nodeid}, not {TEST_THREADS}")
+    yield
+    if torch.get_num_threads() != TEST_THREADS:
+        found = torch.get_num_threads()
+        torch.set_num_threads(TEST_THREADS)
+        pytest.fail(f"{request.node.nodeid} left torch on {found} threads, not {TEST_THREADS}")
 
 
 pytest_plugins = ["slow_budget"]  # tests/slow_budget.py: slow validations within a budget

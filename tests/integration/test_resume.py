@@ -140,6 +140,7 @@ def test_same_seed_same_numbers(tmp_path, tiny_train):
     """Two runs with one seed agree; and train() called as a library function leaves no trace
     in the process (threads, random states that pl.seed_everything sets, warning filters,
     environment, Hydra's global state)."""
+    threads = torch.get_num_threads()
     torch.set_num_threads(1)
     before = _process_state()
     first = train(_cfg(tiny_train, tmp_path, "trainer.max_steps=2"), tmp_path / "a")
@@ -162,6 +163,7 @@ def test_same_seed_same_numbers(tmp_path, tiny_train):
         _cfg(tiny_train, tmp_path, "trainer.max_steps=2", "sampler.seed=1"), tmp_path / "c"
     )
     assert third["rows"][0]["reweighted_K"] != first["rows"][0]["reweighted_K"]
+    torch.set_num_threads(threads)
 
 
 def test_wall_times_add_up_and_show_the_resamplings(tmp_path, tiny_train):
