@@ -16,19 +16,20 @@ TEST_THREADS = int(os.environ.get("PHASETUNE_THREADS") or min(2, os.cpu_count() 
 torch.set_num_threads(TEST_THREADS)
 
 
+def _restore_threads(what: str) -> None:
+    found = torch.get_num_threads()
+    if found != TEST_THREADS:
+        torch.set_num_threads(TEST_THREADS)
+        pytest.fail(f"{what}: torch on {found} threads, not {TEST_THREADS}")
+
+
 @pytest.fixture(autouse=True)
 def _threads_stay_put(request):
     """Every test starts and ends on TEST_THREADS: a module or test that changes torch's thread
     count and leaves it (as three once did) fails here instead of slowing every later test."""
-    if torch.get_num_threads() != TEST_THREADS:
-        found = torch.get_num_threads()
-        torch.set_num_threads(TEST_THREADS)
-        pytest.fail(f"torch runs {found} threads before {request.node.nodeid}, not {TEST_THREADS}")
+    _restore_threads(f"before {request.node.nodeid}")
     yield
-    if torch.get_num_threads() != TEST_THREADS:
-        found = torch.get_num_threads()
-        torch.set_num_threads(TEST_THREADS)
-        pytest.fail(f"{request.node.nodeid} left torch on {found} threads, not {TEST_THREADS}")
+    _restore_threads(f"{request.node.nodeid} left it")
 
 
 pytest_plugins = ["slow_budget"]  # tests/slow_budget.py: slow validations within a budget

@@ -33,7 +33,6 @@ _state = {
     "shared": {},
     "built": set(),
     "charged": {},
-    "setup_s": {},
     "actual_sum": 0.0,
     "nominal_sum": 0.0,
 }
@@ -172,11 +171,10 @@ def pytest_runtest_logreport(report):
     if nominal is None or report.skipped:
         return
     if report.when == "setup":
-        _state["setup_s"][key] = report.duration
         if report.passed:
             _state["built"].update(_state["shared"].get(key, {}))
     elif report.when == "call":
-        _state["actual_sum"] += _state["setup_s"].pop(key, 0.0) + report.duration
+        _state["actual_sum"] += _timings[key][0]  # setup + call, summed above
         _state["nominal_sum"] += nominal
         _state["slowness"] = max(1.0, _state["actual_sum"] / _state["nominal_sum"])
 
