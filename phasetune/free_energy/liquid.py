@@ -52,7 +52,7 @@ from ase import Atoms
 
 from phasetune.sampling.frames import Frames
 from phasetune.sampling.sampler import SamplerSettings, StatePoint, sample_state_points
-from phasetune.thermo.statistics import standard_error_of_mean, statistical_inefficiency
+from phasetune.thermo.statistics import mean_and_drift_aware_error, statistical_inefficiency
 from phasetune.units import AMU_IN_KG, EV_IN_J, EV_PER_A3_PER_GPA, KB_EV_PER_K, PLANCK_EV_S
 
 log = logging.getLogger(__name__)
@@ -224,7 +224,8 @@ def _valid_series(frames: Frames, values: torch.Tensor, system: int, name: str) 
 
 
 def _mean_and_error(series: torch.Tensor) -> tuple[float, float]:
-    return float(series.mean()), float(standard_error_of_mean(series, method="autocorrelation"))
+    """Mean and error of one run, drift included (:func:`mean_and_drift_aware_error`)."""
+    return mean_and_drift_aware_error(series, method="autocorrelation")
 
 
 def _species(atoms: Atoms) -> list[tuple[float, int]]:

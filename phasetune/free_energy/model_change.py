@@ -36,7 +36,7 @@ from phasetune.free_energy.switching import LambdaPath
 from phasetune.potentials.evaluation import frame_energies
 from phasetune.sampling.sampler import SamplerSettings, StatePoint, sample_state_points
 from phasetune.thermo.bar import correlated_bennett_acceptance_ratio
-from phasetune.thermo.statistics import standard_error_of_mean
+from phasetune.thermo.statistics import mean_and_drift_aware_error
 from phasetune.units import KB_EV_PER_K
 
 
@@ -97,11 +97,11 @@ def _check_lambdas(lambdas: Sequence[float]) -> list[float]:
 
 
 def _mean_and_error(series: torch.Tensor) -> tuple[float, float]:
-    if len(series) >= 16:
-        return float(series.mean()), float(standard_error_of_mean(series))
-    if len(series) >= 2:  # too short to block: the uncorrelated estimate, a lower bound
-        return float(series.mean()), float(series.std(correction=1) / len(series) ** 0.5)
-    return math.nan, math.nan
+    """Mean and error of one node's run, drift included (:func:`mean_and_drift_aware_error`;
+    fewer than 16 frames: σ/√n, a lower bound)."""
+    if len(series) < 2:
+        return math.nan, math.nan
+    return mean_and_drift_aware_error(series)
 
 
 def _bar_step(work_f: torch.Tensor, work_r: torch.Tensor, kT: float) -> tuple[float, float]:

@@ -34,7 +34,7 @@ from phasetune.free_energy.systematics import (
     finite_size_systematic_eV,
 )
 from phasetune.sampling.sampler import SamplerSettings, StatePoint, sample_state_points
-from phasetune.thermo import gibbs_helmholtz_delta_g, standard_error_of_mean
+from phasetune.thermo import gibbs_helmholtz_delta_g, mean_and_drift_aware_error
 from phasetune.units import KB_EV_PER_K
 
 log = logging.getLogger(__name__)
@@ -116,11 +116,13 @@ class IsobarMeans(NamedTuple):
 
 
 def _mean_and_error(series: torch.Tensor, name: str) -> tuple[float, float]:
-    if len(series) >= 16:
-        return float(series.mean()), float(standard_error_of_mean(series))
-    # too short to block: the uncorrelated estimate, a lower bound
-    log.warning("%s: %d frames, too few for a blocking error; using σ/√n", name, len(series))
-    return float(series.mean()), float(series.std(correction=1) / len(series) ** 0.5)
+    """Mean and error of one run (:func:`phasetune.thermo.mean_and_drift_aware_error`): a
+    run whose halves differ by more than their noise allows (a cell still relaxing after a
+    short equilibration) carries the drift in its error."""
+    if len(series) < 16:
+        # too short to block: σ/√n, a lower bound
+        log.warning("%s: %d frames, too few for a blocking error; using σ/√n", name, len(series))
+    return mean_and_drift_aware_error(series)
 
 
 def enthalpies(

@@ -65,6 +65,9 @@ class Anchor:
     method: str
     enthalpy_temperatures_K: list[float] = field(default_factory=list)
     delta_h_eV: list[float] = field(default_factory=list)
+    #: the part of ``delta_g_error_eV`` from the enthalpies (the Gibbs–Helmholtz integral's,
+    #: or a given latent heat's); the rest is T*'s, |Δs| σ_T*
+    enthalpy_error_eV: float = 0.0
 
     def describe(self) -> str:
         return (
@@ -86,8 +89,9 @@ def _plain(obj):
 
 
 #: bumped when an anchor's content changes meaning (2: Δg's error includes the
-#: Gibbs–Helmholtz integral's), so that older cached anchors are measured again
-ANCHOR_FORMAT = 2
+#: Gibbs–Helmholtz integral's; 3: enthalpy errors include drift), so that older cached
+#: anchors are measured again
+ANCHOR_FORMAT = 3
 
 
 def _cache_key(model: torch.nn.Module, target: TransitionTarget, settings: AnchorSettings) -> str:
@@ -193,6 +197,7 @@ def anchor_from_transition(
         method=method,
         enthalpy_temperatures_K=temperatures,
         delta_h_eV=[float(x) for x in delta_h],
+        enthalpy_error_eV=integration_error,
     )
 
 
@@ -205,10 +210,8 @@ def _anchor_from_latent_heat(
     """
     latent, t_k = float(target.model_latent_heat_eV), target.temperature_K
     delta_g = latent * (1.0 - t_k / transition_K)
-    error = math.hypot(
-        (1.0 - t_k / transition_K) * target.model_latent_heat_error_eV,
-        latent * t_k / transition_K**2 * transition_error_K,
-    )
+    latent_part = (1.0 - t_k / transition_K) * target.model_latent_heat_error_eV
+    error = math.hypot(latent_part, latent * t_k / transition_K**2 * transition_error_K)
     return Anchor(
         target=target.name,
         temperature_K=t_k,
@@ -219,6 +222,7 @@ def _anchor_from_latent_heat(
         delta_g_error_eV=error,
         delta_s_eV_per_K=latent / transition_K,
         method=f"{method}, latent heat given",
+        enthalpy_error_eV=abs(latent_part),
     )
 
 

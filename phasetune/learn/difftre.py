@@ -28,6 +28,7 @@ from phasetune.potentials.evaluation import frame_energies
 from phasetune.sampling.frames import Frames
 from phasetune.thermo import (
     correlated_bennett_acceptance_ratio,
+    drift_inflated_error,
     free_energy_perturbation,
     free_energy_perturbation_error,
     relative_effective_sample_size,
@@ -35,12 +36,6 @@ from phasetune.thermo import (
     series_inefficiency,
 )
 from phasetune.units import KB_EV_PER_K
-
-#: bias of a whole run's mean per unit of its halves' difference, for an exponential
-#: relaxation with τ a third of the run (mean off by 0.32 a, halves differ by 0.40 a)
-DRIFT_BIAS_PER_HALVES_DIFFERENCE = 0.8
-#: halves that differ by more than this many σ of their difference count as drifting
-DRIFT_SIGNIFICANCE = 2.0
 
 
 def correlated_fep_error(delta_u: torch.Tensor, kT_eV: float) -> float:
@@ -54,11 +49,9 @@ def correlated_fep_error(delta_u: torch.Tensor, kT_eV: float) -> float:
       resolve as a correlation; independent seeds then scatter by the drift (measured on
       LJ, 108 atoms, 16-ps runs: 3× σ_stat, tests/integration/test_error_coverage.py). With
       d = ΔF₂ − ΔF₁ the difference of the estimates from the run's two halves, and
-      σ_d = 2 σ_noise (σ_noise: σ_stat with g taken after removing each half's mean, so
-      that the drift does not pass for correlation), a run with |d| > 2 σ_d drifts, and its error is
-      max(σ_stat, √(σ_noise² + (0.8 d)²)) (0.8: the whole run's bias per unit of d for an
-      exponential relaxation over a third of the run). A stationary run is left at σ_stat
-      95 % of the time.
+      σ_noise σ_stat with g taken after removing each half's mean (so that the drift does not
+      pass for correlation), the error is :func:`phasetune.thermo.drift_inflated_error`
+      (σ_stat, σ_noise, d): max(σ_stat, √(σ_noise² + (0.8 d)²)) when |d| > 2 σ_d = 4 σ_noise.
 
     Needs ≥ 8 frames for the halves (else σ_stat).
     """
@@ -77,9 +70,7 @@ def correlated_fep_error(delta_u: torch.Tensor, kT_eV: float) -> float:
     )
     centred = torch.cat([e[:half] - e[:half].mean(), e[half:] - e[half:].mean()])
     noise = independent * math.sqrt(series_inefficiency(centred))
-    if abs(difference) <= DRIFT_SIGNIFICANCE * 2 * noise:
-        return sigma
-    return max(sigma, math.hypot(noise, DRIFT_BIAS_PER_HALVES_DIFFERENCE * difference))
+    return drift_inflated_error(sigma, noise, difference)
 
 
 def parameter_snapshot(model: torch.nn.Module) -> dict[str, torch.Tensor]:

@@ -15,6 +15,7 @@ statistics of the data, not differentiable (inputs are detached).
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 from typing import Literal
 
@@ -22,14 +23,24 @@ import torch
 from torch import Tensor
 
 __all__ = [
+    "DRIFT_BIAS_PER_HALVES_DIFFERENCE",
+    "DRIFT_SIGNIFICANCE",
     "autocorrelation_function",
     "blocking_standard_error",
+    "drift_inflated_error",
     "effective_number_of_samples",
     "integrated_autocorrelation_time",
+    "mean_and_drift_aware_error",
     "series_inefficiency",
     "standard_error_of_mean",
     "statistical_inefficiency",
 ]
+
+#: bias of a whole run's mean per unit of its halves' difference, for an exponential
+#: relaxation with τ a third of the run (mean off by 0.32 a, halves differ by 0.40 a)
+DRIFT_BIAS_PER_HALVES_DIFFERENCE = 0.8
+#: halves that differ by more than this many σ of their difference count as drifting
+DRIFT_SIGNIFICANCE = 2.0
 
 
 def _check_series(x: Tensor, min_len: int = 2) -> Tensor:
@@ -217,3 +228,59 @@ def standard_error_of_mean(
         g = statistical_inefficiency(x)
         return torch.sqrt(x.var(dim=-1, correction=1) * g / x.shape[-1])
     raise ValueError(f"unknown method {method!r}; use 'blocking' or 'autocorrelation'")
+
+
+def drift_inflated_error(
+    stationary_error: float, noise_error: float, halves_difference: float
+) -> float:
+    """A run's standard error with the halves rule for drift.
+
+    A run that still relaxes (a cell that settles after equilibration, a liquid whose density
+    drifts after its melt stage) drifts more slowly than its own length can resolve as a
+    correlation; independent runs then scatter by the drift, which no within-run error sees.
+    With d = x̄₂ − x̄₁ the difference of the estimates from the run's two halves and σ_noise
+    the whole run's error with each half's own mean removed (so that the drift does not pass
+    for correlation), the halves' difference has σ_d = 2 σ_noise (each half's estimate has
+    √2 σ_noise). A run with |d| > 2 σ_d drifts, and its error is
+
+        max(σ_stationary, √(σ_noise² + (0.8 d)²))
+
+    (0.8: the whole run's bias per unit of d for an exponential relaxation with τ a third of
+    the run). A stationary run keeps σ_stationary 95 % of the time.
+    """
+    if not abs(halves_difference) > DRIFT_SIGNIFICANCE * 2 * noise_error:
+        return stationary_error
+    return max(
+        stationary_error,
+        math.hypot(noise_error, DRIFT_BIAS_PER_HALVES_DIFFERENCE * halves_difference),
+    )
+
+
+def mean_and_drift_aware_error(
+    x: Tensor, method: Literal["blocking", "autocorrelation"] = "blocking"
+) -> tuple[float, float]:
+    """Mean of one time-ordered series and its standard error, inflated for drift.
+
+    σ_stationary is :func:`standard_error_of_mean` (``method``) where the series allows it
+    (blocking needs 16 frames), else σ/√n (a lower bound); σ_noise the same of the series
+    with each half's mean removed; then :func:`drift_inflated_error`. Fewer than 8 frames
+    have no halves to compare: σ_stationary. One frame: (x, nan).
+    """
+    x = x.detach().double().flatten()
+    n = x.numel()
+    if n < 2:
+        return (float(x[0]) if n else math.nan), math.nan
+
+    def error(series: Tensor) -> float:
+        if method == "blocking" and series.numel() < 16:
+            return float(series.std(correction=1) / series.numel() ** 0.5)
+        return float(standard_error_of_mean(series, method=method))
+
+    stationary = error(x)
+    if n < 8:
+        return float(x.mean()), stationary
+    half = n // 2
+    first, second = x[:half], x[n - half :]
+    centred = torch.cat([first - first.mean(), second - second.mean()])
+    difference = float(second.mean() - first.mean())
+    return float(x.mean()), drift_inflated_error(stationary, error(centred), difference)

@@ -56,11 +56,17 @@ def test_metrics_count_in_integers_and_step_0_carries_the_anchors_error(run):
     for counter in ("md_steps", "resamplings", "md_restarts", "skipped_targets", "epoch"):
         assert first[counter].isdigit(), (counter, first[counter])
     assert int(first["md_steps"]) > 0
-    # the anchor: T* = 75.00 ± 0.50 K given, so σ(Δg) = Δs · 0.5 K at step 0 (no reweighting
-    # error yet); Δs from the anchor's Δg = Δs (T* − T) at T = 78 K
+    # the anchor: T* = 75.00 ± 0.50 K given, so σ(Δg)² = (Δs · 0.5 K)² + σ_GH² at step 0 (no
+    # reweighting error yet), σ_GH the Gibbs–Helmholtz integral's from the enthalpy runs (the
+    # cached anchor's); Δs from the anchor's Δg = Δs (T* − T) at T = 78 K
+    (cached,) = (run_dir.parent / "cache").glob("*.json")
+    anchor = json.loads(cached.read_text())
     dg_meV = float(first["dg_meV/argon_triple_point"])
     delta_s_meV_per_K = -dg_meV / (78.0 - float(first["T_implied_K/argon_triple_point"]))
-    expected = abs(delta_s_meV_per_K) * 0.5
+    assert delta_s_meV_per_K == pytest.approx(1e3 * anchor["delta_s_eV_per_K"], rel=0.02)
+    enthalpy_part = 1e3 * anchor["enthalpy_error_eV"]
+    expected = math.hypot(delta_s_meV_per_K * 0.5, enthalpy_part)
+    assert 0 < enthalpy_part < 2 * abs(delta_s_meV_per_K) * 0.5  # T*'s part is seen
     assert float(first["dg_error_meV/argon_triple_point"]) == pytest.approx(expected, rel=0.02)
 
 

@@ -232,7 +232,7 @@ def test_lennard_jones_low_density_matches_virial_series(argon):
         timestep_fs=10.0,
         equilibration_steps=500,
         melt_steps=250,
-        production_steps=1500,
+        production_steps=3000,
         stride=10,
         progress=False,
     )
