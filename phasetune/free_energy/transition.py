@@ -107,7 +107,7 @@ def root_of_delta_g(
 
 
 class IsobarMeans(NamedTuple):
-    """Per-atom means along an isobar, one entry per temperature, with blocking errors."""
+    """Per-atom means along an isobar, one entry per temperature, with drift-aware errors."""
 
     h_eV: np.ndarray
     h_error_eV: np.ndarray
