@@ -19,7 +19,9 @@ Pressures split into separate jobs (``phasetune-measure -m 'pressures=[0],[5]'``
 submitit launcher one job each) give the rows one run over all pressures gives: every
 box's noise is seeded from its own name (pressure, temperature, replica), not from its
 place in the batch. ``phasetune-measure merge OUT RUN_DIR...`` joins such runs' rows into
-one table and plot.
+one table and plot. Within a pressure, ``coexistence.box_share=k/n`` (with a shared
+``coexistence.cache_dir``) runs every n-th coexistence box and stores it; a run without the
+share then reads all boxes and fits, to the same numbers one run gives.
 """
 
 from __future__ import annotations
@@ -36,6 +38,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from phasetune.config_check import ConfigError
 from phasetune.configs import restores_process_state, torch_dtype
+from phasetune.free_energy.coexistence import BoxesPendingError
 from phasetune.free_energy.measurement import measure_transitions
 from phasetune.preflight import build_settings, check_common
 from phasetune.report.transitions import plot_transitions, write_transitions
@@ -166,14 +169,18 @@ def measure(cfg: DictConfig, output_dir: str | Path) -> list[dict]:
     targets = _targets(cfg, pressures, guesses)
     rows: list[dict] = []
     for route in _routes(cfg):
-        measured = measure_transitions(
-            model,
-            targets,
-            measurement_settings(cfg, route),
-            guesses_K=guesses,
-            device=cfg.device,
-            dtype=dtype,
-        )
+        try:
+            measured = measure_transitions(
+                model,
+                targets,
+                measurement_settings(cfg, route),
+                guesses_K=guesses,
+                device=cfg.device,
+                dtype=dtype,
+            )
+        except BoxesPendingError as pending:  # a box_share job: its boxes are stored
+            print(pending)
+            return []
         rows += [m.details[m.method] for m in measured]
     for row in rows:
         row["model"] = OmegaConf.to_container(cfg.model, resolve=True)

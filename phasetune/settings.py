@@ -162,8 +162,33 @@ class CoexistenceSettings:
     #: every setting above but ``progress``): a run whose key is there reads it instead of
     #: measuring (:mod:`phasetune.free_energy.coexistence_cache`); None: no cache
     cache_dir: str | None = None
+    #: "k/n": measure only the boxes i with i mod n = k (temperatures × replicas × pressures,
+    #: in that order), store each in ``cache_dir`` and stop; jobs 0/n … (n−1)/n split the
+    #: boxes, and a run without a share then reads them all and fits. None: every box.
+    box_share: str | None = None
+
+    def share(self) -> tuple[int, int] | None:
+        """``box_share`` as (k, n), or None."""
+        if self.box_share is None:
+            return None
+        k, n = (int(x) for x in str(self.box_share).split("/"))
+        return k, n
 
     def __post_init__(self) -> None:
+        if self.box_share is not None:
+            try:
+                k, n = self.share()
+            except ValueError:
+                raise ValueError(
+                    f"coexistence.box_share must read k/n (e.g. 0/4), got {self.box_share!r}"
+                ) from None
+            if not 0 <= k < n:
+                raise ValueError(f"coexistence.box_share k/n needs 0 <= k < n, got {k}/{n}")
+            if self.cache_dir is None:
+                raise ValueError(
+                    "coexistence.box_share needs coexistence.cache_dir: a directory every job "
+                    "of the split writes its boxes to"
+                )
         positive = (
             "timestep_fs",
             "thermostat_tau_fs",

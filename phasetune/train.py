@@ -372,7 +372,12 @@ def preflight_train(cfg: DictConfig) -> None:
     """Every value of a ``train`` config checked without running anything (ConfigError)."""
     check_common(cfg)
     build_settings("sampler", cfg.sampler)
-    build_settings("anchor.settings", cfg.anchor.settings)
+    anchor = build_settings("anchor.settings", cfg.anchor.settings)
+    if anchor.coexistence.box_share is not None:
+        raise ConfigError(
+            "anchor.settings.coexistence.box_share: the anchor measures its targets in one "
+            "run; split a phasetune-measure run's boxes instead"
+        )
     build_settings("resampling", cfg.resampling, separator=".")
     try:
         optimizer = check_optimizer(build_settings("optimizer", cfg.optimizer))

@@ -13,7 +13,11 @@ import torch
 import torch_sim as ts
 from ase.build import bulk
 
-from phasetune.free_energy.coexistence import CoexistenceSettings, elongated_solid, melt_upper_half
+from phasetune.free_energy.two_phase_box import (
+    CoexistenceSettings,
+    elongated_solid,
+    melt_upper_half,
+)
 from phasetune.potentials.eam import mendelev_ti1
 from phasetune.sampling.phase_check import phase_fractions
 from phasetune.sampling.sampler import StatePoint, sample_state_points

@@ -30,7 +30,7 @@ import time
 import numpy as np
 import torch
 
-import phasetune.free_energy.coexistence as coexistence
+import phasetune.free_energy.coexistence_boxes as coexistence
 from bench.common import quick_preset, threads_from_env
 from phasetune.free_energy.coexistence import melting_temperatures_coexistence
 from phasetune.free_energy.interface_velocity import interface_velocities

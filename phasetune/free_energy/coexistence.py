@@ -29,26 +29,22 @@ import torch
 from ase import Atoms
 from torch_sim.models.interface import ModelInterface
 
+from phasetune.free_energy.coexistence_boxes import measure_boxes
+from phasetune.free_energy.coexistence_cache import box_key, coexistence_key, load_box, store_box
 from phasetune.free_energy.interface_velocity import (
     TRANSFORMED_FRACTION,
     converted_fraction,
     fit_untransformed,
-    frame_mean,
-    interface_velocities,
-    interface_velocity_errors,
 )
 from phasetune.free_energy.two_phase_box import (
     CoexistenceSettings,
-    elongated_solid,
-    melt_upper_half,
     static_compressibility_per_GPa,
 )
-from phasetune.sampling.phase_check import LIQUID_INDEX, phase_fractions
-from phasetune.sampling.sampler import StatePoint, sample_state_points
 from phasetune.structures import PHASES
 
 __all__ = [
     "TRANSFORMED_FRACTION",
+    "BoxesPendingError",
     "CoexistenceResult",
     "CoexistenceSettings",
     "converted_fraction",
@@ -165,6 +161,10 @@ def _with_compressibility(
     return dataclasses.replace(settings, compressibility_per_GPa=beta)
 
 
+class BoxesPendingError(RuntimeError):
+    """A ``box_share`` job stored its boxes; the fit waits for the other shares' boxes."""
+
+
 def melting_temperatures_coexistence(
     model: ModelInterface,
     solid_atoms: Atoms,
@@ -180,6 +180,12 @@ def melting_temperatures_coexistence(
     dtype: torch.dtype = torch.float64,
 ) -> list[CoexistenceResult]:
     """T_m(P) for each pressure by NPT bracketing, every box of every pressure in one batch.
+
+    With ``settings.cache_dir`` each box's numbers are stored when its batch ends and a stored
+    box is read instead of run; with ``settings.box_share = "k/n"`` only the boxes i ≡ k
+    (mod n) are run and stored, and :class:`BoxesPendingError` says so instead of a result: a
+    run without a share reads every box and fits
+    (:mod:`~phasetune.free_energy.coexistence_cache`).
 
     Args:
         model: the potential (a torch-sim model; pass a sampling copy of a trainable one).
@@ -204,141 +210,116 @@ def melting_temperatures_coexistence(
     if n_temperatures < 2 or n_replicas < 1:
         raise ValueError("need n_temperatures >= 2 and n_replicas >= 1")
     device = torch.device(device) if device is not None else model.device
-    settings = _with_compressibility(settings, model, solid_atoms)
 
-    # 1. the bulk solid at each (guess, P): its average cell sets the coexistence lattice
-    solid_points = [
-        StatePoint(
-            name=f"{solid_phase} at {p:g} GPa, {t:g} K",
-            phase=solid_phase,
-            atoms=solid_atoms,
-            temperature_K=t,
-            pressure_GPa=p,
-        )
-        for p, t in zip(pressures, guesses, strict=True)
+    # every box: (pressure index, T, replica, name); a box's name seeds its noise, so its
+    # numbers do not depend on the other boxes of its batch
+    specs = [
+        (k, float(t), r, f"{solid_phase}|liquid at {p:g} GPa, {float(t):.8g} K, replica {r}")
+        for k, (p, guess) in enumerate(zip(pressures, guesses, strict=True))
+        for t in np.linspace(guess * (1 - window), guess * (1 + window), n_temperatures)
+        for r in range(n_replicas)
     ]
-    stride = max(1, settings.solid_steps // 20)
-    solid_frames, _ = sample_state_points(
-        model,
-        solid_points,
-        settings.sampler_settings(
-            equilibration_steps=settings.solid_steps // 2,
-            production_steps=max(stride, settings.solid_steps - settings.solid_steps // 2),
-            stride=stride,
-            seed=settings.seed,
-        ),
-        device=device,
-        dtype=dtype,
-    )
-    boxes, temps, box_pressures, replicas, which, names = [], [], [], [], [], []
-    for k, (p, guess) in enumerate(zip(pressures, guesses, strict=True)):
-        ok = solid_frames.phase_ok[:, k]
-        if not bool(ok.any()):
-            raise RuntimeError(
-                f"the {solid_phase} solid did not stay {solid_phase} at {guess:g} K, {p:g} GPa "
-                "(superheated past its stability limit?); lower the guess"
+    records: list[dict | None] = [None] * len(specs)
+    keys: list[str] = []
+    if settings.cache_dir is not None:
+        pressure_keys = [
+            coexistence_key(
+                model,
+                solid_atoms,
+                solid_phase=solid_phase,
+                pressure_GPa=p,
+                guess_K=guess,
+                window=window,
+                max_recentre=0,
+                n_temperatures=n_temperatures,
+                n_replicas=n_replicas,
+                settings=settings,
+                dtype=dtype,
+                device=device,
             )
-        mean_cell = solid_frames.cell[ok, k].mean(0).numpy()
-        solid = solid_atoms.copy()
-        solid.set_cell(mean_cell, scale_atoms=True)
-        slab_repeat = max(1, math.ceil(settings.min_slab_A / solid.cell.array[2, 2] - 1e-9))
-        box = elongated_solid(solid, settings.z_repeat * slab_repeat)
-        for t in np.linspace(guess * (1 - window), guess * (1 + window), n_temperatures):
-            for r in range(n_replicas):
-                boxes.append(box)
-                temps.append(float(t))
-                box_pressures.append(p)
-                replicas.append(r)
-                which.append(k)
-                # a box's name seeds its noise: it does not depend on the other boxes
-                names.append(f"{solid_phase}|liquid at {p:g} GPa, {t:.8g} K, replica {r}")
-
-    # 2. melt the upper halves, all boxes in one batch, each quenched to its own T
-    boxes = melt_upper_half(
-        model,
-        boxes,
-        temperatures_K=temps,
-        pressures_GPa=box_pressures,
-        names=names,
-        settings=settings,
-        device=device,
-        dtype=dtype,
-    )
-
-    # 3. coexistence NPT, every axis free
-    points = [
-        StatePoint(
-            name=name,
-            phase=solid_phase,
-            atoms=b,
-            temperature_K=t,
-            pressure_GPa=p,
-            cell_mode="anisotropic",
-        )
-        for name, b, t, p in zip(names, boxes, temps, box_pressures, strict=True)
-    ]
-    frames, _ = sample_state_points(
-        model,
-        points,
-        settings.sampler_settings(
-            equilibration_steps=settings.equilibration_steps,
-            production_steps=settings.production_steps,
-            stride=settings.stride,
-            seed=settings.seed + 1,
-            check_phase=False,
-        ),
-        device=device,
-        dtype=dtype,
-    )
-    every_phase = np.stack(
-        [
-            phase_fractions(frames.positions[f], frames.cell[f], frames.system_idx).numpy()
-            for f in range(frames.n_frames)
+            for p, guess in zip(pressures, guesses, strict=True)
         ]
-    )  # [frames, boxes, phases]
-    fractions = 1.0 - every_phase[..., LIQUID_INDEX]
-    fifth = max(1, frames.n_frames // 5)
-    converted = converted_fraction(
-        frame_mean(every_phase[:fifth]), frame_mean(every_phase[-fifth:]), solid_phase
-    )
-    transformed = converted > TRANSFORMED_FRACTION
-    time_ps = (frames.step.numpy() - frames.step.numpy()[0]) * settings.timestep_fs * 1e-3
-    length_z = frame_mean(frames.cell[:, :, 2, 2].numpy())
-    velocities = interface_velocities(time_ps, fractions, length_z, settings.saturation)
-    velocity_errors = interface_velocity_errors(time_ps, fractions, length_z, settings.saturation)
-
-    results = []
-    temps_a, reps_a, which_a = np.array(temps), np.array(replicas), np.array(which)
-    n_atoms = len(boxes[0])
-    for k, p in enumerate(pressures):
-        sel = which_a == k
-        t_k, v_k, r_k = temps_a[sel], velocities[sel], reps_a[sel]
-        fit = fit_untransformed(t_k, r_k, v_k, transformed[sel], velocity_errors[sel])
-        result = CoexistenceResult(
-            solid_phase=solid_phase,
-            pressure_GPa=p,
-            temperatures_K=t_k,
-            replica=r_k,
-            velocity_A_per_ps=v_k,
-            velocity_error_A_per_ps=velocity_errors[sel],
-            velocity_noise_K=fit.velocity_noise_K if fit else math.nan,
-            time_ps=time_ps,
-            solid_fraction=fractions[:, sel],
-            melting_temperature_K=fit.melting_temperature_K if fit else math.nan,
-            error_K=fit.error_K if fit else math.nan,
-            replica_melting_temperatures_K=(
-                fit.replica_melting_temperatures_K if fit else np.full(len(set(r_k)), math.nan)
-            ),
-            bracketed=fit.bracketed if fit else False,
-            n_atoms=n_atoms,
-            disagreement_K=fit.disagreement_K if fit else [],
-            replicas_disagree=fit.replicas_disagree if fit else False,
-            mean_temperature_K=frame_mean(frames.temperature[:, sel].numpy()),
-            mean_pressure_GPa=frame_mean(frames.pressure[:, sel].numpy()),
-            converted_fraction=converted[sel],
-            transformed=transformed[sel],
+        keys = [box_key(pressure_keys[k], name) for k, _, _, name in specs]
+        records = [load_box(settings.cache_dir, key) for key in keys]
+    share = settings.share()
+    todo = [
+        i
+        for i, record in enumerate(records)
+        if record is None and (share is None or i % share[1] == share[0])
+    ]
+    if todo:
+        measured = measure_boxes(
+            model,
+            solid_atoms,
+            solid_phase,
+            [specs[i] for i in todo],
+            pressures,
+            guesses,
+            _with_compressibility(settings, model, solid_atoms),
+            device,
+            dtype,
         )
-        if not result.bracketed or result.replicas_disagree or result.transformed_K:
-            log.warning("%s", result.describe())
-        results.append(result)
-    return results
+        for i, record in zip(todo, measured, strict=True):
+            records[i] = record
+            if keys:
+                store_box(settings.cache_dir, keys[i], record)
+    if share is not None:  # a share job stores its boxes and stops, whoever finishes last
+        missing = sum(record is None for record in records)
+        raise BoxesPendingError(
+            f"share {settings.box_share}: {len(todo)} coexistence box(es) measured and stored "
+            f"in {settings.cache_dir}, {missing} of {len(specs)} still missing. When every "
+            "share has run, run the same command without coexistence.box_share: it reads the "
+            "boxes and fits"
+        )
+    return [
+        _fit_pressure(
+            solid_phase,
+            p,
+            [specs[i] for i in range(len(specs)) if specs[i][0] == k],
+            [records[i] for i in range(len(specs)) if specs[i][0] == k],
+        )
+        for k, p in enumerate(pressures)
+    ]
+
+
+def _fit_pressure(solid_phase: str, pressure_GPa: float, specs, records) -> CoexistenceResult:
+    """T_m at one pressure from its boxes' records (:func:`fit_untransformed`)."""
+    t_k = np.array([t for _, t, _, _ in specs])
+    r_k = np.array([r for _, _, r, _ in specs])
+
+    def column(name):
+        return np.concatenate([record[name] for record in records])
+
+    v_k, errors_k, transformed = (
+        column("velocity_A_per_ps"),
+        column("velocity_error_A_per_ps"),
+        column("transformed"),
+    )
+    fit = fit_untransformed(t_k, r_k, v_k, transformed, errors_k)
+    result = CoexistenceResult(
+        solid_phase=solid_phase,
+        pressure_GPa=pressure_GPa,
+        temperatures_K=t_k,
+        replica=r_k,
+        velocity_A_per_ps=v_k,
+        velocity_error_A_per_ps=errors_k,
+        velocity_noise_K=fit.velocity_noise_K if fit else math.nan,
+        time_ps=records[0]["time_ps"],
+        solid_fraction=np.stack([record["solid_fraction"] for record in records], axis=1),
+        melting_temperature_K=fit.melting_temperature_K if fit else math.nan,
+        error_K=fit.error_K if fit else math.nan,
+        replica_melting_temperatures_K=(
+            fit.replica_melting_temperatures_K if fit else np.full(len(set(r_k)), math.nan)
+        ),
+        bracketed=fit.bracketed if fit else False,
+        n_atoms=int(records[0]["n_atoms"]),
+        disagreement_K=fit.disagreement_K if fit else [],
+        replicas_disagree=fit.replicas_disagree if fit else False,
+        mean_temperature_K=column("mean_temperature_K"),
+        mean_pressure_GPa=column("mean_pressure_GPa"),
+        converted_fraction=column("converted_fraction"),
+        transformed=transformed,
+    )
+    if not result.bracketed or result.replicas_disagree or result.transformed_K:
+        log.warning("%s", result.describe())
+    return result

@@ -9,7 +9,12 @@ the same inputs reads it instead of measuring. Uses: the melting route of a soli
 (:mod:`phasetune.free_energy.competing_melting`) reuses the solid|liquid run of the same
 crystal; a ``phasetune-measure`` run stopped after its coexistence stage picks up there.
 
-Not part of the key: ``progress``, ``cache_dir`` itself and the CPU thread count (another
+Single boxes are stored too (``coexistence_box_<key>.json``, :func:`store_box`): a box's
+numbers depend on its name and the run's inputs only, so a pressure's boxes can be measured
+by separate jobs (``CoexistenceSettings.box_share``) and fitted by a run that reads them all,
+as if one run had measured them.
+
+Not part of the key: ``progress``, ``cache_dir``, ``box_share`` and the CPU thread count (another
 thread count gives another trajectory of the same ensemble: a valid measurement, not the
 same bits). Another seed (``coexistence.seed``) is another key, so an independent repeat is
 one override away. JSON is written through a temporary file, so a crash never leaves half
@@ -36,7 +41,7 @@ log = logging.getLogger(__name__)
 #: bumped when a cached result's content changes meaning, so that older files are not read
 CACHE_FORMAT = 1
 #: settings that do not change what a run measures
-NOT_PHYSICS = ("progress", "cache_dir")
+NOT_PHYSICS = ("progress", "cache_dir", "box_share")
 
 
 def coexistence_key(
@@ -131,3 +136,29 @@ def load_result(cache_dir: str | os.PathLike, key: str, cls: type):
     values = {k: _from_json(v) for k, v in data["result"].items() if k in names}
     log.info("coexistence result from the cache %s", path)
     return cls(**values)
+
+
+def box_key(pressure_key: str, name: str) -> str:
+    """Key of one coexistence box: its pressure's key and its name (T, replica)."""
+    return hashlib.sha256(f"{pressure_key}|{name}".encode()).hexdigest()[:24]
+
+
+def store_box(cache_dir: str | os.PathLike, key: str, record: dict) -> Path:
+    """Write one box's record (arrays kept exactly) under ``key``, through a temporary file."""
+    path = Path(cache_dir) / f"coexistence_box_{key}.json"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(json.dumps({"format": CACHE_FORMAT, "box": _to_json(record)}))
+    tmp.replace(path)
+    return path
+
+
+def load_box(cache_dir: str | os.PathLike, key: str) -> dict | None:
+    """The box record stored under ``key``, or None."""
+    path = Path(cache_dir) / f"coexistence_box_{key}.json"
+    if not path.is_file():
+        return None
+    data = json.loads(path.read_text())
+    if data.get("format") != CACHE_FORMAT:
+        return None
+    return _from_json(data["box"])

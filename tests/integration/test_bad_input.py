@@ -168,6 +168,13 @@ def test_fit_without_a_resampling_callback_says_so_before_sampling(argon, tmp_pa
         (["sampler.timestep_fs=-1"], "sampler: sampler setting timestep_fs must be > 0"),
         (["sampler.production_steps=0"], "sampler: need stride >= 1 and production_steps"),
         (["anchor.settings.n_replicas=0"], "anchor.settings"),
+        (
+            [
+                "anchor.settings.coexistence.cache_dir=/tmp",
+                "anchor.settings.coexistence.box_share=0/2",
+            ],
+            "anchor.settings.coexistence.box_share: the anchor measures its targets in one run",
+        ),
         (["threads=0"], "threads must be an integer >= 1"),
         (
             ["trainer.devices=2", "trainer.strategy=ddp"],

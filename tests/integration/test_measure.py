@@ -6,8 +6,9 @@ import json
 import pytest
 from hydra import compose, initialize_config_dir
 
+from phasetune.config_check import ConfigError
 from phasetune.configs import CONFIG_DIR
-from phasetune.measure import measure
+from phasetune.measure import measure, preflight_measure
 from phasetune.units import EV_PER_A3_PER_GPA
 
 TINY = [
@@ -200,3 +201,51 @@ def test_pressures_measured_as_separate_jobs_merge_into_the_one_runs_table(tmp_p
     assert (tmp_path / "merged" / "phase_boundary.png").stat().st_size > 10_000
     # the same pressure measured twice is refused, in one line
     assert merge_main([str(tmp_path / "twice"), str(first), str(together)]) == 2
+
+
+def test_boxes_measured_in_shares_fit_to_the_one_runs_result(tmp_path, monkeypatch):
+    """One pressure's six boxes (3 temperatures × 2 replicas) in one run, or in two
+    ``box_share`` jobs and a run that reads their boxes and fits: the same row to the last
+    bit, and the fitting run runs no MD. A box seeded or keyed by its place in the batch, or
+    shares that skip or double a box, fail here."""
+    import phasetune.free_energy.coexistence as coexistence_module
+
+    overrides = [o for o in TINY if not o.startswith("n_replicas=")] + [
+        "n_replicas=2",
+        "pressures=[0.09]",
+        "guesses_K=[96.0]",
+        "max_recentre=0",
+        "plot=false",
+        "coexistence.production_steps=300",
+    ]
+    boxes = tmp_path / "boxes"
+
+    def run(name, *extra):
+        with initialize_config_dir(config_dir=CONFIG_DIR, version_base="1.3"):
+            cfg = compose(config_name="measure", overrides=[*overrides, *extra])
+        preflight_measure(cfg)
+        return measure(cfg, tmp_path / name)
+
+    single = run("single")
+    cached = f"coexistence.cache_dir={boxes}"
+    assert run("share0", cached, "coexistence.box_share=0/2") == []
+    assert len(list(boxes.glob("coexistence_box_*.json"))) == 3
+    assert not (tmp_path / "share0" / "transitions.json").exists()
+    assert run("share1", cached, "coexistence.box_share=1/2") == []
+    assert len(list(boxes.glob("coexistence_box_*.json"))) == 6
+
+    def no_md(*args, **kwargs):
+        raise AssertionError("the fitting run ran boxes")
+
+    monkeypatch.setattr(coexistence_module, "measure_boxes", no_md)
+    merged = run("fit", cached)
+    assert json.dumps(merged) == json.dumps(single)  # NaN fields too
+    assert len(single[0]["temperatures_K"]) == 6
+    # a share that cannot be a share, or one without a place to keep its boxes: refused
+    for bad, words in [
+        ([cached, "coexistence.box_share=2/2"], "0 <= k < n"),
+        ([cached, "coexistence.box_share=half"], "k/n"),
+        (["coexistence.box_share=0/2"], "needs coexistence.cache_dir"),
+    ]:
+        with pytest.raises(ConfigError, match=words):
+            run("bad", *bad)
