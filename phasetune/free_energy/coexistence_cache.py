@@ -9,7 +9,7 @@ the same inputs reads it instead of measuring. Uses: the melting route of a soli
 (:mod:`phasetune.free_energy.competing_melting`) reuses the solid|liquid run of the same
 crystal; a ``phasetune-measure`` run stopped after its coexistence stage picks up there.
 
-Single boxes are stored too (``coexistence_box_<key>.json``, :func:`store_box`): a box's
+Single boxes are stored too (``boxes/<key>.json`` in the same directory, :func:`store_box`): a box's
 numbers depend on its name and the run's inputs only, so a pressure's boxes can be measured
 by separate jobs (``CoexistenceSettings.box_share``) and fitted by a run that reads them all,
 as if one run had measured them.
@@ -143,9 +143,13 @@ def box_key(pressure_key: str, name: str) -> str:
     return hashlib.sha256(f"{pressure_key}|{name}".encode()).hexdigest()[:24]
 
 
+def _box_path(cache_dir: str | os.PathLike, key: str) -> Path:
+    return Path(cache_dir) / "boxes" / f"{key}.json"
+
+
 def store_box(cache_dir: str | os.PathLike, key: str, record: dict) -> Path:
     """Write one box's record (arrays kept exactly) under ``key``, through a temporary file."""
-    path = Path(cache_dir) / f"coexistence_box_{key}.json"
+    path = _box_path(cache_dir, key)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(path.name + ".tmp")
     tmp.write_text(json.dumps({"format": CACHE_FORMAT, "box": _to_json(record)}))
@@ -155,7 +159,7 @@ def store_box(cache_dir: str | os.PathLike, key: str, record: dict) -> Path:
 
 def load_box(cache_dir: str | os.PathLike, key: str) -> dict | None:
     """The box record stored under ``key``, or None."""
-    path = Path(cache_dir) / f"coexistence_box_{key}.json"
+    path = _box_path(cache_dir, key)
     if not path.is_file():
         return None
     data = json.loads(path.read_text())

@@ -229,10 +229,10 @@ def test_boxes_measured_in_shares_fit_to_the_one_runs_result(tmp_path, monkeypat
     single = run("single")
     cached = f"coexistence.cache_dir={boxes}"
     assert run("share0", cached, "coexistence.box_share=0/2") == []
-    assert len(list(boxes.glob("coexistence_box_*.json"))) == 3
+    assert len(list((boxes / "boxes").glob("*.json"))) == 3
     assert not (tmp_path / "share0" / "transitions.json").exists()
     assert run("share1", cached, "coexistence.box_share=1/2") == []
-    assert len(list(boxes.glob("coexistence_box_*.json"))) == 6
+    assert len(list((boxes / "boxes").glob("*.json"))) == 6
 
     def no_md(*args, **kwargs):
         raise AssertionError("the fitting run ran boxes")

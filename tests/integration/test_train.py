@@ -108,7 +108,7 @@ def _fit(model, targets, anchors, tmp_path, *, trainable, max_steps=40):
     return module, datamodule
 
 
-@pytest.mark.slow(seconds=65)
+@pytest.mark.slow(seconds=85)
 def test_target_at_1p1_tm_gives_epsilon_ratio_1p1(argon, tmp_path):
     eps0 = argon["epsilon_eV"]
     model = LennardJones(epsilon_eV=eps0, sigma_A=argon["sigma_A"], cutoff_sigma=2.5)

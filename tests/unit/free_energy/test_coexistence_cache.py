@@ -65,6 +65,7 @@ def test_a_measured_melting_point_is_read_back_bit_for_bit_instead_of_measured(
     )
     (measured,) = melting_temperatures_bracketed(_lj(), _fcc(), settings=settings, **run)
     assert len(list(tmp_path.glob("coexistence_*.json"))) == 1
+    assert len(list((tmp_path / "boxes").glob("*.json"))) == 2  # and its two boxes
 
     def no_md(*args, **kwargs):
         raise AssertionError("measured again although the result is in the cache")
