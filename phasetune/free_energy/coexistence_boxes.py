@@ -6,7 +6,8 @@ pressure's lattice from an NPT run of the bulk solid at its guess, melts the upp
 in NPT, all in one batch. Each box's record (interface velocity and its error, solid
 fraction over time, converted fraction, mean T and P) depends on its name and the run's
 inputs only (noise seeded by name, exact frame means), so boxes run in separate jobs and
-merged give what one batch gives; :mod:`.coexistence` fits them.
+merged give what one batch gives, unless a melt stage has to try again (it does so for its
+whole batch, with a warning); :mod:`.coexistence` fits them.
 """
 
 from __future__ import annotations

@@ -246,7 +246,10 @@ def drift_inflated_error(
         max(σ_stationary, √(σ_noise² + (0.8 d)²))
 
     (0.8: the whole run's bias per unit of d for an exponential relaxation with τ a third of
-    the run). A stationary run keeps σ_stationary 95 % of the time.
+    the run). A stationary run keeps σ_stationary 95 % of the time. Fluctuations slower than
+    the within-run error resolves, but no drift, also trip the rule, and 0.8 |d| then
+    overshoots (|d|/2 would match independent halves): the error errs on the safe side
+    (measured on ti_small's enthalpies and volumes, bench/RESULTS.md).
     """
     if not abs(halves_difference) > DRIFT_SIGNIFICANCE * 2 * noise_error:
         return stationary_error
