@@ -20,7 +20,7 @@ from torch_sim.models.interface import ModelInterface
 
 from phasetune.free_energy import coexistence
 from phasetune.free_energy.coexistence import CoexistenceResult, CoexistenceSettings
-from phasetune.free_energy.coexistence_cache import coexistence_key, load_result, store_result
+from phasetune.free_energy.coexistence_cache import coexistence_keys, load_result, store_result
 
 log = logging.getLogger(__name__)
 
@@ -68,23 +68,20 @@ def melting_temperatures_bracketed(
     results: list[CoexistenceResult | None] = [None] * len(pressures)
     keys: list[str] = []
     if settings.cache_dir is not None:
-        keys = [
-            coexistence_key(
-                model,
-                solid_atoms,
-                solid_phase=solid_phase,
-                pressure_GPa=p,
-                guess_K=t,
-                window=window,
-                max_recentre=max_recentre,
-                n_temperatures=n_temperatures,
-                n_replicas=n_replicas,
-                settings=settings,
-                dtype=dtype,
-                device=device if device is not None else model.device,
-            )
-            for p, t in zip(pressures, guesses, strict=True)
-        ]
+        keys = coexistence_keys(
+            model,
+            solid_atoms,
+            solid_phase=solid_phase,
+            pressures_GPa=pressures,
+            guesses_K=guesses,
+            window=window,
+            max_recentre=max_recentre,
+            n_temperatures=n_temperatures,
+            n_replicas=n_replicas,
+            settings=settings,
+            dtype=dtype,
+            device=device if device is not None else model.device,
+        )
         results = [load_result(settings.cache_dir, key, CoexistenceResult) for key in keys]
     pending = [k for k, r in enumerate(results) if r is None]
     for attempt in range(max_recentre + 1):

@@ -30,7 +30,7 @@ from ase import Atoms
 from torch_sim.models.interface import ModelInterface
 
 from phasetune.free_energy.coexistence_boxes import measure_boxes
-from phasetune.free_energy.coexistence_cache import box_key, coexistence_key, load_box, store_box
+from phasetune.free_energy.coexistence_cache import box_key, coexistence_keys, load_box, store_box
 from phasetune.free_energy.interface_velocity import (
     TRANSFORMED_FRACTION,
     converted_fraction,
@@ -222,23 +222,20 @@ def melting_temperatures_coexistence(
     records: list[dict | None] = [None] * len(specs)
     keys: list[str] = []
     if settings.cache_dir is not None:
-        pressure_keys = [
-            coexistence_key(
-                model,
-                solid_atoms,
-                solid_phase=solid_phase,
-                pressure_GPa=p,
-                guess_K=guess,
-                window=window,
-                max_recentre=0,
-                n_temperatures=n_temperatures,
-                n_replicas=n_replicas,
-                settings=settings,
-                dtype=dtype,
-                device=device,
-            )
-            for p, guess in zip(pressures, guesses, strict=True)
-        ]
+        pressure_keys = coexistence_keys(
+            model,
+            solid_atoms,
+            solid_phase=solid_phase,
+            pressures_GPa=pressures,
+            guesses_K=guesses,
+            window=window,
+            max_recentre=0,  # the boxes of a window do not depend on later re-centring
+            n_temperatures=n_temperatures,
+            n_replicas=n_replicas,
+            settings=settings,
+            dtype=dtype,
+            device=device,
+        )
         keys = [box_key(pressure_keys[k], name) for k, _, _, name in specs]
         records = [load_box(settings.cache_dir, key) for key in keys]
     share = settings.share()

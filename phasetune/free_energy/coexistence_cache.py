@@ -28,6 +28,7 @@ import hashlib
 import json
 import logging
 import os
+from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
@@ -48,9 +49,24 @@ def coexistence_key(
     model: torch.nn.Module,
     solid_atoms: Atoms,
     *,
-    solid_phase: str,
     pressure_GPa: float,
     guess_K: float,
+    **inputs,
+) -> str:
+    """24 hex digits of sha256 over everything that fixes one pressure's coexistence result
+    (``inputs``: as for :func:`coexistence_keys`)."""
+    return coexistence_keys(
+        model, solid_atoms, pressures_GPa=[pressure_GPa], guesses_K=[guess_K], **inputs
+    )[0]
+
+
+def coexistence_keys(
+    model: torch.nn.Module,
+    solid_atoms: Atoms,
+    *,
+    solid_phase: str,
+    pressures_GPa: Sequence[float],
+    guesses_K: Sequence[float],
     window: float,
     max_recentre: int,
     n_temperatures: int,
@@ -58,8 +74,8 @@ def coexistence_key(
     settings,
     dtype: torch.dtype,
     device: torch.device | str,
-) -> str:
-    """24 hex digits of sha256 over everything that fixes one pressure's coexistence result."""
+) -> list[str]:
+    """:func:`coexistence_key` of each (pressure, guess), the model fingerprinted once."""
     physics = {k: v for k, v in dataclasses.asdict(settings).items() if k not in NOT_PHYSICS}
     solid = {
         "numbers": solid_atoms.numbers.tolist(),
@@ -68,22 +84,26 @@ def coexistence_key(
         "pbc": solid_atoms.pbc.tolist(),
         "masses": solid_atoms.get_masses().tolist(),
     }
-    payload = [
-        CACHE_FORMAT,
-        model_fingerprint(model),
-        solid_phase,
-        solid,
-        float(pressure_GPa),
-        float(guess_K),
-        float(window),
-        int(max_recentre),
-        int(n_temperatures),
-        int(n_replicas),
-        physics,
-        str(dtype),
-        torch.device(device).type,
-    ]
-    return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()[:24]
+    fingerprint = model_fingerprint(model)
+    keys = []
+    for pressure, guess in zip(pressures_GPa, guesses_K, strict=True):
+        payload = [
+            CACHE_FORMAT,
+            fingerprint,
+            solid_phase,
+            solid,
+            float(pressure),
+            float(guess),
+            float(window),
+            int(max_recentre),
+            int(n_temperatures),
+            int(n_replicas),
+            physics,
+            str(dtype),
+            torch.device(device).type,
+        ]
+        keys.append(hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()[:24])
+    return keys
 
 
 def _path(cache_dir: str | os.PathLike, key: str) -> Path:
