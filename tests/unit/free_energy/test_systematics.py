@@ -38,19 +38,31 @@ def test_corrected_crystals_keep_a_quarter_of_their_correction():
     )
 
 
-@pytest.mark.parametrize(
-    "dissipation_18ps, dissipation_36ps, shift",  # meV/atom; Ti1 bcc, 250 and 432 atoms
-    [(1.12, 0.66, 0.60), (0.97, 0.50, 0.37)],
-)
-def test_dissipation_bias_covers_the_measured_switching_length_shift(
-    dissipation_18ps, dissipation_36ps, shift
-):
-    """G(18 ps) − G(36 ps) of Ti1 bcc (bench/RESULTS.md) is the 18-ps bias minus the 36-ps
-    one; with the bias ∝ W_d ∝ 1/t_s the 36-ps bias equals that shift. The estimate covers
-    it at both lengths."""
-    for dissipation, bias in ((dissipation_18ps, 2 * shift), (dissipation_36ps, shift)):
-        assert dissipation_systematic_eV(dissipation * 1e-3) >= 0.9 * bias * 1e-3
-    assert dissipation_systematic_eV(-1e-4) == pytest.approx(1e-4)  # noise below zero
+#: Ti1 bcc at 1155 K (bench/RESULTS.md): G(short) − G(long) switching, its error, and the
+#: dissipation per atom at the short and the long switching, all meV/atom
+MEASURED_BCC_SHIFTS = [
+    (-0.54, 0.57, 5.26, 1.80),  # 128 atoms, 3 → 12 ps, 16 replicas, same sites
+    (+0.95, 0.51, 4.89, 0.65),  # 250 atoms, 4.5 → 36 ps, 12 replicas, same sites
+    (+0.60, 0.26, 1.12, 0.66),  # 250 atoms, 18 → 36 ps, 4 replicas
+    (+0.37, 0.17, 0.97, 0.50),  # 432 atoms, 18 → 36 ps, 4 replicas
+]
+
+
+def test_dissipation_bias_estimate_covers_the_measured_switching_length_shifts():
+    """With the bias b·W_d, G(short) − G(long) = b (W_d,short − W_d,long). The estimate's b
+    lies 2σ above the measurements' pooled b (σ scaled by √(χ²/dof), as they scatter more
+    than their errors), and no measured shift exceeds what the estimate predicts by 2σ."""
+    shift, error, short, long = np.array(MEASURED_BCC_SHIFTS).T
+    b, b_error = shift / (short - long), error / (short - long)
+    weights = 1 / b_error**2
+    pooled = float(np.sum(weights * b) / np.sum(weights))
+    chi2 = float(np.sum(weights * (b - pooled) ** 2)) / (len(b) - 1)
+    pooled_error = float(np.sqrt(max(chi2, 1.0) / np.sum(weights)))
+    estimate = dissipation_systematic_eV(1e-3) / 1e-3  # b of the estimate
+    assert estimate >= pooled + 2 * pooled_error, (pooled, pooled_error)
+    assert estimate <= 1.0  # the bias of a symmetric estimator stays below W_d
+    assert np.all(shift - estimate * (short - long) < 2 * error)
+    assert dissipation_systematic_eV(-1e-4) == pytest.approx(estimate * 1e-4)  # noise below 0
 
 
 def test_extrapolation_to_bulk_is_exact_for_one_over_n_and_its_error_is_the_spread():
