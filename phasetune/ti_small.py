@@ -11,7 +11,7 @@ Built offline and reproducibly, in three steps (``python -m phasetune.ti_small``
    U = s·U_fit. Since exp(−sU/k_BT) = exp(−U/k_B(T/s)), this scales every zero-pressure
    transition temperature by s exactly (volumes at P = 0 are unchanged). The shipped model
    uses s = 1, a stand-in for a foundation model that is off by a hundred kelvin or more:
-   its hcp–bcc transition measures 1281 ± 121 K (total error; ``bench/RESULTS.md``), above
+   its hcp–bcc transition measures 1281 ± 75 K (total error; ``bench/RESULTS.md``), above
    experiment's 1155 K but not yet by more than its error.
 
 The result is saved as a state dict plus the MACE hyperparameters (``ti_small.pt``, loaded
