@@ -342,6 +342,9 @@ def absolute_gibbs_energy(
             f"{phase}_finite_size_correction_eV": result.finite_size_correction_eV,
             f"{phase}_dissipation_eV_per_atom": float(np.mean(result.dissipation_eV))
             / result.n_atoms,
+            # per replica, eV per system of n_atoms: W_rev = F_E^CM − F^CM and W_d
+            f"{phase}_replica_work_reversible_eV": np.asarray(result.work_reversible_eV).tolist(),
+            f"{phase}_replica_dissipation_eV": np.asarray(result.dissipation_eV).tolist(),
             f"{phase}_n_atoms": result.n_atoms,
             f"{phase}_extrapolated_from_n_atoms": [n for n, _, _ in result.extrapolated_from],
         },
