@@ -28,6 +28,7 @@ from __future__ import annotations
 import dataclasses
 import logging
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -209,16 +210,18 @@ def solid_free_energy(
             for crystal in (atoms, larger_crystal(atoms, phase, n_atoms=n_larger))
         ]
         return extrapolated_free_energy(*boxes)
+    n_cells = settings.n_replicas if settings.independent_cells else 1
     frames, _ = sample_state_points(
         model,
         [
             StatePoint(
-                name=f"{phase}_npt",
+                name=f"{phase}_npt" if n_cells == 1 else f"{phase}_npt_{i}",  # seeds by name
                 phase=phase,
                 atoms=atoms,
                 temperature_K=temperature_K,
                 pressure_GPa=pressure_GPa,
             )
+            for i in range(n_cells)
         ],
         SamplerSettings(
             timestep_fs=settings.timestep_fs,
@@ -234,17 +237,17 @@ def solid_free_energy(
         device=device,
         dtype=dtype,
     )
-    lattice, msd = average_lattice(frames, 0, atoms)
-    spring = spring_constant_from_msd(msd_A2=msd, temperature_K=temperature_K)
+    lattices, msds = zip(*(average_lattice(frames, i, atoms) for i in range(n_cells)), strict=True)
+    springs = [spring_constant_from_msd(msd_A2=m, temperature_K=temperature_K) for m in msds]
     return frenkel_ladd_free_energy(
         model,
-        lattice,
+        lattices[0] if n_cells == 1 else list(lattices),
         phase=phase,
         temperature_K=temperature_K,
-        spring_eV_A2=spring,
+        spring_eV_A2=springs[0] if n_cells == 1 else springs,
         pressure_GPa=pressure_GPa,
         settings=settings,
-        msd_A2=msd,
+        msd_A2=float(np.mean(msds)),
         device=device,
         dtype=dtype,
     )
@@ -252,11 +255,11 @@ def solid_free_energy(
 
 def frenkel_ladd_free_energy(
     model: ModelInterface,
-    lattice: Atoms,
+    lattice: Atoms | Sequence[Atoms],
     *,
     phase: str,
     temperature_K: float,
-    spring_eV_A2: float,
+    spring_eV_A2: float | Sequence[float],
     pressure_GPa: float = 0.0,
     settings: FrenkelLaddSettings | None = None,
     msd_A2: float = float("nan"),
@@ -269,20 +272,34 @@ def frenkel_ladd_free_energy(
     ``lattice``) and back with the centre of mass fixed; F assembles the Einstein crystal,
     W_rev and the centre-of-mass terms, and G = F + P V with V the volume of ``lattice``.
     :func:`solid_free_energy` calls this with the NPT-averaged lattice and k = 3k_BT/⟨u²⟩.
+    A list of ``n_replicas`` lattices and springs gives each replica its own (cells and sites
+    of independent NPT runs, ``independent_cells``): each replica's G then carries its own
+    cell's and sites' noise, and their spread is the error.
     """
     settings = settings or FrenkelLaddSettings()
-    _check_crystal(lattice, phase)
-    if not spring_eV_A2 > 0:
+    lattices = list(lattice) if not isinstance(lattice, Atoms) else [lattice]
+    springs = np.atleast_1d(np.asarray(spring_eV_A2, dtype=np.float64))
+    if len(lattices) > 1 and not len(lattices) == len(springs) == settings.n_replicas:
+        raise ValueError(
+            f"give one lattice and one spring per replica ({settings.n_replicas}), got "
+            f"{len(lattices)} lattices and {len(springs)} springs"
+        )
+    for one in lattices:
+        _check_crystal(one, phase)
+    if not np.all(springs > 0):
         raise ValueError(f"spring_eV_A2 must be > 0, got {spring_eV_A2}")
+    if len({len(one) for one in lattices}) != 1:
+        raise ValueError("the replicas' lattices must have the same number of atoms")
+    if len(lattices) == 1:
+        lattices, springs = lattices * settings.n_replicas, np.repeat(springs, settings.n_replicas)
     device = torch.device(device) if device is not None else model.device
-    spring = float(spring_eV_A2)
     msd = float(msd_A2)
-    n = len(lattice)
+    n = len(lattices[0])
     correction = 0.0
     if settings.finite_size_correction != "none":
         try:
             known = harmonic_finite_size_error(
-                model, lattice, phase=phase, temperature_K=temperature_K
+                model, lattices[0], phase=phase, temperature_K=temperature_K
             )
         except ValueError as error:  # e.g. a mechanically unstable lattice
             if settings.finite_size_correction == "harmonic":
@@ -296,10 +313,11 @@ def frenkel_ladd_free_energy(
                 "'none'"
             )
         correction = known or 0.0
-    state = ts.io.atoms_to_state([lattice] * settings.n_replicas, device=device, dtype=dtype)
+    state = ts.io.atoms_to_state(lattices, device=device, dtype=dtype)
+    spring_per_atom = torch.as_tensor(springs, dtype=dtype).repeat_interleave(n)
     path = LambdaPath(
         model,
-        EinsteinCrystal(sites=state.positions, spring_eV_A2=spring, device=device),
+        EinsteinCrystal(sites=state.positions, spring_eV_A2=spring_per_atom, device=device),
         fix_center_of_mass=True,
     )
     result = nonequilibrium_switching(
@@ -314,20 +332,26 @@ def frenkel_ladd_free_energy(
         progress=settings.progress,
     )
     kT = KB_EV_PER_K * temperature_K
-    volume = float(lattice.get_volume())
-    mass = float(lattice.get_masses()[0])
+    volumes = np.array([float(one.get_volume()) for one in lattices])
+    mass = float(lattices[0].get_masses()[0])
     w_rev = result.delta_f.detach().double().cpu().numpy()  # F_E^CM − F^CM per replica
-    f_einstein = n * einstein_free_energy_per_atom_eV(
-        spring_eV_A2=spring, mass_amu=mass, temperature_K=temperature_K
+    f_einstein = n * np.array(
+        [
+            einstein_free_energy_per_atom_eV(
+                spring_eV_A2=float(k), mass_amu=mass, temperature_K=temperature_K
+            )
+            for k in springs
+        ]
     )
     n_cells = n / ATOMS_PER_PRIMITIVE_CELL[phase]
     centre_of_mass = -kT * (
-        1.5 * math.log(spring * n / (2 * math.pi * kT)) + math.log(volume / n_cells)
+        1.5 * np.log(springs * n / (2 * math.pi * kT)) + np.log(volumes / n_cells)
     )
     f_total = f_einstein - w_rev + centre_of_mass
     f_total = f_total - n * correction
-    pv = pressure_GPa * EV_PER_A3_PER_GPA * volume
+    pv = pressure_GPa * EV_PER_A3_PER_GPA * volumes
     g = (f_total + pv) / n
+    volume, spring = float(volumes.mean()), float(springs.mean())
     return SolidFreeEnergy(
         phase=phase,
         temperature_K=float(temperature_K),

@@ -156,6 +156,47 @@ def test_frenkel_ladd_returns_the_exact_free_energy_of_a_harmonic_lattice(
     assert dissipation.mean() > -3 * dissipation.std(ddof=1) / math.sqrt(dissipation.size)
 
 
+def test_replicas_with_their_own_springs_each_return_the_exact_free_energy():
+    """``independent_cells``' path: one lattice and one Einstein spring per replica (3–6 eV/Å²,
+    as independent NPT runs would give). F does not depend on the reference, so every
+    replica's F/N is the exact one; a spring mixed up between the path and F_E, or the
+    centre-of-mass term, moves a replica by 1.5 k_BT ln(k_i/k_j) ≈ 0.1–0.4 k_BT."""
+    phase, n_atoms, lattice, cutoff, c_over_a = LATTICES[0]
+    atoms = build_structure(phase, element="Ar", lattice_A=lattice, n_atoms=n_atoms)
+    kT = KB_EV_PER_K * TEMPERATURE_K
+    springs = HarmonicLattice(atoms, cutoff_A=cutoff, spring_eV_A2=SPRING)
+    exact = _normal_mode_free_energy_eV(springs, atoms, TEMPERATURE_K, n_atoms) / n_atoms
+    settings = FrenkelLaddSettings(
+        timestep_fs=5.0,
+        switching_equilibration_steps=200,
+        switching_steps=2000,
+        n_replicas=4,
+        progress=False,
+    )
+    einstein = [3.0, 4.0, 5.0, 6.0]
+    result = frenkel_ladd_free_energy(
+        springs,
+        [atoms] * 4,
+        phase=phase,
+        temperature_K=TEMPERATURE_K,
+        spring_eV_A2=einstein,
+        settings=settings,
+    )
+    per_replica = (result.f_eV_per_atom - exact) / kT
+    assert abs(per_replica) < 4 * result.g_error_eV / kT + 0.004, per_replica
+    assert result.g_error_eV / kT < 0.01  # each replica exact: no spread from the springs
+    assert result.spring_eV_A2 == pytest.approx(4.5)
+    with pytest.raises(ValueError, match="one lattice and one spring per replica"):
+        frenkel_ladd_free_energy(
+            springs,
+            [atoms] * 3,
+            phase=phase,
+            temperature_K=TEMPERATURE_K,
+            spring_eV_A2=einstein[:3],
+            settings=settings,
+        )
+
+
 def test_pair_supercell_hessian_matches_autograd_of_the_lj_model(argon):
     """The supercell force constants (every periodic image within the cutoff) are the
     autograd Hessian of phasetune's LennardJones at the lattice: same βF/N to 1e-9."""
