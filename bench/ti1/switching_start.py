@@ -16,46 +16,30 @@ import sys
 import time
 
 import torch
-import torch_sim as ts
 
 from bench.common import threads_from_env
-from phasetune.free_energy.einstein import EinsteinCrystal, spring_constant_from_msd
-from phasetune.free_energy.solid import average_lattice
-from phasetune.free_energy.switching import LambdaPath, nonequilibrium_switching
+from bench.ti1.crystal_setup import (
+    TEMPERATURE_K,
+    TIMESTEP_FS,
+    crystal,
+    npt_frames,
+    sites_and_spring,
+    switching_batch,
+)
+from phasetune.free_energy.switching import nonequilibrium_switching
 from phasetune.potentials.eam import mendelev_ti1
-from phasetune.sampling.sampler import SamplerSettings, StatePoint, sample_state_points
-from phasetune.structures import build_structure
 
-TEMPERATURE_K, TIMESTEP_FS, WINDOW = 1155.0, 3.0, 100
+WINDOW = 100
 
 phase, n_atoms, steps = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
 replicas = int(sys.argv[4]) if len(sys.argv) > 4 else 8
 seed = int(sys.argv[5]) if len(sys.argv) > 5 else 0
 torch.set_num_threads(threads_from_env())
-lattice = {"hcp": dict(lattice_A=2.95, c_over_a=1.587), "bcc": dict(lattice_A=3.31)}[phase]
-atoms = build_structure(phase, element="Ti", n_atoms=n_atoms, **lattice)
+atoms = crystal(phase, n_atoms)
 model = mendelev_ti1()
 start = time.time()
-frames, _ = sample_state_points(
-    model,
-    [StatePoint(name="npt", phase=phase, atoms=atoms, temperature_K=TEMPERATURE_K)],
-    SamplerSettings(
-        timestep_fs=TIMESTEP_FS,
-        equilibration_steps=500,
-        production_steps=1000,
-        stride=20,
-        compressibility_per_GPa=0.02,
-        thermostat="langevin",
-        seed=seed,
-        progress=False,
-    ),
-)
-sites, msd = average_lattice(frames, 0, atoms)
-spring = spring_constant_from_msd(msd_A2=msd, temperature_K=TEMPERATURE_K)
-state = ts.io.atoms_to_state([sites] * replicas, device="cpu", dtype=torch.float64)
-path = LambdaPath(
-    model, EinsteinCrystal(sites=state.positions, spring_eV_A2=spring), fix_center_of_mass=True
-)
+sites, spring = sites_and_spring(npt_frames(model, atoms, phase, seed=seed), atoms)
+state, path = switching_batch(model, sites, spring, replicas)
 
 # nonequilibrium_switching's own dynamics, run at λ = 0 with ΔU read after every step:
 # one "switch" of STEPS steps from 0 to 0 (a constant schedule) records nothing, so patch the
